@@ -1,0 +1,1 @@
+//! Keyward benchmarks (see benches/).

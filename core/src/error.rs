@@ -1,0 +1,329 @@
+//! Errors: the credential's outcome ([`AuthError`]), the store failing ([`StoreError`]),
+//! bad input to an admin operation ([`InvalidValue`]) and their union ([`Error`]).
+//!
+//! No error ever contains a secret or a full key: values presented by a client are described
+//! (length, position, character class), not repeated.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::key::{Environment, KeyId, MalformedKey, Prefix, Project};
+use crate::scope::ScopeSet;
+use crate::time::Timestamp;
+
+/// Which kind of value was invalid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ValueKind {
+    /// A key prefix.
+    Prefix,
+    /// An environment name.
+    Environment,
+    /// A key id.
+    KeyId,
+    /// A project name.
+    Project,
+    /// A scope name.
+    Scope,
+    /// A key's display name.
+    Name,
+    /// A key's metadata.
+    Metadata,
+    /// A duration such as `30d`.
+    Duration,
+    /// A configuration value.
+    Config,
+}
+
+impl fmt::Display for ValueKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ValueKind::Prefix => "key prefix (2-10 of a-z, 0-9, starting with a letter)",
+            ValueKind::Environment => "environment (2-10 of a-z, 0-9, starting with a letter)",
+            ValueKind::KeyId => "key id (12 of 0-9, A-Z, a-z)",
+            ValueKind::Project => {
+                "project name (1-64 of a-z, 0-9, '.', '_', '-', starting with a letter or digit)"
+            }
+            ValueKind::Scope => {
+                "scope (1-64 of a-z, 0-9, ':', '.', '_', '-', starting with a letter or digit)"
+            }
+            ValueKind::Name => "key name (up to 128 characters, no control characters)",
+            ValueKind::Metadata => "metadata (a JSON value of at most 16 KiB)",
+            ValueKind::Duration => "duration (a number and a unit: 90s, 15m, 24h, 30d)",
+            ValueKind::Config => "configuration value",
+        })
+    }
+}
+
+/// A value given to Keyward breaks its rule. The message names the rule and, where it helps,
+/// the first offending character's position; it does not repeat the value.
+///
+/// ```
+/// let err = "Web App".parse::<keyward::Project>().unwrap_err();
+/// assert_eq!(err.to_string(), "invalid project name (1-64 of a-z, 0-9, '.', '_', '-', starting with a letter or digit): the character 'W' at position 0 is not allowed");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {kind}: {reason}")]
+pub struct InvalidValue {
+    /// What kind of value it was.
+    pub kind: ValueKind,
+    /// Why it was rejected.
+    pub reason: String,
+}
+
+impl InvalidValue {
+    pub(crate) fn new(kind: ValueKind, reason: &str) -> Self {
+        Self {
+            kind,
+            reason: reason.to_owned(),
+        }
+    }
+
+    pub(crate) fn too_long(kind: ValueKind, max: usize) -> Self {
+        Self {
+            kind,
+            reason: format!("is longer than {max} bytes"),
+        }
+    }
+
+    /// Names the byte at `i`: printable ASCII is shown (it is never part of a secret when the
+    /// value is a name), anything else is described.
+    pub(crate) fn bad_char(kind: ValueKind, s: &[u8], i: usize) -> Self {
+        let b = s.get(i).copied().unwrap_or(0);
+        let what = if b.is_ascii_graphic() && kind != ValueKind::KeyId {
+            format!("the character '{}'", b as char)
+        } else if b == b' ' {
+            "a space".to_owned()
+        } else if b >= 0x80 {
+            "a non-ASCII character".to_owned()
+        } else {
+            "a character".to_owned()
+        };
+        Self {
+            kind,
+            reason: format!("{what} at position {i} is not allowed"),
+        }
+    }
+}
+
+/// The outcome of presenting a credential, when it is not accepted.
+///
+/// Format errors come from the token alone and are specific. An unknown id and a wrong secret
+/// are one variant, [`AuthError::Invalid`], so a client cannot tell which ids exist. Revoked,
+/// expired, project, scope and quota outcomes are only reported once the secret is proven.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// No credential was presented.
+    #[error(
+        "no API key was presented: send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+    )]
+    Missing,
+    /// The presented text is not a well-formed key.
+    #[error("malformed API key: {0}")]
+    Malformed(#[from] MalformedKey),
+    /// The key belongs to another deployment or product (its prefix differs).
+    #[error(
+        "this API key has prefix '{found}', but this service issues '{expected}' keys: it belongs to another product or deployment"
+    )]
+    WrongPrefix {
+        /// The prefix this service issues.
+        expected: Prefix,
+        /// The prefix of the presented key.
+        found: Prefix,
+    },
+    /// The key is for an environment this service does not serve.
+    #[error("this is a '{found}' API key, but this service accepts {} keys: use a key of that environment", EnvList(.accepted))]
+    WrongEnvironment {
+        /// The key's environment.
+        found: Environment,
+        /// The environments this service accepts.
+        accepted: Vec<Environment>,
+    },
+    /// Unknown id or wrong secret (deliberately indistinguishable).
+    #[error(
+        "the API key is not valid: it is unknown or its secret is wrong; check that the whole key was copied, or issue a new one"
+    )]
+    Invalid,
+    /// The key was revoked.
+    #[error("API key {id} was revoked at {at}; issue a new key")]
+    Revoked {
+        /// The key's id.
+        id: KeyId,
+        /// When it was revoked.
+        at: Timestamp,
+    },
+    /// The key has expired.
+    #[error("API key {id} expired at {at}; issue a new key or rotate it before expiry")]
+    Expired {
+        /// The key's id.
+        id: KeyId,
+        /// When it expired.
+        at: Timestamp,
+    },
+    /// The key belongs to another project than the one this endpoint requires.
+    #[error(
+        "API key {id} belongs to project '{found}', but this endpoint requires project '{expected}'"
+    )]
+    WrongProject {
+        /// The key's id.
+        id: KeyId,
+        /// The project required.
+        expected: Project,
+        /// The key's project.
+        found: Project,
+    },
+    /// The key lacks scopes the endpoint requires.
+    #[error("API key {id} lacks the scope(s) {missing} that this endpoint requires")]
+    InsufficientScope {
+        /// The key's id.
+        id: KeyId,
+        /// The required scopes the key does not have.
+        missing: ScopeSet,
+    },
+    /// A usage quota is used up for this period.
+    #[error("the usage quota is exceeded: {used} of {limit} used; it resets at {resets_at}")]
+    QuotaExceeded {
+        /// The limit for the period.
+        limit: u64,
+        /// The amount used in the period.
+        used: u64,
+        /// When the period ends and the quota resets.
+        resets_at: Timestamp,
+    },
+    /// Too many requests or failed attempts in a short time.
+    #[error("too many requests: retry after {} s", retry_after.as_secs().max(1))]
+    RateLimited {
+        /// How long to wait before retrying.
+        retry_after: Duration,
+    },
+    /// More than one credential was presented (e.g. both `Authorization` and `X-API-Key`).
+    #[error("more than one API key was presented: send exactly one, in one header")]
+    MultipleCredentials,
+    /// The key was sent in the URL's query string, where it leaks into logs.
+    #[error(
+        "API keys are not accepted in the URL query string, where they end up in logs: send it in the Authorization header; then revoke this key, since it may have leaked"
+    )]
+    KeyInQueryString,
+    /// The `Authorization` header uses a scheme other than Bearer or Basic.
+    #[error("unsupported Authorization scheme: use 'Bearer <key>'")]
+    UnsupportedScheme,
+}
+
+struct EnvList<'a>(&'a [Environment]);
+
+impl fmt::Display for EnvList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("no");
+        }
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(if i + 1 == self.0.len() { " or " } else { ", " })?;
+            }
+            write!(f, "'{e}'")?;
+        }
+        Ok(())
+    }
+}
+
+/// The store (the backend) failed. This is an infrastructure problem (HTTP 503), not a verdict
+/// on the credential.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A key with this id exists already.
+    #[error("a key with id {0} already exists in the store")]
+    AlreadyExists(KeyId),
+    /// The backend failed (connection, I/O, constraint, …).
+    #[error("the {store} store failed: {source}")]
+    Backend {
+        /// Which store.
+        store: &'static str,
+        /// The backend's own error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The store holds data that Keyward cannot read back.
+    #[error(
+        "the {store} store holds a record that cannot be read ({message}); was it edited by hand?"
+    )]
+    Corrupt {
+        /// Which store.
+        store: &'static str,
+        /// What could not be read.
+        message: String,
+    },
+}
+
+impl StoreError {
+    /// Wraps a backend error, keeping it as the source.
+    pub fn backend(
+        store: &'static str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        StoreError::Backend {
+            store,
+            source: source.into(),
+        }
+    }
+
+    /// A record that cannot be decoded.
+    pub fn corrupt(store: &'static str, message: impl fmt::Display) -> Self {
+        StoreError::Corrupt {
+            store,
+            message: message.to_string(),
+        }
+    }
+}
+
+/// Any failure of a [`KeyManager`](crate::KeyManager) operation.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The credential was not accepted.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An admin operation named a key that does not exist.
+    #[error("no key with id {0}")]
+    NotFound(KeyId),
+    /// An admin operation is not possible in the key's state (e.g. rotating a revoked key).
+    #[error("key {id} cannot be changed: {reason}")]
+    InvalidState {
+        /// The key's id.
+        id: KeyId,
+        /// Why not.
+        reason: &'static str,
+    },
+    /// An input value is invalid.
+    #[error(transparent)]
+    Invalid(#[from] InvalidValue),
+    /// Hashing failed or a stored hash cannot be read.
+    #[error(transparent)]
+    Hash(#[from] crate::hash::HashError),
+    /// The random number generator failed.
+    #[error(transparent)]
+    Random(#[from] crate::key::RandomError),
+    /// Too much hashing work is queued; try again shortly (HTTP 503).
+    #[error("the server is overloaded with key verifications; retry shortly")]
+    Overloaded,
+}
+
+impl Error {
+    /// The credential outcome, if this error is one.
+    pub fn as_auth(&self) -> Option<&AuthError> {
+        match self {
+            Error::Auth(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<MalformedKey> for Error {
+    fn from(e: MalformedKey) -> Self {
+        Error::Auth(AuthError::Malformed(e))
+    }
+}

@@ -1,0 +1,762 @@
+//! The [`KeyManager`]: issue, verify, revoke, rotate, list and expire keys over any
+//! [`KeyStore`].
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::OnceCell;
+
+use crate::error::{AuthError, Error, InvalidValue, ValueKind};
+use crate::hash::{HashParams, Hasher, SecretHash};
+use crate::key::{ApiKey, Environment, KeyId, MaskedKey, Prefix, Project};
+use crate::scope::ScopeSet;
+use crate::store::{KeyChange, KeyLimits, KeyRecord, KeyStore, ListQuery};
+use crate::time::{Clock, SystemClock, Timestamp};
+
+const MAX_NAME_LEN: usize = 128;
+const MAX_METADATA_LEN: usize = 16 * 1024;
+
+/// What an endpoint requires of a key beyond being valid.
+///
+/// ```
+/// let req = keyward::Requirements::scopes(["write"])?.with_project("web-app".parse()?);
+/// assert_eq!(req.scopes.to_string(), "write");
+/// # Ok::<(), keyward::InvalidValue>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Requirements {
+    /// Scopes the key must all hold.
+    pub scopes: ScopeSet,
+    /// The project the key must belong to, if the endpoint is project-specific.
+    pub project: Option<Project>,
+}
+
+impl Requirements {
+    /// No scope and no project required: any valid key passes.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Requires these scopes.
+    ///
+    /// # Errors
+    /// [`InvalidValue`] for an invalid scope name.
+    pub fn scopes<I, S>(names: I) -> Result<Self, InvalidValue>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        Ok(Self {
+            scopes: ScopeSet::parse(names)?,
+            project: None,
+        })
+    }
+
+    /// Also requires this project.
+    pub fn with_project(mut self, project: Project) -> Self {
+        self.project = Some(project);
+        self
+    }
+}
+
+/// Who a verified key belongs to and what it may do. Holds no secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Identity {
+    /// The key's public id.
+    pub id: KeyId,
+    /// The key's prefix.
+    pub prefix: Prefix,
+    /// The project the key is bound to: where its data belongs.
+    pub project: Project,
+    /// The environment the key is bound to.
+    pub environment: Environment,
+    /// The scopes the key holds.
+    pub scopes: ScopeSet,
+    /// The key's name.
+    pub name: String,
+    /// The key's metadata.
+    pub metadata: Option<serde_json::Value>,
+    /// When the key expires, if it does.
+    pub expires_at: Option<Timestamp>,
+    /// The key's usage limits.
+    pub limits: KeyLimits,
+}
+
+impl Identity {
+    fn from_record(r: KeyRecord) -> Self {
+        Self {
+            id: r.id,
+            prefix: r.prefix,
+            project: r.project,
+            environment: r.environment,
+            scopes: r.scopes,
+            name: r.name,
+            metadata: r.metadata,
+            expires_at: r.expires_at,
+            limits: r.limits,
+        }
+    }
+}
+
+/// The public view of a key for lists and dashboards: masked, with no hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyInfo {
+    /// The public id.
+    pub id: KeyId,
+    /// The masked key, e.g. `av_prd_7Kq2mZ9xA1bC_…`.
+    pub masked: String,
+    /// The project.
+    pub project: Project,
+    /// The environment.
+    pub environment: Environment,
+    /// The scopes.
+    pub scopes: ScopeSet,
+    /// The name.
+    pub name: String,
+    /// The metadata.
+    pub metadata: Option<serde_json::Value>,
+    /// `active`, `revoked` or `expired`.
+    pub status: &'static str,
+    /// When issued.
+    pub created_at: Timestamp,
+    /// When it expires.
+    pub expires_at: Option<Timestamp>,
+    /// When revoked.
+    pub revoked_at: Option<Timestamp>,
+    /// When last used.
+    pub last_used_at: Option<Timestamp>,
+    /// The key it replaced by rotation.
+    pub rotated_from: Option<KeyId>,
+    /// Usage limits.
+    pub limits: KeyLimits,
+}
+
+impl KeyInfo {
+    /// The public view of `r` at `now`.
+    pub fn from_record(r: &KeyRecord, now: Timestamp) -> Self {
+        let status = if r.revoked_at.is_some() {
+            "revoked"
+        } else if r.is_active(now) {
+            "active"
+        } else {
+            "expired"
+        };
+        Self {
+            id: r.id,
+            masked: MaskedKey {
+                prefix: r.prefix,
+                environment: r.environment,
+                id: r.id,
+            }
+            .to_string(),
+            project: r.project.clone(),
+            environment: r.environment,
+            scopes: r.scopes.clone(),
+            name: r.name.clone(),
+            metadata: r.metadata.clone(),
+            status,
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            revoked_at: r.revoked_at,
+            last_used_at: r.last_used_at,
+            rotated_from: r.rotated_from,
+            limits: r.limits.clone(),
+        }
+    }
+}
+
+/// What to issue.
+///
+/// ```
+/// use keyward::IssueRequest;
+/// let req = IssueRequest::new("web-app".parse()?, "dev".parse()?)
+///     .scopes(["write"])?
+///     .name("ingestion")
+///     .expires_in(std::time::Duration::from_secs(30 * 86400));
+/// assert_eq!(req.scopes.to_string(), "write");
+/// # Ok::<(), keyward::InvalidValue>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct IssueRequest {
+    /// The project to bind the key to.
+    pub project: Project,
+    /// The environment to bind the key to.
+    pub environment: Environment,
+    /// The scopes to grant.
+    pub scopes: ScopeSet,
+    /// A human-readable name (at most 128 characters, no control characters).
+    pub name: String,
+    /// Free-form JSON metadata (at most 16 KiB).
+    pub metadata: Option<serde_json::Value>,
+    /// How long until the key expires.
+    pub expires_in: Option<Duration>,
+    /// Usage limits.
+    pub limits: KeyLimits,
+}
+
+impl IssueRequest {
+    /// A key for `project` in `environment`, with no scopes, no name and no expiry.
+    pub fn new(project: Project, environment: Environment) -> Self {
+        Self {
+            project,
+            environment,
+            scopes: ScopeSet::new(),
+            name: String::new(),
+            metadata: None,
+            expires_in: None,
+            limits: KeyLimits::default(),
+        }
+    }
+
+    /// Grants these scopes.
+    ///
+    /// # Errors
+    /// [`InvalidValue`] for an invalid scope name.
+    pub fn scopes<I, S>(mut self, names: I) -> Result<Self, InvalidValue>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.scopes = ScopeSet::parse(names)?;
+        Ok(self)
+    }
+
+    /// Names the key.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Attaches metadata.
+    pub fn metadata(mut self, metadata: serde_json::Value) -> Self {
+        self.metadata = Some(metadata);
+        self
+    }
+
+    /// Expires the key this long after issue.
+    pub fn expires_in(mut self, d: Duration) -> Self {
+        self.expires_in = Some(d);
+        self
+    }
+
+    /// Sets usage limits.
+    pub fn limits(mut self, limits: KeyLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+}
+
+/// A newly issued key: the full key, to be shown once, and its record.
+pub struct IssuedKey {
+    /// The full key. Show it to the user once; it cannot be recovered later.
+    pub key: ApiKey,
+    /// The stored record (hash only).
+    pub record: KeyRecord,
+}
+
+impl fmt::Debug for IssuedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IssuedKey")
+            .field("key", &self.key)
+            .field("record", &self.record)
+            .finish()
+    }
+}
+
+/// Builds a [`KeyManager`].
+#[derive(Debug)]
+pub struct KeyManagerBuilder {
+    store: Arc<dyn KeyStore>,
+    prefix: Prefix,
+    environments: Vec<Environment>,
+    hash_params: HashParams,
+    clock: Arc<dyn Clock>,
+    hasher: Option<Hasher>,
+}
+
+impl KeyManagerBuilder {
+    /// The prefix new keys get and verified keys must have (default `kw`).
+    pub fn prefix(mut self, prefix: Prefix) -> Self {
+        self.prefix = prefix;
+        self
+    }
+
+    /// An environment this service serves: keys of other environments are rejected before
+    /// any store access. Call once per environment. With none, every key is rejected.
+    pub fn serve(mut self, environment: Environment) -> Self {
+        if !self.environments.contains(&environment) {
+            self.environments.push(environment);
+        }
+        self
+    }
+
+    /// Argon2id parameters for new hashes (default: OWASP minimum). Keys hashed with weaker
+    /// parameters are re-hashed on their next successful verify.
+    pub fn hash_params(mut self, params: HashParams) -> Self {
+        self.hash_params = params;
+        self
+    }
+
+    /// Shares a [`Hasher`] (its worker pool) between managers.
+    pub fn hasher(mut self, hasher: Hasher) -> Self {
+        self.hasher = Some(hasher);
+        self
+    }
+
+    /// The clock (default: system time). Inject a [`ManualClock`](crate::ManualClock) in tests.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Builds the manager.
+    ///
+    /// # Errors
+    /// [`InvalidValue`] when the hash parameters are invalid.
+    pub fn build(self) -> Result<KeyManager, InvalidValue> {
+        let hasher = match self.hasher {
+            Some(h) => h,
+            None => Hasher::new(self.hash_params)?,
+        };
+        Ok(KeyManager {
+            inner: Arc::new(Inner {
+                store: self.store,
+                prefix: self.prefix,
+                environments: self.environments,
+                hasher,
+                clock: self.clock,
+                decoy: OnceCell::new(),
+            }),
+        })
+    }
+}
+
+/// Issues, verifies, revokes, rotates and lists keys. Cheap to clone (an `Arc` inside).
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use keyward::{HashParams, IssueRequest, KeyManager, Requirements, AuthError, Error};
+///
+/// let store = keyward_memory::MemoryStore::new(); // or keyward-sqlite, keyward-postgres
+/// let manager = KeyManager::builder(store)
+///     .prefix("av".parse()?)
+///     .serve("dev".parse()?)
+///     .hash_params(HashParams::INSECURE_TEST_ONLY) // tests only: the default is OWASP's
+///     .build()?;
+///
+/// let issued = manager
+///     .issue(IssueRequest::new("web-app".parse()?, "dev".parse()?).scopes(["write"])?)
+///     .await?;
+/// let text = issued.key.expose_secret(); // show once
+///
+/// let who = manager.verify(text, &Requirements::scopes(["write"])?).await?;
+/// assert_eq!(who.project.as_str(), "web-app");
+///
+/// let err = manager.verify(text, &Requirements::scopes(["read"])?).await.unwrap_err();
+/// assert!(matches!(err, Error::Auth(AuthError::InsufficientScope { .. })));
+///
+/// manager.revoke(&who.id).await?;
+/// assert!(matches!(
+///     manager.verify(text, &Requirements::none()).await,
+///     Err(Error::Auth(AuthError::Revoked { .. }))
+/// ));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct KeyManager {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn KeyStore>,
+    prefix: Prefix,
+    environments: Vec<Environment>,
+    hasher: Hasher,
+    clock: Arc<dyn Clock>,
+    /// A hash of a random secret, verified against when the id is unknown, so an unknown id
+    /// costs the same Argon2 work as a wrong secret.
+    decoy: OnceCell<SecretHash>,
+}
+
+impl fmt::Debug for KeyManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyManager")
+            .field("store", &self.inner.store)
+            .field("prefix", &self.inner.prefix)
+            .field("environments", &self.inner.environments)
+            .field("hasher", &self.inner.hasher)
+            .finish()
+    }
+}
+
+impl KeyManager {
+    /// Starts building a manager over `store`.
+    pub fn builder<S: KeyStore>(store: S) -> KeyManagerBuilder {
+        Self::builder_arc(Arc::new(store))
+    }
+
+    /// Starts building a manager over a shared store.
+    pub fn builder_arc(store: Arc<dyn KeyStore>) -> KeyManagerBuilder {
+        KeyManagerBuilder {
+            store,
+            prefix: Prefix::default(),
+            environments: Vec::new(),
+            hash_params: HashParams::default(),
+            clock: Arc::new(SystemClock),
+            hasher: None,
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn KeyStore> {
+        &self.inner.store
+    }
+
+    /// The prefix this manager issues and accepts.
+    pub fn prefix(&self) -> Prefix {
+        self.inner.prefix
+    }
+
+    /// The environments this manager accepts at verify.
+    pub fn environments(&self) -> &[Environment] {
+        &self.inner.environments
+    }
+
+    /// The current time on the manager's clock.
+    pub fn now(&self) -> Timestamp {
+        self.inner.clock.now()
+    }
+
+    /// Issues a new key. The returned [`IssuedKey::key`] is the only copy of the secret.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a bad name or metadata; [`Error::Store`] when the store fails.
+    #[tracing::instrument(skip_all, fields(project = %req.project, environment = %req.environment))]
+    pub async fn issue(&self, req: IssueRequest) -> Result<IssuedKey, Error> {
+        validate_key_name(&req.name)?;
+        validate_metadata(req.metadata.as_ref())?;
+        let now = self.now();
+        // A 72-bit random id colliding is rare but possible: retry with a fresh one.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let key = ApiKey::generate(self.inner.prefix, req.environment)?;
+            let secret_hash = self.inner.hasher.hash(key.secret_bytes()).await?;
+            let record = KeyRecord {
+                id: key.id(),
+                prefix: self.inner.prefix,
+                project: req.project.clone(),
+                environment: req.environment,
+                scopes: req.scopes.clone(),
+                name: req.name.clone(),
+                metadata: req.metadata.clone(),
+                created_at: now,
+                expires_at: req.expires_in.map(|d| now.saturating_add(d)),
+                revoked_at: None,
+                last_used_at: None,
+                secret_hash,
+                rotated_from: None,
+                limits: req.limits.clone(),
+            };
+            match self.inner.store.insert(&record).await {
+                Ok(()) => {
+                    tracing::info!(key.id = %record.id, "issued API key");
+                    return Ok(IssuedKey { key, record });
+                }
+                Err(crate::StoreError::AlreadyExists(_)) if attempts < 3 => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Verifies a presented key against the requirements (DESIGN §4): parse and checksum,
+    /// prefix and environment (no store access), store lookup, constant-time Argon2 check, and
+    /// only then revoked / expired / project / scope outcomes.
+    ///
+    /// # Errors
+    /// [`Error::Auth`] with the credential's outcome; [`Error::Store`] when the store fails;
+    /// [`Error::Overloaded`] when too many verifications are queued.
+    pub async fn verify(&self, presented: &str, req: &Requirements) -> Result<Identity, Error> {
+        let key = ApiKey::parse(presented)?;
+        self.verify_key(&key, req).await
+    }
+
+    /// Like [`KeyManager::verify`] for an already parsed key.
+    ///
+    /// # Errors
+    /// As [`KeyManager::verify`].
+    pub async fn verify_key(&self, key: &ApiKey, req: &Requirements) -> Result<Identity, Error> {
+        self.check_format(key)?;
+        let id = key.id();
+        let record = self.inner.store.get(&id).await?;
+        let Some(record) = record else {
+            // Same work as a wrong secret, so timing does not reveal which ids exist.
+            let decoy = self.decoy().await?;
+            let _ = self.inner.hasher.verify(key.secret_bytes(), decoy).await?;
+            tracing::debug!(key.id = %id, "rejected API key: invalid");
+            return Err(AuthError::Invalid.into());
+        };
+        let verdict = self
+            .inner
+            .hasher
+            .verify(key.secret_bytes(), &record.secret_hash)
+            .await?;
+        // The checksum is no MAC: someone could rewrite the prefix or environment of a key
+        // and fix the checksum. The record's binding is authoritative.
+        if !verdict.matches
+            || record.prefix != key.prefix()
+            || record.environment != key.environment()
+        {
+            tracing::debug!(key.id = %id, "rejected API key: invalid");
+            return Err(AuthError::Invalid.into());
+        }
+        let now = self.now();
+        check_state(&record, now, req)?;
+        if verdict.obsolete {
+            self.upgrade_hash(key).await;
+        }
+        tracing::debug!(key.id = %id, project = %record.project, "verified API key");
+        Ok(Identity::from_record(record))
+    }
+
+    /// The checks that need only the key text: prefix and environment.
+    ///
+    /// # Errors
+    /// [`AuthError::WrongPrefix`] or [`AuthError::WrongEnvironment`].
+    pub fn check_format(&self, key: &ApiKey) -> Result<(), AuthError> {
+        if key.prefix() != self.inner.prefix {
+            return Err(AuthError::WrongPrefix {
+                expected: self.inner.prefix,
+                found: key.prefix(),
+            });
+        }
+        if !self.inner.environments.contains(&key.environment()) {
+            return Err(AuthError::WrongEnvironment {
+                found: key.environment(),
+                accepted: self.inner.environments.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn decoy(&self) -> Result<&SecretHash, Error> {
+        self.inner
+            .decoy
+            .get_or_try_init(|| async {
+                let key = ApiKey::generate(self.inner.prefix, Environment::new("decoy")?)?;
+                self.inner.hasher.hash(key.secret_bytes()).await
+            })
+            .await
+    }
+
+    async fn upgrade_hash(&self, key: &ApiKey) {
+        let result = async {
+            let hash = self.inner.hasher.hash(key.secret_bytes()).await?;
+            let change = KeyChange {
+                secret_hash: Some(hash),
+                ..KeyChange::default()
+            };
+            self.inner.store.update(&key.id(), &change).await?;
+            Ok::<_, Error>(())
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                tracing::info!(key.id = %key.id(), "re-hashed API key with current parameters")
+            }
+            Err(e) => tracing::warn!(key.id = %key.id(), error = %e, "could not re-hash API key"),
+        }
+    }
+
+    /// Revokes a key, effective for every verify that starts after this returns. Idempotent:
+    /// revoking a revoked key keeps the first revocation time.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown id; [`Error::Store`] when the store fails.
+    #[tracing::instrument(skip_all, fields(key.id = %id))]
+    pub async fn revoke(&self, id: &KeyId) -> Result<KeyInfo, Error> {
+        let change = KeyChange {
+            revoke_at: Some(self.now()),
+            ..KeyChange::default()
+        };
+        let record = self.update(id, &change).await?;
+        tracing::info!("revoked API key");
+        Ok(KeyInfo::from_record(&record, self.now()))
+    }
+
+    /// Sets (or clears, with `None`) a key's expiry.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown id; [`Error::Store`] when the store fails.
+    #[tracing::instrument(skip_all, fields(key.id = %id))]
+    pub async fn set_expiry(&self, id: &KeyId, at: Option<Timestamp>) -> Result<KeyInfo, Error> {
+        let change = KeyChange {
+            expires_at: Some(at),
+            ..KeyChange::default()
+        };
+        let record = self.update(id, &change).await?;
+        Ok(KeyInfo::from_record(&record, self.now()))
+    }
+
+    /// Applies a change (scopes, name, metadata, limits…) to a key.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown id; [`Error::Invalid`] for a bad name or metadata;
+    /// [`Error::Store`] when the store fails.
+    pub async fn update(&self, id: &KeyId, change: &KeyChange) -> Result<KeyRecord, Error> {
+        if let Some(name) = &change.name {
+            validate_key_name(name)?;
+        }
+        if let Some(m) = &change.metadata {
+            validate_metadata(m.as_ref())?;
+        }
+        self.inner
+            .store
+            .update(id, change)
+            .await?
+            .ok_or(Error::NotFound(*id))
+    }
+
+    /// Rotates a key: issues a new key with the same binding, scopes, name, metadata, limits
+    /// and expiry, and lets the old key work for `grace` longer (never longer than it would
+    /// have). Rotating a revoked or expired key fails.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::InvalidState`] for a revoked or expired key,
+    /// [`Error::Store`] when the store fails.
+    #[tracing::instrument(skip_all, fields(key.id = %id))]
+    pub async fn rotate(&self, id: &KeyId, grace: Duration) -> Result<IssuedKey, Error> {
+        let old = self
+            .inner
+            .store
+            .get(id)
+            .await?
+            .ok_or(Error::NotFound(*id))?;
+        let now = self.now();
+        if old.revoked_at.is_some() {
+            return Err(Error::InvalidState {
+                id: *id,
+                reason: "it is revoked; issue a new key instead",
+            });
+        }
+        if !old.is_active(now) {
+            return Err(Error::InvalidState {
+                id: *id,
+                reason: "it has expired; issue a new key instead",
+            });
+        }
+        let mut attempts = 0;
+        let issued = loop {
+            attempts += 1;
+            let key = ApiKey::generate(old.prefix, old.environment)?;
+            let record = KeyRecord {
+                id: key.id(),
+                created_at: now,
+                revoked_at: None,
+                last_used_at: None,
+                secret_hash: self.inner.hasher.hash(key.secret_bytes()).await?,
+                rotated_from: Some(old.id),
+                ..old.clone()
+            };
+            match self.inner.store.insert(&record).await {
+                Ok(()) => break IssuedKey { key, record },
+                Err(crate::StoreError::AlreadyExists(_)) if attempts < 3 => continue,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let grace_end = now.saturating_add(grace);
+        let old_expiry = old.expires_at.map_or(grace_end, |e| e.min(grace_end));
+        let change = KeyChange {
+            expires_at: Some(Some(old_expiry)),
+            ..KeyChange::default()
+        };
+        self.update(id, &change).await?;
+        tracing::info!(new_key.id = %issued.record.id, grace_end = %old_expiry, "rotated API key");
+        Ok(issued)
+    }
+
+    /// Fetches one key's public view.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the store fails.
+    pub async fn get(&self, id: &KeyId) -> Result<Option<KeyInfo>, Error> {
+        let now = self.now();
+        Ok(self
+            .inner
+            .store
+            .get(id)
+            .await?
+            .map(|r| KeyInfo::from_record(&r, now)))
+    }
+
+    /// Lists keys (masked, no hashes), one page at a time. Pass the last item's
+    /// `(created_at, id)` as `query.after` for the next page.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the store fails.
+    pub async fn list(&self, query: &ListQuery) -> Result<Vec<KeyInfo>, Error> {
+        let now = self.now();
+        Ok(self
+            .inner
+            .store
+            .list(query)
+            .await?
+            .iter()
+            .map(|r| KeyInfo::from_record(r, now))
+            .collect())
+    }
+}
+
+fn check_state(record: &KeyRecord, now: Timestamp, req: &Requirements) -> Result<(), AuthError> {
+    if let Some(at) = record.revoked_at {
+        return Err(AuthError::Revoked { id: record.id, at });
+    }
+    if let Some(at) = record.expires_at
+        && now >= at
+    {
+        return Err(AuthError::Expired { id: record.id, at });
+    }
+    if let Some(expected) = &req.project
+        && *expected != record.project
+    {
+        return Err(AuthError::WrongProject {
+            id: record.id,
+            expected: expected.clone(),
+            found: record.project.clone(),
+        });
+    }
+    let missing = record.scopes.missing(&req.scopes);
+    if !missing.is_empty() {
+        return Err(AuthError::InsufficientScope {
+            id: record.id,
+            missing,
+        });
+    }
+    Ok(())
+}
+
+fn validate_key_name(name: &str) -> Result<(), InvalidValue> {
+    if name.len() > MAX_NAME_LEN {
+        return Err(InvalidValue::too_long(ValueKind::Name, MAX_NAME_LEN));
+    }
+    if let Some(i) = name.bytes().position(|b| b.is_ascii_control()) {
+        return Err(InvalidValue::bad_char(ValueKind::Name, name.as_bytes(), i));
+    }
+    Ok(())
+}
+
+fn validate_metadata(m: Option<&serde_json::Value>) -> Result<(), InvalidValue> {
+    if let Some(m) = m {
+        let len = serde_json::to_vec(m).map(|v| v.len()).unwrap_or(usize::MAX);
+        if len > MAX_METADATA_LEN {
+            return Err(InvalidValue::too_long(
+                ValueKind::Metadata,
+                MAX_METADATA_LEN,
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,149 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use keyward::{
+    Changes, Consumption, KeyChange, KeyId, KeyRecord, KeyStore, ListQuery, StoreError, Timestamp,
+    UsageBucket, async_trait,
+};
+
+const STORE: &str = "memory";
+/// How many change-log entries are kept; a reader further behind is told to resync.
+const CHANGE_LOG_LEN: usize = 65_536;
+
+/// A [`KeyStore`] in process memory. Clones share the same data.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use keyward::KeyStore;
+/// let store = keyward_memory::MemoryStore::new();
+/// assert!(store.get(&"7Kq2mZ9xA1bC".parse()?).await?.is_none());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStore {
+    state: Arc<Mutex<State>>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    records: HashMap<KeyId, KeyRecord>,
+    revision: u64,
+    log: VecDeque<(u64, KeyId)>,
+    usage: HashMap<UsageBucket, u64>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, State>, StoreError> {
+        self.state
+            .lock()
+            .map_err(|_| StoreError::corrupt(STORE, "a thread panicked while holding the store"))
+    }
+}
+
+#[async_trait]
+impl KeyStore for MemoryStore {
+    async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError> {
+        let mut s = self.lock()?;
+        if s.records.contains_key(&record.id) {
+            return Err(StoreError::AlreadyExists(record.id));
+        }
+        s.records.insert(record.id, record.clone());
+        Ok(())
+    }
+
+    async fn get(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
+        Ok(self.lock()?.records.get(id).cloned())
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Vec<KeyRecord>, StoreError> {
+        let s = self.lock()?;
+        let mut out: Vec<&KeyRecord> = s
+            .records
+            .values()
+            .filter(|r| query.matches(r))
+            .filter(|r| query.after.is_none_or(|after| (r.created_at, r.id) > after))
+            .collect();
+        out.sort_by_key(|r| (r.created_at, r.id));
+        Ok(out
+            .into_iter()
+            .take(query.limit as usize)
+            .cloned()
+            .collect())
+    }
+
+    async fn update(
+        &self,
+        id: &KeyId,
+        change: &KeyChange,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        let mut s = self.lock()?;
+        let Some(record) = s.records.get_mut(id) else {
+            return Ok(None);
+        };
+        change.apply_to(record);
+        let updated = record.clone();
+        s.revision += 1;
+        let rev = s.revision;
+        s.log.push_back((rev, *id));
+        if s.log.len() > CHANGE_LOG_LEN {
+            s.log.pop_front();
+        }
+        Ok(Some(updated))
+    }
+
+    async fn record_usage(&self, used: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {
+        let mut s = self.lock()?;
+        for (id, at) in used {
+            if let Some(r) = s.records.get_mut(id) {
+                r.last_used_at = Some(r.last_used_at.map_or(*at, |prev| prev.max(*at)));
+            }
+        }
+        Ok(())
+    }
+
+    async fn consume(
+        &self,
+        bucket: &UsageBucket,
+        amount: u64,
+        limit: u64,
+    ) -> Result<Consumption, StoreError> {
+        let mut s = self.lock()?;
+        let used = s.usage.entry(bucket.clone()).or_insert(0);
+        match used.checked_add(amount) {
+            Some(total) if total <= limit => {
+                *used = total;
+                Ok(Consumption::Granted { used: total })
+            }
+            _ => Ok(Consumption::Refused { used: *used }),
+        }
+    }
+
+    async fn usage(&self, bucket: &UsageBucket) -> Result<u64, StoreError> {
+        Ok(self.lock()?.usage.get(bucket).copied().unwrap_or(0))
+    }
+
+    async fn changes_since(&self, revision: u64) -> Result<Changes, StoreError> {
+        let s = self.lock()?;
+        let oldest_kept = s.log.front().map_or(s.revision, |(rev, _)| rev - 1);
+        Ok(Changes {
+            revision: s.revision,
+            ids: s
+                .log
+                .iter()
+                .filter(|(rev, _)| *rev > revision)
+                .map(|(_, id)| *id)
+                .collect(),
+            resync: revision < oldest_kept,
+        })
+    }
+}

@@ -1,0 +1,1 @@
+//! keyward-postgres (in progress)

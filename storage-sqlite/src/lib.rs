@@ -1,0 +1,1 @@
+//! keyward-sqlite (in progress)
