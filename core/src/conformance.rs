@@ -2,7 +2,7 @@
 //!
 //! Every store runs all of it with one line in its tests:
 //!
-//! ```ignore
+//! ```text
 //! async fn make_store() -> Option<Arc<dyn KeyStore>> { Some(Arc::new(MyStore::new())) }
 //! keyward::store_conformance_tests!(make_store);
 //! ```

@@ -444,11 +444,23 @@ fn label_unchecked(b: &[u8]) -> Label {
     }
 }
 
-impl Drop for ApiKey {
-    fn drop(&mut self) {
+impl Zeroize for ApiKey {
+    /// Overwrites the whole key with zeros; the key is empty afterwards.
+    fn zeroize(&mut self) {
         self.buf.zeroize();
+        self.len = 0;
+        self.prefix_len = 0;
+        self.env_len = 0;
     }
 }
+
+impl Drop for ApiKey {
+    fn drop(&mut self) {
+        self.zeroize();
+    }
+}
+
+impl zeroize::ZeroizeOnDrop for ApiKey {}
 
 impl Clone for ApiKey {
     fn clone(&self) -> Self {
@@ -856,6 +868,15 @@ mod tests {
         }
         digits.reverse();
         assert_eq!(&checksum(b"a")[..], &digits[..]);
+    }
+
+    #[test]
+    fn zeroize_wipes_every_byte_of_the_key() {
+        let mut k = key();
+        assert!(k.buf.iter().any(|&b| b != 0));
+        k.zeroize();
+        assert!(k.buf.iter().all(|&b| b == 0));
+        assert_eq!(k.expose_secret(), "");
     }
 
     #[test]
