@@ -35,3 +35,8 @@ pub use time::{Clock, ManualClock, SystemClock, Timestamp, parse_duration};
 
 /// Re-exported so stores implement [`KeyStore`] with the same macro version.
 pub use async_trait::async_trait;
+
+/// The workspace README's examples, run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
