@@ -675,6 +675,7 @@ pub async fn manager_revokes_rotates_and_expires_keys(store: &Arc<dyn KeyStore>)
 
     // Rotation: both work during the grace period, only the new one after it.
     let b = m.issue(req.clone().name("rotating")).await.expect("issue");
+    clock.advance(Duration::from_secs(1)); // distinct creation times keep the listing order fixed
     let rotated = m
         .rotate(&b.record.id, Duration::from_secs(3600))
         .await
@@ -931,6 +932,7 @@ macro_rules! __conformance_cases {
 pub struct CountingStore {
     inner: Arc<dyn KeyStore>,
     calls: AtomicUsize,
+    gets: AtomicUsize,
 }
 
 impl CountingStore {
@@ -939,12 +941,18 @@ impl CountingStore {
         Self {
             inner,
             calls: AtomicUsize::new(0),
+            gets: AtomicUsize::new(0),
         }
     }
 
     /// Calls made so far.
     pub fn calls(&self) -> usize {
         self.calls.load(Ordering::SeqCst)
+    }
+
+    /// `get` calls made so far (the verify path's lookups).
+    pub fn gets(&self) -> usize {
+        self.gets.load(Ordering::SeqCst)
     }
 
     fn tick(&self) {
@@ -960,6 +968,7 @@ impl KeyStore for CountingStore {
     }
     async fn get(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
         self.tick();
+        self.gets.fetch_add(1, Ordering::SeqCst);
         self.inner.get(id).await
     }
     async fn list(&self, query: &ListQuery) -> Result<Vec<KeyRecord>, StoreError> {

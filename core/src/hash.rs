@@ -184,6 +184,7 @@ struct HasherInner {
     buffers: Mutex<Vec<Vec<Block>>>,
     queued: AtomicUsize,
     max_queued: usize,
+    runs: AtomicUsize,
 }
 
 impl fmt::Debug for Hasher {
@@ -232,8 +233,15 @@ impl Hasher {
                 buffers: Mutex::new(Vec::new()),
                 queued: AtomicUsize::new(0),
                 max_queued,
+                runs: AtomicUsize::new(0),
             }),
         })
+    }
+
+    /// How many Argon2 computations this hasher has run (a metric, and how tests prove a
+    /// path runs no Argon2).
+    pub fn runs(&self) -> usize {
+        self.inner.runs.load(Ordering::Relaxed)
     }
 
     /// The policy parameters new hashes are made with.
@@ -358,6 +366,7 @@ impl Hasher {
             vec![Block::default(); blocks_needed]
         };
         let this = self.clone();
+        inner.runs.fetch_add(1, Ordering::Relaxed);
         let result = tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let argon = Argon2::new(algorithm, version, params);

@@ -278,6 +278,12 @@ impl<'de> Deserialize<'de> for KeyId {
 #[error("the operating system's random number generator failed: {0}")]
 pub struct RandomError(#[source] rand::rngs::SysError);
 
+impl RandomError {
+    pub(crate) fn from_sys(e: rand::rngs::SysError) -> Self {
+        Self(e)
+    }
+}
+
 /// Fills `out` with uniformly random base62 characters from the OS CSPRNG
 /// (rejection sampling: bytes ≥ 248 are discarded so every character is equally likely).
 fn fill_base62(out: &mut [u8]) -> Result<(), RandomError> {

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod cache;
 pub mod client;
 pub mod error;
 pub mod hash;
@@ -17,6 +18,7 @@ pub mod http;
 #[cfg(feature = "test-util")]
 pub mod conformance;
 
+pub use cache::CacheConfig;
 pub use error::{AuthError, Error, InvalidValue, StoreError, ValueKind};
 pub use hash::{HashError, HashParams, Hasher, SecretHash, Verdict};
 pub use key::{

@@ -5,8 +5,15 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::Ordering;
+
 use serde::Serialize;
 use tokio::sync::OnceCell;
+use tokio::task::AbortHandle;
+
+use crate::cache::{CacheConfig, Entry, VerifyCache, establish, watch_changes};
 
 use crate::error::{AuthError, Error, InvalidValue, ValueKind};
 use crate::hash::{HashParams, Hasher, SecretHash};
@@ -274,9 +281,30 @@ pub struct KeyManagerBuilder {
     hash_params: HashParams,
     clock: Arc<dyn Clock>,
     hasher: Option<Hasher>,
+    cache: Option<CacheConfig>,
+    usage_flush_interval: Duration,
 }
 
 impl KeyManagerBuilder {
+    /// Verify cache settings (the cache is on by default with [`CacheConfig::default`]).
+    pub fn cache(mut self, config: CacheConfig) -> Self {
+        self.cache = Some(config);
+        self
+    }
+
+    /// Turns the verify cache off: every verify reads the store and runs Argon2.
+    pub fn without_cache(mut self) -> Self {
+        self.cache = None;
+        self
+    }
+
+    /// How often last-used times are written to the store in one batch (default 5 s). Call
+    /// [`KeyManager::shutdown`] on graceful shutdown to write the last batch.
+    pub fn usage_flush_interval(mut self, interval: Duration) -> Self {
+        self.usage_flush_interval = interval;
+        self
+    }
+
     /// The prefix new keys get and verified keys must have (default `kw`).
     pub fn prefix(mut self, prefix: Prefix) -> Self {
         self.prefix = prefix;
@@ -311,14 +339,24 @@ impl KeyManagerBuilder {
         self
     }
 
-    /// Builds the manager.
+    /// Builds the manager. Background tasks (cache coherence, last-used flushing) start on
+    /// the first verify, on the Tokio runtime it runs on.
     ///
     /// # Errors
-    /// [`InvalidValue`] when the hash parameters are invalid.
+    /// [`InvalidValue`] when the hash parameters are invalid or the random generator fails.
     pub fn build(self) -> Result<KeyManager, InvalidValue> {
         let hasher = match self.hasher {
             Some(h) => h,
             None => Hasher::new(self.hash_params)?,
+        };
+        let cache = match self.cache {
+            Some(config) => Some(Arc::new(VerifyCache::new(config).map_err(|e| {
+                InvalidValue {
+                    kind: ValueKind::Config,
+                    reason: e.to_string(),
+                }
+            })?)),
+            None => None,
         };
         Ok(KeyManager {
             inner: Arc::new(Inner {
@@ -328,6 +366,11 @@ impl KeyManagerBuilder {
                 hasher,
                 clock: self.clock,
                 decoy: OnceCell::new(),
+                cache,
+                usage: Arc::new(UsageBatch::default()),
+                usage_flush_interval: self.usage_flush_interval,
+                started: OnceCell::new(),
+                tasks: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -379,6 +422,54 @@ struct Inner {
     /// A hash of a random secret, verified against when the id is unknown, so an unknown id
     /// costs the same Argon2 work as a wrong secret.
     decoy: OnceCell<SecretHash>,
+    cache: Option<Arc<VerifyCache>>,
+    usage: Arc<UsageBatch>,
+    usage_flush_interval: Duration,
+    started: OnceCell<()>,
+    tasks: Mutex<Vec<AbortHandle>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Ok(tasks) = self.tasks.lock() {
+            for t in tasks.iter() {
+                t.abort();
+            }
+        }
+    }
+}
+
+/// Last-used times waiting to be written in one batch.
+#[derive(Debug, Default)]
+struct UsageBatch {
+    pending: Mutex<HashMap<KeyId, Timestamp>>,
+}
+
+impl UsageBatch {
+    fn note(&self, id: KeyId, at: Timestamp) {
+        if let Ok(mut p) = self.pending.lock() {
+            let slot = p.entry(id).or_insert(at);
+            *slot = (*slot).max(at);
+        }
+    }
+
+    async fn flush(&self, store: &dyn KeyStore) -> Result<(), crate::StoreError> {
+        let batch: Vec<(KeyId, Timestamp)> = match self.pending.lock() {
+            Ok(mut p) => p.drain().collect(),
+            Err(_) => return Ok(()),
+        };
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let result = store.record_usage(&batch).await;
+        if result.is_err() {
+            // Keep them for the next flush.
+            for (id, at) in batch {
+                self.note(id, at);
+            }
+        }
+        result
+    }
 }
 
 impl fmt::Debug for KeyManager {
@@ -407,6 +498,8 @@ impl KeyManager {
             hash_params: HashParams::default(),
             clock: Arc::new(SystemClock),
             hasher: None,
+            cache: Some(CacheConfig::default()),
+            usage_flush_interval: Duration::from_secs(5),
         }
     }
 
@@ -423,6 +516,11 @@ impl KeyManager {
     /// The environments this manager accepts at verify.
     pub fn environments(&self) -> &[Environment] {
         &self.inner.environments
+    }
+
+    /// The hasher (its [`Hasher::runs`] counts Argon2 computations).
+    pub fn hasher(&self) -> &Hasher {
+        &self.inner.hasher
     }
 
     /// The current time on the manager's clock.
@@ -490,6 +588,47 @@ impl KeyManager {
     /// As [`KeyManager::verify`].
     pub async fn verify_key(&self, key: &ApiKey, req: &Requirements) -> Result<Identity, Error> {
         self.check_format(key)?;
+        self.inner
+            .started
+            .get_or_init(|| self.start_background())
+            .await;
+        let Some(cache) = &self.inner.cache else {
+            let (record, obsolete) = self.cold_verify(key).await?;
+            return self.accept(key, record, obsolete, req).await;
+        };
+        let id = key.id();
+        let digest = cache.digest(key.secret_bytes());
+        if let Some(entry) = cache.get(&id) {
+            return self.accept_warm(key, &entry, &digest, req);
+        }
+        if cache.too_many_failures(&id) {
+            tracing::debug!(key.id = %id, "rejected API key: too many failed attempts");
+            return Err(AuthError::RateLimited {
+                retry_after: cache.config().failure_window,
+            }
+            .into());
+        }
+        // Single flight: concurrent cold verifies of one id run Argon2 once.
+        let _flight = cache.lock_id(id).await;
+        if let Some(entry) = cache.get(&id) {
+            return self.accept_warm(key, &entry, &digest, req);
+        }
+        let epoch = cache.epoch();
+        match self.cold_verify(key).await {
+            Ok((record, obsolete)) => {
+                cache.insert_if_unchanged(epoch, digest, record.clone());
+                self.accept(key, record, obsolete, req).await
+            }
+            Err(Error::Auth(AuthError::Invalid)) => {
+                cache.record_failure(&id);
+                Err(AuthError::Invalid.into())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Store lookup and Argon2: the record if the secret and the binding match.
+    async fn cold_verify(&self, key: &ApiKey) -> Result<(KeyRecord, bool), Error> {
         let id = key.id();
         let record = self.inner.store.get(&id).await?;
         let Some(record) = record else {
@@ -513,13 +652,114 @@ impl KeyManager {
             tracing::debug!(key.id = %id, "rejected API key: invalid");
             return Err(AuthError::Invalid.into());
         }
+        Ok((record, verdict.obsolete))
+    }
+
+    fn accept_warm(
+        &self,
+        key: &ApiKey,
+        entry: &Entry,
+        digest: &crate::cache::Digest,
+        req: &Requirements,
+    ) -> Result<Identity, Error> {
+        let record = &entry.record;
+        if !entry.digest.matches(digest)
+            || record.prefix != key.prefix()
+            || record.environment != key.environment()
+        {
+            tracing::debug!(key.id = %record.id, "rejected API key: invalid (cached id)");
+            return Err(AuthError::Invalid.into());
+        }
+        let now = self.now();
+        check_state(record, now, req)?;
+        // Queue the last-used time at most once per flush interval per key.
+        let interval =
+            i64::try_from(self.inner.usage_flush_interval.as_millis()).unwrap_or(i64::MAX);
+        let noted = entry.noted_at.load(Ordering::Relaxed);
+        if now.unix_millis().saturating_sub(noted) >= interval {
+            entry.noted_at.store(now.unix_millis(), Ordering::Relaxed);
+            self.inner.usage.note(record.id, now);
+        }
+        Ok(Identity::from_record(record.clone()))
+    }
+
+    async fn accept(
+        &self,
+        key: &ApiKey,
+        record: KeyRecord,
+        obsolete: bool,
+        req: &Requirements,
+    ) -> Result<Identity, Error> {
         let now = self.now();
         check_state(&record, now, req)?;
-        if verdict.obsolete {
+        if obsolete {
             self.upgrade_hash(key).await;
         }
-        tracing::debug!(key.id = %id, project = %record.project, "verified API key");
+        self.inner.usage.note(record.id, now);
+        tracing::debug!(key.id = %record.id, project = %record.project, "verified API key");
         Ok(Identity::from_record(record))
+    }
+
+    /// Starts the background tasks (once, on the current Tokio runtime): establishes the
+    /// change-feed baseline before anything is cached, then follows the feed.
+    async fn start_background(&self) {
+        let mut handles = Vec::new();
+        if let Some(cache) = &self.inner.cache {
+            let feed = establish(self.inner.store.as_ref(), cache).await;
+            let task = tokio::spawn(watch_changes(
+                Arc::clone(&self.inner.store),
+                Arc::clone(cache),
+                feed,
+            ));
+            handles.push(task.abort_handle());
+        }
+        let (usage, store, every) = (
+            Arc::clone(&self.inner.usage),
+            Arc::clone(&self.inner.store),
+            self.inner.usage_flush_interval,
+        );
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = usage.flush(store.as_ref()).await {
+                    tracing::warn!(error = %e, "could not record last-used times; will retry");
+                }
+            }
+        });
+        handles.push(task.abort_handle());
+        if let Ok(mut tasks) = self.inner.tasks.lock() {
+            tasks.extend(handles);
+        }
+    }
+
+    /// Writes pending last-used times to the store now.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the store fails (the times are kept for the next flush).
+    pub async fn flush_usage(&self) -> Result<(), Error> {
+        Ok(self.inner.usage.flush(self.inner.store.as_ref()).await?)
+    }
+
+    /// Graceful shutdown: writes pending last-used times and stops background tasks.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the final flush fails.
+    pub async fn shutdown(&self) -> Result<(), Error> {
+        if let Ok(tasks) = self.inner.tasks.lock() {
+            for t in tasks.iter() {
+                t.abort();
+            }
+        }
+        self.flush_usage().await
+    }
+
+    fn invalidate(&self, id: &KeyId) {
+        if let Some(cache) = &self.inner.cache {
+            cache.invalidate(id);
+        }
     }
 
     /// The checks that need only the key text: prefix and environment.
@@ -560,6 +800,7 @@ impl KeyManager {
                 ..KeyChange::default()
             };
             self.inner.store.update(&key.id(), &change).await?;
+            self.invalidate(&key.id());
             Ok::<_, Error>(())
         }
         .await;
@@ -613,11 +854,10 @@ impl KeyManager {
         if let Some(m) = &change.metadata {
             validate_metadata(m.as_ref())?;
         }
-        self.inner
-            .store
-            .update(id, change)
-            .await?
-            .ok_or(Error::NotFound(*id))
+        let updated = self.inner.store.update(id, change).await;
+        // Invalidate even on error: the change may have been applied before the failure.
+        self.invalidate(id);
+        updated?.ok_or(Error::NotFound(*id))
     }
 
     /// Rotates a key: issues a new key with the same binding, scopes, name, metadata, limits

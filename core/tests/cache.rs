@@ -1,0 +1,238 @@
+//! The verify cache: warm verifies skip the store and Argon2, stay coherent, and bound abuse.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use keyward::conformance::{CountingStore, fix_checksum};
+use keyward::{
+    AuthError, CacheConfig, Error, HashParams, IssueRequest, KeyManager, KeyStore, Requirements,
+};
+use keyward_memory::MemoryStore;
+
+fn manager_on(store: Arc<dyn KeyStore>, cache: CacheConfig) -> KeyManager {
+    KeyManager::builder_arc(store)
+        .serve("dev".parse().unwrap())
+        .hash_params(HashParams::INSECURE_TEST_ONLY)
+        .cache(cache)
+        .build()
+        .unwrap()
+}
+
+fn request() -> IssueRequest {
+    IssueRequest::new("web-app".parse().unwrap(), "dev".parse().unwrap())
+        .scopes(["read"])
+        .unwrap()
+}
+
+fn wrong_secret(text: &str) -> String {
+    let i = text.len() - 20;
+    let mut t = text.to_owned();
+    t.replace_range(i..i + 1, if &text[i..=i] == "a" { "b" } else { "a" });
+    fix_checksum(&t)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_verify_reads_no_store_and_runs_no_argon2() {
+    let counting = Arc::new(CountingStore::new(Arc::new(MemoryStore::new())));
+    let m = manager_on(counting.clone(), CacheConfig::default());
+    let issued = m.issue(request()).await.unwrap();
+    let text = issued.key.expose_secret();
+    let runs = m.hasher().runs();
+    m.verify(text, &Requirements::none()).await.unwrap();
+    assert_eq!(
+        (counting.gets(), m.hasher().runs()),
+        (1, runs + 1),
+        "cold: one read, one Argon2"
+    );
+    for _ in 0..100 {
+        m.verify(text, &Requirements::scopes(["read"]).unwrap())
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        (counting.gets(), m.hasher().runs()),
+        (1, runs + 1),
+        "warm: nothing more"
+    );
+    // Scope and project checks still apply on the warm path.
+    assert!(matches!(
+        m.verify(text, &Requirements::scopes(["admin"]).unwrap())
+            .await,
+        Err(Error::Auth(AuthError::InsufficientScope { .. }))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_secret_for_a_cached_id_is_rejected_without_argon2() {
+    let m = manager_on(Arc::new(MemoryStore::new()), CacheConfig::default());
+    let issued = m.issue(request()).await.unwrap();
+    let text = issued.key.expose_secret();
+    m.verify(text, &Requirements::none()).await.unwrap();
+    let runs = m.hasher().runs();
+    for _ in 0..50 {
+        assert!(matches!(
+            m.verify(&wrong_secret(text), &Requirements::none()).await,
+            Err(Error::Auth(AuthError::Invalid))
+        ));
+    }
+    assert_eq!(m.hasher().runs(), runs);
+    m.verify(text, &Requirements::none())
+        .await
+        .expect("the right secret still works");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_cold_verifies_of_one_key_run_argon2_once() {
+    let counting = Arc::new(CountingStore::new(Arc::new(MemoryStore::new())));
+    let m = manager_on(counting.clone(), CacheConfig::default());
+    let issued = m.issue(request()).await.unwrap();
+    let text = Arc::new(issued.key.expose_secret().to_owned());
+    let runs = m.hasher().runs();
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let (m, text) = (m.clone(), Arc::clone(&text));
+            tokio::spawn(async move { m.verify(&text, &Requirements::none()).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(m.hasher().runs(), runs + 1);
+    assert_eq!(counting.gets(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_cold_attempts_per_id_are_limited_before_argon2() {
+    let cache = CacheConfig {
+        max_failures: 3,
+        ..CacheConfig::default()
+    };
+    let m = manager_on(Arc::new(MemoryStore::new()), cache);
+    let issued = m.issue(request()).await.unwrap();
+    let guess = wrong_secret(issued.key.expose_secret());
+    for _ in 0..3 {
+        assert!(matches!(
+            m.verify(&guess, &Requirements::none()).await,
+            Err(Error::Auth(AuthError::Invalid))
+        ));
+    }
+    let runs = m.hasher().runs();
+    for _ in 0..20 {
+        assert!(matches!(
+            m.verify(&guess, &Requirements::none()).await,
+            Err(Error::Auth(AuthError::RateLimited { .. }))
+        ));
+    }
+    assert_eq!(m.hasher().runs(), runs, "limited attempts run no Argon2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_through_another_manager_reaches_the_cache_within_the_poll_interval() {
+    let store: Arc<dyn KeyStore> = Arc::new(MemoryStore::new());
+    let poll = Duration::from_millis(20);
+    let cache = CacheConfig {
+        poll_interval: poll,
+        ..CacheConfig::default()
+    };
+    let a = manager_on(Arc::clone(&store), cache.clone());
+    let b = manager_on(Arc::clone(&store), cache);
+    let issued = a.issue(request()).await.unwrap();
+    let text = issued.key.expose_secret();
+    a.verify(text, &Requirements::none()).await.unwrap();
+    b.verify(text, &Requirements::none()).await.unwrap();
+    // Let B's watcher take its baseline revision.
+    tokio::time::sleep(poll * 3).await;
+    b.verify(text, &Requirements::none())
+        .await
+        .expect("warm in B");
+    let start = Instant::now();
+    a.revoke(&issued.record.id).await.unwrap();
+    assert!(matches!(
+        a.verify(text, &Requirements::none()).await,
+        Err(Error::Auth(AuthError::Revoked { .. }))
+    ));
+    loop {
+        match b.verify(text, &Requirements::none()).await {
+            Err(Error::Auth(AuthError::Revoked { .. })) => break,
+            Ok(_) => assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "B never heard of the revocation"
+            ),
+            other => panic!("{other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    eprintln!(
+        "revocation reached the other manager's cache after {:?} (poll interval {poll:?})",
+        start.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_used_times_are_written_in_batches_and_on_shutdown() {
+    let counting = Arc::new(CountingStore::new(Arc::new(MemoryStore::new())));
+    let m = KeyManager::builder_arc(counting.clone())
+        .serve("dev".parse().unwrap())
+        .hash_params(HashParams::INSECURE_TEST_ONLY)
+        .usage_flush_interval(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    let issued = m.issue(request()).await.unwrap();
+    for _ in 0..20 {
+        m.verify(issued.key.expose_secret(), &Requirements::none())
+            .await
+            .unwrap();
+    }
+    // Nothing is written per verify.
+    assert_eq!(
+        m.get(&issued.record.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_used_at,
+        None
+    );
+    m.shutdown().await.unwrap();
+    assert!(
+        m.get(&issued.record.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_used_at
+            .is_some()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hash_weaker_than_policy_is_upgraded_on_the_next_verify() {
+    let store: Arc<dyn KeyStore> = Arc::new(MemoryStore::new());
+    let weak = manager_on(Arc::clone(&store), CacheConfig::default());
+    let issued = weak.issue(request()).await.unwrap();
+    let strong = KeyManager::builder_arc(Arc::clone(&store))
+        .serve("dev".parse().unwrap())
+        .hash_params(HashParams {
+            m_cost: 256,
+            t_cost: 2,
+            p_cost: 1,
+        })
+        .build()
+        .unwrap();
+    strong
+        .verify(issued.key.expose_secret(), &Requirements::none())
+        .await
+        .unwrap();
+    let rec = store.get(&issued.record.id).await.unwrap().unwrap();
+    assert_eq!(
+        rec.secret_hash.params().unwrap(),
+        HashParams {
+            m_cost: 256,
+            t_cost: 2,
+            p_cost: 1
+        }
+    );
+    strong
+        .verify(issued.key.expose_secret(), &Requirements::none())
+        .await
+        .expect("still verifies after the upgrade");
+}
