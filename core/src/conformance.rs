@@ -38,6 +38,7 @@ pub const SAMPLE_PHC: &str = "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHRzYWx0c2FsdA
 pub const CASES: &[&str] = &[
     "insert_and_get_round_trip_every_field",
     "get_of_an_unknown_id_is_none",
+    "insert_many_inserts_every_record",
     "duplicate_insert_is_already_exists_and_keeps_the_original",
     "list_filters_and_pages_in_created_order",
     "update_changes_only_the_named_fields",
@@ -129,6 +130,33 @@ pub async fn insert_and_get_round_trip_every_field(store: &Arc<dyn KeyStore>) {
 pub async fn get_of_an_unknown_id_is_none(store: &Arc<dyn KeyStore>) {
     let id = KeyId::generate().expect("rng");
     assert!(store.get(&id).await.expect("get").is_none());
+}
+
+/// A batch insert stores every record; a batch with a taken id fails with
+/// [`StoreError::AlreadyExists`].
+pub async fn insert_many_inserts_every_record(store: &Arc<dyn KeyStore>) {
+    let p = project("many");
+    let batch: Vec<KeyRecord> = (0..250)
+        .map(|i| sample_record(&p, env("dev"), t(i)))
+        .collect();
+    store.insert_many(&batch).await.expect("insert_many");
+    for r in [&batch[0], &batch[125], &batch[249]] {
+        assert_eq!(store.get(&r.id).await.expect("get").as_ref(), Some(r));
+    }
+    let listed = store
+        .list(&ListQuery {
+            project: Some(p.clone()),
+            limit: 1000,
+            ..ListQuery::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(listed.len(), 250);
+    let again = vec![sample_record(&p, env("dev"), t(999)), batch[3].clone()];
+    assert!(matches!(
+        store.insert_many(&again).await,
+        Err(StoreError::AlreadyExists(id)) if id == batch[3].id
+    ));
 }
 
 /// A second insert with the same id fails with [`StoreError::AlreadyExists`].
@@ -835,6 +863,7 @@ pub async fn run_case(name: &str, store: &Arc<dyn KeyStore>) {
             insert_and_get_round_trip_every_field(store).await
         }
         "get_of_an_unknown_id_is_none" => get_of_an_unknown_id_is_none(store).await,
+        "insert_many_inserts_every_record" => insert_many_inserts_every_record(store).await,
         "duplicate_insert_is_already_exists_and_keeps_the_original" => {
             duplicate_insert_is_already_exists_and_keeps_the_original(store).await
         }
@@ -887,6 +916,7 @@ macro_rules! store_conformance_tests {
         $crate::__conformance_cases!($factory;
             insert_and_get_round_trip_every_field,
             get_of_an_unknown_id_is_none,
+            insert_many_inserts_every_record,
             duplicate_insert_is_already_exists_and_keeps_the_original,
             list_filters_and_pages_in_created_order,
             update_changes_only_the_named_fields,

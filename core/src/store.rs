@@ -221,6 +221,19 @@ pub trait KeyStore: Send + Sync + fmt::Debug + 'static {
     /// [`StoreError::AlreadyExists`] if the id is taken; otherwise the backend's failure.
     async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError>;
 
+    /// Inserts many records (bulk loading, migrations between stores). Stores should do it in
+    /// one transaction; the default inserts one by one. Fails on the first duplicate id
+    /// (a store with transactions inserts none of them then).
+    ///
+    /// # Errors
+    /// [`StoreError::AlreadyExists`] for a taken id; otherwise the backend's failure.
+    async fn insert_many(&self, records: &[KeyRecord]) -> Result<(), StoreError> {
+        for r in records {
+            self.insert(r).await?;
+        }
+        Ok(())
+    }
+
     /// Fetches a record by id; `Ok(None)` when there is none.
     async fn get(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError>;
 

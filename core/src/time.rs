@@ -9,16 +9,37 @@ use serde::{Deserialize, Serialize};
 
 /// A UTC instant with millisecond precision (what every store keeps exactly).
 ///
-/// `Display` is RFC 3339 (`2026-11-23T10:00:00.000Z`).
+/// `Display` and serde use RFC 3339 (`2026-11-23T10:00:00.000Z`); deserializing also accepts
+/// a number of Unix milliseconds.
 ///
 /// ```
 /// let t = keyward::Timestamp::from_unix_millis(1_700_000_000_000);
 /// assert_eq!(t.to_string(), "2023-11-14T22:13:20.000Z");
 /// assert_eq!(t.unix_millis(), 1_700_000_000_000);
 /// ```
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Timestamp(i64);
+
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Repr<'a> {
+            Millis(i64),
+            Text(std::borrow::Cow<'a, str>),
+        }
+        match Repr::deserialize(d)? {
+            Repr::Millis(ms) => Ok(Self(ms)),
+            Repr::Text(s) => Self::parse_rfc3339(&s).map_err(serde::de::Error::custom),
+        }
+    }
+}
 
 impl Timestamp {
     /// From milliseconds since the Unix epoch.
@@ -35,6 +56,28 @@ impl Timestamp {
     pub fn now() -> Self {
         let ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
         Self(i64::try_from(ms).unwrap_or(i64::MAX))
+    }
+
+    /// Parses an RFC 3339 date-time (any offset), truncating to milliseconds.
+    ///
+    /// ```
+    /// let t = keyward::Timestamp::parse_rfc3339("2023-11-14T22:13:20.000Z")?;
+    /// assert_eq!(t.unix_millis(), 1_700_000_000_000);
+    /// # Ok::<(), keyward::InvalidValue>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`InvalidValue`](crate::InvalidValue) when the text is not RFC 3339.
+    pub fn parse_rfc3339(s: &str) -> Result<Self, crate::InvalidValue> {
+        let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+            .map_err(|_| {
+                crate::InvalidValue::new(
+                    crate::ValueKind::Config,
+                    "is not an RFC 3339 date-time such as 2026-11-23T10:00:00Z",
+                )
+            })?;
+        let ms = t.unix_timestamp_nanos() / 1_000_000;
+        Ok(Self(i64::try_from(ms).unwrap_or(i64::MAX)))
     }
 
     /// This instant plus `d` (saturating).
@@ -163,4 +206,22 @@ pub fn parse_duration(s: &str) -> Result<Duration, crate::InvalidValue> {
     n.checked_mul(secs)
         .map(Duration::from_secs)
         .ok_or_else(|| InvalidValue::new(ValueKind::Duration, "is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_serialize_as_rfc3339_and_read_back_from_text_or_millis() {
+        let t = Timestamp::from_unix_millis(1_700_000_000_123);
+        let json = serde_json::to_string(&t).unwrap();
+        assert_eq!(json, "\"2023-11-14T22:13:20.123Z\"");
+        assert_eq!(serde_json::from_str::<Timestamp>(&json).unwrap(), t);
+        assert_eq!(
+            serde_json::from_str::<Timestamp>("1700000000123").unwrap(),
+            t
+        );
+        assert!(serde_json::from_str::<Timestamp>("\"yesterday\"").is_err());
+    }
 }

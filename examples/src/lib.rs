@@ -1,1 +1,230 @@
-//! Shared code of the Keyward examples.
+#![doc = include_str!("../README.md")]
+//!
+//! This library holds the code the binaries share: opening a store from a URL
+//! ([`open_store`]), choosing the hash parameters ([`hash_params_from_env`]) and rendering key
+//! lists ([`render_table`]).
+#![forbid(unsafe_code)]
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use keyward::{HashParams, KeyInfo, KeyStore, StoreError, Timestamp};
+
+/// The store the CLI uses when neither `--db` nor `KEYWARD_DB` is given: a SQLite file
+/// `keyward.db` in the current directory.
+pub const DEFAULT_DB_URL: &str = "sqlite:keyward.db";
+
+/// The environment variable that switches hashing to [`HashParams::INSECURE_TEST_ONLY`] when
+/// set to `1`. **For tests only**: keys hashed this way can be brute-forced offline.
+pub const INSECURE_FAST_HASH_VAR: &str = "KEYWARD_INSECURE_FAST_HASH";
+
+/// Opening a store failed.
+///
+/// Messages never repeat the URL: a database URL may carry a password.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenStoreError {
+    /// The URL is empty.
+    #[error("the store URL is empty: pass --db sqlite:keyward.db or set KEYWARD_DB")]
+    Empty,
+    /// A store this build knows of but does not include yet.
+    #[error(
+        "{scheme}:// stores are not supported in this build yet; use a SQLite store (--db sqlite:keyward.db)"
+    )]
+    Unsupported {
+        /// The URL scheme, e.g. `postgres`.
+        scheme: String,
+    },
+    /// A URL scheme no store answers to.
+    #[error(
+        "unknown store URL scheme '{scheme}': use sqlite:PATH, sqlite://PATH, sqlite::memory: or a file path"
+    )]
+    UnknownScheme {
+        /// The URL scheme.
+        scheme: String,
+    },
+    /// The store itself failed to open.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Opens the store named by `url`:
+///
+/// | URL | store |
+/// |---|---|
+/// | `sqlite:keyward.db`, `sqlite://path/to/file.db`, `sqlite::memory:` | [`keyward_sqlite::SqliteStore`] |
+/// | a plain file path (`./keys.db`) | a SQLite file at that path |
+/// | `postgres://…`, `postgresql://…` | not in this build yet: [`OpenStoreError::Unsupported`] |
+///
+/// This is the one place that maps URLs to stores: add a backend here.
+///
+/// # Errors
+/// [`OpenStoreError`] for an empty, unsupported or unknown URL, or when the store fails to
+/// open.
+pub async fn open_store(url: &str) -> Result<Arc<dyn KeyStore>, OpenStoreError> {
+    let url = url.trim();
+    if url.is_empty() {
+        return Err(OpenStoreError::Empty);
+    }
+    match scheme_of(url) {
+        Some("sqlite") => Ok(Arc::new(keyward_sqlite::SqliteStore::open_url(url).await?)),
+        Some(scheme @ ("postgres" | "postgresql")) => Err(OpenStoreError::Unsupported {
+            scheme: scheme.to_owned(),
+        }),
+        Some(scheme) => Err(OpenStoreError::UnknownScheme {
+            scheme: scheme.to_owned(),
+        }),
+        None => Ok(Arc::new(keyward_sqlite::SqliteStore::open(url).await?)),
+    }
+}
+
+/// The URL scheme (lowercased by the caller's convention: schemes are matched exactly), or
+/// `None` for a plain path. A scheme is at least two characters of `[a-z0-9+.-]` starting
+/// with a letter, so a Windows drive letter (`C:\keys.db`) counts as a path.
+fn scheme_of(url: &str) -> Option<&str> {
+    let (scheme, _) = url.split_once(':')?;
+    let mut chars = scheme.chars();
+    let first = chars.next()?;
+    let valid = first.is_ascii_lowercase()
+        && scheme.len() >= 2
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+.-".contains(c));
+    valid.then_some(scheme)
+}
+
+/// The hash parameters to issue keys with: [`HashParams::default`] (OWASP's minimum), or
+/// [`HashParams::INSECURE_TEST_ONLY`] when the variable [`INSECURE_FAST_HASH_VAR`] is `1`,
+/// with a warning on stderr. Test suites set it so that each CLI call hashes in microseconds.
+pub fn hash_params_from_env() -> HashParams {
+    match std::env::var(INSECURE_FAST_HASH_VAR).as_deref() {
+        Ok("1") => {
+            eprintln!(
+                "warning: {INSECURE_FAST_HASH_VAR}=1: hashing with deliberately weak parameters, \
+                 for tests only; keys issued now can be brute-forced if the store leaks"
+            );
+            HashParams::INSECURE_TEST_ONLY
+        }
+        Ok("" | "0") | Err(std::env::VarError::NotPresent) => HashParams::default(),
+        Ok(_) | Err(std::env::VarError::NotUnicode(_)) => {
+            eprintln!(
+                "warning: {INSECURE_FAST_HASH_VAR} is ignored unless it is exactly 1; \
+                 using the default (OWASP) hash parameters"
+            );
+            HashParams::default()
+        }
+    }
+}
+
+/// A timestamp to the second, RFC 3339: `2026-11-23T10:00:00Z`.
+pub fn format_time(t: Timestamp) -> String {
+    let t = t.to_offset_date_time();
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+const COLUMNS: [&str; 9] = [
+    "ID",
+    "KEY",
+    "PROJECT",
+    "ENV",
+    "SCOPES",
+    "STATUS",
+    "CREATED",
+    "EXPIRES",
+    "LAST USED",
+];
+
+/// Renders keys as an aligned text table (id, masked key, project, environment, scopes,
+/// status, created, expires, last used). It holds no secret: [`KeyInfo`] has none.
+///
+/// ```
+/// let table = keyward_examples::render_table(&[]);
+/// assert!(table.starts_with("ID"));
+/// ```
+pub fn render_table(keys: &[KeyInfo]) -> String {
+    let opt_time = |t: Option<Timestamp>| t.map_or_else(|| "-".to_owned(), format_time);
+    let rows: Vec<[String; 9]> = keys
+        .iter()
+        .map(|k| {
+            [
+                k.id.to_string(),
+                k.masked.clone(),
+                k.project.to_string(),
+                k.environment.to_string(),
+                if k.scopes.is_empty() {
+                    "-".to_owned()
+                } else {
+                    k.scopes.to_string()
+                },
+                k.status.to_owned(),
+                format_time(k.created_at),
+                opt_time(k.expires_at),
+                opt_time(k.last_used_at),
+            ]
+        })
+        .collect();
+    let mut widths = COLUMNS.map(|c| c.chars().count());
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut text = String::new();
+        for (i, cell) in cells.enumerate() {
+            if i > 0 {
+                text.push_str("  ");
+            }
+            text.push_str(cell);
+            let pad = widths[i].saturating_sub(cell.chars().count());
+            text.extend(std::iter::repeat_n(' ', pad));
+        }
+        let _ = writeln!(out, "{}", text.trim_end());
+    };
+    line(&mut COLUMNS.iter().copied());
+    for row in &rows {
+        line(&mut row.iter().map(String::as_str));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scheme_of_tells_urls_from_paths() {
+        assert_eq!(scheme_of("sqlite:keyward.db"), Some("sqlite"));
+        assert_eq!(scheme_of("sqlite::memory:"), Some("sqlite"));
+        assert_eq!(scheme_of("postgres://u:p@h/db"), Some("postgres"));
+        assert_eq!(scheme_of("./keys.db"), None);
+        assert_eq!(scheme_of("keys.db"), None);
+        assert_eq!(scheme_of("C:\\keys.db"), None);
+    }
+
+    #[tokio::test]
+    async fn postgres_urls_are_refused_without_echoing_the_password() {
+        let err = open_store("postgres://admin:hunter2@db/keys")
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("not supported in this build yet"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn format_time_drops_milliseconds() {
+        assert_eq!(
+            format_time(Timestamp::from_unix_millis(1_700_000_000_123)),
+            "2023-11-14T22:13:20Z"
+        );
+    }
+}

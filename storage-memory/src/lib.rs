@@ -61,6 +61,21 @@ impl KeyStore for MemoryStore {
         Ok(())
     }
 
+    async fn insert_many(&self, records: &[KeyRecord]) -> Result<(), StoreError> {
+        let mut s = self.lock()?;
+        let mut batch = std::collections::HashSet::new();
+        if let Some(dup) = records
+            .iter()
+            .find(|r| s.records.contains_key(&r.id) || !batch.insert(r.id))
+        {
+            return Err(StoreError::AlreadyExists(dup.id));
+        }
+        for r in records {
+            s.records.insert(r.id, r.clone());
+        }
+        Ok(())
+    }
+
     async fn get(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
         Ok(self.lock()?.records.get(id).cloned())
     }

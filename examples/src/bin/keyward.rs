@@ -1,0 +1,458 @@
+//! `keyward`: the admin CLI. Issues, verifies, lists, revokes and rotates API keys in a store,
+//! and diagnoses a key held in an environment variable.
+//!
+//! Exit codes: 0 success; 1 the key was rejected (`verify`) or is not usable (`doctor`);
+//! 2 a usage error (bad arguments, unknown id) or an infrastructure error (the store failed).
+
+#![forbid(unsafe_code)]
+
+use std::io::{self, BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use keyward::client::{KeyExpectation, diagnose};
+use keyward::{
+    ApiKey, Environment, Error, HashParams, IssueRequest, KeyId, KeyInfo, KeyManager, KeyStore,
+    ListQuery, Prefix, Project, Requirements, Scope, parse_duration,
+};
+use keyward_examples::{
+    DEFAULT_DB_URL, OpenStoreError, format_time, hash_params_from_env, open_store, render_table,
+};
+use tracing_subscriber::EnvFilter;
+use zeroize::Zeroizing;
+
+/// The variable `verify` reads the key from (and `doctor` diagnoses by default).
+const KEY_VAR: &str = "KEYWARD_KEY";
+
+const EXIT_REJECTED: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "keyward",
+    version,
+    about = "Issue, verify, list, revoke and rotate API keys",
+    after_help = "Exit codes: 0 success, 1 key rejected (verify) or unusable (doctor), \
+                  2 usage or store error.\n\
+                  Set KEYWARD_INSECURE_FAST_HASH=1 only in tests: it hashes with weak parameters."
+)]
+struct Cli {
+    /// The key store: sqlite:PATH, sqlite://PATH, sqlite::memory: or a file path.
+    #[arg(long, global = true, value_name = "URL", env = "KEYWARD_DB",
+          default_value = DEFAULT_DB_URL, hide_env_values = true)]
+    db: String,
+
+    /// The key prefix this deployment issues and accepts (2-10 of a-z, 0-9).
+    #[arg(long, global = true, env = "KEYWARD_PREFIX", default_value = "kw")]
+    prefix: Prefix,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Issue a key; prints the full key alone on stdout (it is shown once).
+    Issue(IssueArgs),
+    /// Verify a key read from $KEYWARD_KEY, or else one line of stdin.
+    Verify(VerifyArgs),
+    /// List keys (masked; never a secret).
+    List(ListArgs),
+    /// Revoke a key at once.
+    Revoke {
+        /// The key's id (the 12 characters after `<prefix>_<env>_`).
+        id: String,
+    },
+    /// Issue a replacement key; the old one keeps working during the grace period.
+    Rotate {
+        /// The id of the key to replace.
+        id: String,
+        /// How long the old key keeps working (90s, 15m, 24h, 30d).
+        #[arg(long, default_value = "24h", value_parser = parse_duration)]
+        grace: Duration,
+    },
+    /// Diagnose the key held in an environment variable, without printing it.
+    Doctor {
+        /// The variable to look at.
+        #[arg(long, value_name = "NAME", default_value = KEY_VAR)]
+        var: String,
+        /// The environment the key should be for (any, if not given).
+        #[arg(long)]
+        env: Option<Environment>,
+        /// Caught so that a key given as an argument is refused without being echoed.
+        #[arg(hide = true)]
+        misplaced_key: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+struct IssueArgs {
+    /// The project the key is bound to.
+    #[arg(long)]
+    project: Project,
+    /// The environment the key is bound to (dev, stg, prd…).
+    #[arg(long)]
+    env: Environment,
+    /// A scope to grant; repeat the option or separate with commas.
+    #[arg(long = "scope", required = true, value_delimiter = ',')]
+    scopes: Vec<Scope>,
+    /// A human-readable name.
+    #[arg(long)]
+    name: Option<String>,
+    /// Expire the key after this long (90s, 15m, 24h, 30d, 2w).
+    #[arg(long, value_parser = parse_duration)]
+    expires_in: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+struct VerifyArgs {
+    /// The environment the verifying service serves; repeat to accept several.
+    #[arg(long = "env", required = true)]
+    envs: Vec<Environment>,
+    /// Require the key to belong to this project.
+    #[arg(long)]
+    project: Option<Project>,
+    /// A scope the key must hold; repeat the option or separate with commas.
+    #[arg(long = "scope", value_delimiter = ',')]
+    scopes: Vec<Scope>,
+    /// Caught so that a key given as an argument is refused without being echoed.
+    #[arg(hide = true)]
+    misplaced_key: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct ListArgs {
+    /// Only keys of this project.
+    #[arg(long)]
+    project: Option<Project>,
+    /// Only keys of this environment.
+    #[arg(long)]
+    env: Option<Environment>,
+    /// Print a JSON array instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A failure that ends the command with a message on stderr and an exit code.
+#[derive(Debug)]
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl Failure {
+    fn usage(message: impl Into<String>) -> Self {
+        Self {
+            code: EXIT_USAGE,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        let code = if e.as_auth().is_some() {
+            EXIT_REJECTED
+        } else {
+            EXIT_USAGE
+        };
+        Self {
+            code,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<OpenStoreError> for Failure {
+    fn from(e: OpenStoreError) -> Self {
+        Failure::usage(e.to_string())
+    }
+}
+
+impl From<keyward::InvalidValue> for Failure {
+    fn from(e: keyward::InvalidValue) -> Self {
+        Failure::usage(e.to_string())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse(); // exits 2 on a usage error, 0 for --help/--version
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(f) => {
+            eprintln!("error: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_ansi(io::stderr().is_terminal())
+        .init();
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, Failure> {
+    match cli.command {
+        Command::Issue(args) => issue(&cli.db, cli.prefix, args).await,
+        Command::Verify(args) => verify(&cli.db, cli.prefix, args).await,
+        Command::List(args) => list(&cli.db, cli.prefix, args).await,
+        Command::Revoke { id } => revoke(&cli.db, cli.prefix, &id).await,
+        Command::Rotate { id, grace } => rotate(&cli.db, cli.prefix, &id, grace).await,
+        Command::Doctor {
+            var,
+            env,
+            misplaced_key,
+        } => {
+            refuse_misplaced_key(misplaced_key.as_deref(), &format!("set ${var}"))?;
+            Ok(doctor(&var, cli.prefix, env))
+        }
+    }
+}
+
+/// Opens the store and builds a manager. Commands that never hash pass `None` for the
+/// parameters, so the insecure-hash warning only appears where it matters.
+async fn manager(
+    db: &str,
+    prefix: Prefix,
+    serve: &[Environment],
+    params: Option<HashParams>,
+) -> Result<KeyManager, Failure> {
+    let store: Arc<dyn KeyStore> = open_store(db).await?;
+    let mut builder = KeyManager::builder_arc(store)
+        .prefix(prefix)
+        .hash_params(params.unwrap_or_default());
+    for env in serve {
+        builder = builder.serve(*env);
+    }
+    Ok(builder.build()?)
+}
+
+/// Prints the full key alone on stdout, so `KEY=$(keyward issue …)` captures exactly it.
+fn print_key_once(key: &ApiKey) -> Result<(), Failure> {
+    let mut out = io::stdout().lock();
+    writeln!(out, "{}", key.expose_secret())
+        .and_then(|()| out.flush())
+        .map_err(|e| Failure::usage(format!("cannot write the key to stdout: {e}")))
+}
+
+async fn issue(db: &str, prefix: Prefix, args: IssueArgs) -> Result<ExitCode, Failure> {
+    let manager = manager(db, prefix, &[], Some(hash_params_from_env())).await?;
+    let mut req = IssueRequest::new(args.project, args.env);
+    req.scopes = args.scopes.into_iter().collect();
+    if let Some(name) = args.name {
+        req = req.name(name);
+    }
+    if let Some(d) = args.expires_in {
+        req = req.expires_in(d);
+    }
+    let issued = manager.issue(req).await?;
+    let r = &issued.record;
+    print_key_once(&issued.key)?;
+    eprintln!(
+        "issued key {} ({}) for project '{}', environment '{}', scopes: {}",
+        r.id,
+        issued.key.masked(),
+        r.project,
+        r.environment,
+        r.scopes
+    );
+    if let Some(at) = r.expires_at {
+        eprintln!("it expires at {}", format_time(at));
+    }
+    eprintln!("the full key is shown once, on stdout: store it now; only its hash is kept");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The key to verify: `$KEYWARD_KEY` if set and non-empty, else one line of stdin (its line
+/// ending removed, nothing else, so stray spaces are diagnosed rather than hidden).
+fn read_presented_key() -> Result<Zeroizing<String>, Failure> {
+    if let Some(v) = std::env::var_os(KEY_VAR)
+        && !v.is_empty()
+    {
+        return Ok(Zeroizing::new(v.to_string_lossy().into_owned()));
+    }
+    let stdin = io::stdin();
+    if stdin.is_terminal() {
+        eprint!("${KEY_VAR} is not set; paste the API key and press Enter: ");
+    }
+    let mut line = Zeroizing::new(String::new());
+    stdin
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| Failure::usage(format!("cannot read the key from stdin: {e}")))?;
+    if line.ends_with('\n') {
+        line.pop();
+        if line.ends_with('\r') {
+            line.pop();
+        }
+    }
+    Ok(line)
+}
+
+/// A key typed as a command-line argument lands in the shell's history and in process
+/// lists; clap would also echo an unexpected argument in its error. Refuse it, without
+/// repeating it.
+fn refuse_misplaced_key(arg: Option<&str>, instead: &str) -> Result<(), Failure> {
+    match arg {
+        None => Ok(()),
+        Some(_) => Err(Failure::usage(format!(
+            "unexpected argument: do not pass a key on the command line (it is kept in the \
+             shell's history and visible to other users); {instead} instead"
+        ))),
+    }
+}
+
+async fn verify(db: &str, prefix: Prefix, args: VerifyArgs) -> Result<ExitCode, Failure> {
+    refuse_misplaced_key(
+        args.misplaced_key.as_deref(),
+        &format!("set ${KEY_VAR} or pipe the key on stdin"),
+    )?;
+    let presented = read_presented_key()?;
+    let manager = manager(db, prefix, &args.envs, Some(hash_params_from_env())).await?;
+    let req = Requirements {
+        scopes: args.scopes.into_iter().collect(),
+        project: args.project,
+    };
+    match manager.verify(&presented, &req).await {
+        Ok(who) => {
+            // The manager batches last-used times; write this one before the process exits.
+            if let Err(e) = manager.shutdown().await {
+                tracing::warn!(key.id = %who.id, error = %e, "could not record the key's use");
+            }
+            println!("ok: the key is valid");
+            println!("id:          {}", who.id);
+            println!("project:     {}", who.project);
+            println!("environment: {}", who.environment);
+            println!("scopes:      {}", who.scopes);
+            if !who.name.is_empty() {
+                println!("name:        {}", who.name);
+            }
+            if let Some(at) = who.expires_at {
+                println!("expires:     {}", format_time(at));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(Error::Auth(e)) => {
+            let status = keyward::http::auth_rejection(&e, "keyward", manager.now()).status;
+            eprintln!("rejected (a server answers HTTP {}): {e}", status.as_u16());
+            Ok(ExitCode::from(EXIT_REJECTED))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn list(db: &str, prefix: Prefix, args: ListArgs) -> Result<ExitCode, Failure> {
+    let manager = manager(db, prefix, &[], None).await?;
+    let mut query = ListQuery {
+        project: args.project,
+        environment: args.env,
+        ..ListQuery::default()
+    };
+    let mut keys: Vec<KeyInfo> = Vec::new();
+    loop {
+        let page = manager.list(&query).await?;
+        let full = page.len() >= query.limit as usize;
+        query.after = page.last().map(|k| (k.created_at, k.id));
+        keys.extend(page);
+        if !full || query.after.is_none() {
+            break;
+        }
+    }
+    let text = if args.json {
+        let mut s = serde_json::to_string_pretty(&keys)
+            .map_err(|e| Failure::usage(format!("cannot encode the list as JSON: {e}")))?;
+        s.push('\n');
+        s
+    } else {
+        if keys.is_empty() {
+            eprintln!("no keys match");
+        }
+        render_table(&keys)
+    };
+    io::stdout()
+        .lock()
+        .write_all(text.as_bytes())
+        .map_err(|e| Failure::usage(format!("cannot write to stdout: {e}")))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads a key id. A whole key is accepted too (its id is used), with a warning: a key typed
+/// on a command line ends up in the shell's history. The argument is never echoed.
+fn parse_id(arg: &str) -> Result<KeyId, Failure> {
+    match KeyId::new(arg) {
+        Ok(id) => Ok(id),
+        Err(e) => match ApiKey::parse(arg) {
+            Ok(key) => {
+                eprintln!(
+                    "warning: that is a whole key, not an id; using its id {}. Pass only the id: \
+                     a full key on a command line is kept in the shell's history",
+                    key.id()
+                );
+                Ok(key.id())
+            }
+            Err(_) => Err(Failure::usage(e.to_string())),
+        },
+    }
+}
+
+async fn revoke(db: &str, prefix: Prefix, id: &str) -> Result<ExitCode, Failure> {
+    let id = parse_id(id)?;
+    let manager = manager(db, prefix, &[], None).await?;
+    let info = manager.revoke(&id).await?;
+    let at = info.revoked_at.map_or_else(|| "-".to_owned(), format_time);
+    println!("revoked key {} ({}) at {at}", info.id, info.masked);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn rotate(db: &str, prefix: Prefix, id: &str, grace: Duration) -> Result<ExitCode, Failure> {
+    let id = parse_id(id)?;
+    let manager = manager(db, prefix, &[], Some(hash_params_from_env())).await?;
+    let issued = manager.rotate(&id, grace).await?;
+    print_key_once(&issued.key)?;
+    eprintln!(
+        "rotated key {id}: the new key is {} ({})",
+        issued.record.id,
+        issued.key.masked()
+    );
+    match manager.get(&id).await?.and_then(|old| old.expires_at) {
+        Some(end) => eprintln!(
+            "the old key {id} keeps working until {} (grace end), then expires",
+            format_time(end)
+        ),
+        None => eprintln!("the old key {id} keeps working"),
+    }
+    eprintln!("the full new key is shown once, on stdout: store it now; only its hash is kept");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn doctor(var: &str, prefix: Prefix, env: Option<Environment>) -> ExitCode {
+    let expect = match env {
+        Some(env) => KeyExpectation::new(prefix, env),
+        None => KeyExpectation::any_environment(prefix),
+    };
+    let value = std::env::var_os(var).map(|v| Zeroizing::new(v.to_string_lossy().into_owned()));
+    let diagnosis = diagnose(value.as_ref().map(|v| v.as_str()), &expect);
+    println!("${var}: {diagnosis}");
+    if diagnosis.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_REJECTED)
+    }
+}

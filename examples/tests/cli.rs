@@ -1,0 +1,629 @@
+//! End-to-end tests of the `keyward` admin CLI, run as a process on a temporary SQLite file.
+//! Hashing uses the insecure test parameters (`KEYWARD_INSECURE_FAST_HASH=1`) to stay fast.
+
+#![forbid(unsafe_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use keyward::ApiKey;
+
+/// What one CLI run produced.
+#[derive(Debug)]
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// A temporary working directory holding the store `keys.db`.
+struct Cli {
+    dir: tempfile::TempDir,
+    /// Every stderr and every `list` output seen, to check that no secret ever appears.
+    seen: std::cell::RefCell<Vec<String>>,
+}
+
+impl Cli {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            seen: Default::default(),
+        }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    /// Runs `keyward --db sqlite:keys.db <args>` with extra variables and optional stdin.
+    fn run_with(&self, args: &[&str], vars: &[(&str, &str)], stdin: Option<&str>) -> Run {
+        let mut all = vec!["--db", "sqlite:keys.db"];
+        all.extend_from_slice(args);
+        let run = run_keyward(self.dir.path(), &all, vars, stdin);
+        self.seen.borrow_mut().push(run.stderr.clone());
+        run
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        self.run_with(args, &[], None)
+    }
+
+    /// `issue`: checks that stdout is exactly one key line and returns the key.
+    fn issue(&self, args: &[&str]) -> String {
+        let mut all = vec!["issue"];
+        all.extend_from_slice(args);
+        let run = self.run(&all);
+        assert_eq!(run.code, 0, "{run:?}");
+        assert_eq!(run.stdout.lines().count(), 1, "{run:?}");
+        let key = run.stdout.strip_suffix('\n').unwrap().to_owned();
+        assert!(ApiKey::parse(&key).is_ok(), "stdout is not a key: {run:?}");
+        assert!(run.stderr.contains("shown once"), "{run:?}");
+        key
+    }
+
+    /// `verify` with the key in `$KEYWARD_KEY`.
+    fn verify(&self, key: &str, args: &[&str]) -> Run {
+        let mut all = vec!["verify"];
+        all.extend_from_slice(args);
+        self.run_with(&all, &[("KEYWARD_KEY", key)], None)
+    }
+
+    fn list(&self, args: &[&str]) -> Run {
+        let mut all = vec!["list"];
+        all.extend_from_slice(args);
+        let run = self.run(&all);
+        assert_eq!(run.code, 0, "{run:?}");
+        self.seen.borrow_mut().push(run.stdout.clone());
+        run
+    }
+
+    /// Asserts that no stderr and no list output seen so far holds `key` or its secret.
+    fn assert_never_leaked(&self, key: &str) {
+        let secret = secret_of(key);
+        for text in self.seen.borrow().iter() {
+            assert!(!text.contains(key), "the key leaked: {text}");
+            assert!(!text.contains(secret), "the secret leaked: {text}");
+        }
+    }
+}
+
+fn run_keyward(dir: &Path, args: &[&str], vars: &[(&str, &str)], stdin: Option<&str>) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_keyward"));
+    cmd.args(args)
+        .current_dir(dir)
+        .env("KEYWARD_INSECURE_FAST_HASH", "1")
+        .env_remove("KEYWARD_KEY")
+        .env_remove("KEYWARD_DB")
+        .env_remove("KEYWARD_PREFIX")
+        .env_remove("RUST_LOG")
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+/// The secret part of a key: the 43 characters after the third `_`.
+fn secret_of(key: &str) -> &str {
+    let last = key.rsplit('_').next().unwrap();
+    &last[..43]
+}
+
+fn id_of(key: &str) -> String {
+    ApiKey::parse(key).unwrap().id().to_string()
+}
+
+fn new_key(prefix: &str, env: &str) -> String {
+    ApiKey::generate(prefix.parse().unwrap(), env.parse().unwrap())
+        .unwrap()
+        .expose_secret()
+        .to_owned()
+}
+
+#[test]
+fn issue_verify_list_rotate_revoke_end_to_end() {
+    let cli = Cli::new();
+
+    // issue: the key alone on stdout; id and masked form on stderr.
+    let key = cli.issue(&[
+        "--project",
+        "web-app",
+        "--env",
+        "dev",
+        "--scope",
+        "write",
+        "--scope",
+        "read",
+        "--name",
+        "ingestion",
+        "--expires-in",
+        "30d",
+    ]);
+    assert!(key.starts_with("kw_dev_"), "{key}");
+    let id = id_of(&key);
+    let issue_stderr = cli.seen.borrow().last().unwrap().clone();
+    assert!(issue_stderr.contains(&id), "{issue_stderr}");
+    assert!(
+        issue_stderr.contains(&format!("kw_dev_{id}_…")),
+        "{issue_stderr}"
+    );
+    assert!(cli.path().join("keys.db").exists());
+
+    // verify: exit 0 with id, project, environment and scopes; with debug logs on, no secret.
+    let ok = cli.run_with(
+        &[
+            "verify",
+            "--env",
+            "dev",
+            "--project",
+            "web-app",
+            "--scope",
+            "write",
+        ],
+        &[("KEYWARD_KEY", &key), ("RUST_LOG", "trace")],
+        None,
+    );
+    assert_eq!(ok.code, 0, "{ok:?}");
+    for expected in [id.as_str(), "web-app", "dev", "read write"] {
+        assert!(ok.stdout.contains(expected), "{expected}: {ok:?}");
+    }
+
+    // verify rejections: exit 1 with the reason.
+    let scope = cli.verify(&key, &["--env", "dev", "--scope", "admin"]);
+    assert_eq!(scope.code, 1, "{scope:?}");
+    assert!(
+        scope.stderr.contains("lacks the scope(s) admin"),
+        "{scope:?}"
+    );
+    assert!(scope.stderr.contains("403"), "{scope:?}");
+    let env = cli.verify(&key, &["--env", "prd"]);
+    assert_eq!(env.code, 1, "{env:?}");
+    assert!(env.stderr.contains("'dev' API key"), "{env:?}");
+    let project = cli.verify(&key, &["--env", "dev", "--project", "billing"]);
+    assert_eq!(project.code, 1, "{project:?}");
+    assert!(
+        project.stderr.contains("requires project 'billing'"),
+        "{project:?}"
+    );
+
+    // list: table and JSON, masked, with the last use recorded by verify.
+    let table = cli.list(&[]);
+    let lines: Vec<&str> = table.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{table:?}");
+    for column in [
+        "ID",
+        "KEY",
+        "PROJECT",
+        "ENV",
+        "SCOPES",
+        "STATUS",
+        "CREATED",
+        "EXPIRES",
+        "LAST USED",
+    ] {
+        assert!(lines[0].contains(column), "{column}: {table:?}");
+    }
+    for cell in [
+        id.as_str(),
+        "kw_dev_",
+        "web-app",
+        "dev",
+        "read write",
+        "active",
+    ] {
+        assert!(lines[1].contains(cell), "{cell}: {table:?}");
+    }
+    assert!(!lines[1].ends_with('-'), "last used is recorded: {table:?}");
+
+    let json = cli.list(&["--json", "--project", "web-app", "--env", "dev"]);
+    let keys: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let keys = keys.as_array().unwrap();
+    assert_eq!(keys.len(), 1, "{json:?}");
+    assert_eq!(keys[0]["id"], id.as_str());
+    assert_eq!(keys[0]["masked"], format!("kw_dev_{id}_…").as_str());
+    assert_eq!(keys[0]["project"], "web-app");
+    assert_eq!(keys[0]["environment"], "dev");
+    assert_eq!(keys[0]["status"], "active");
+    assert_eq!(keys[0]["name"], "ingestion");
+    assert!(keys[0]["expires_at"].is_number(), "{json:?}");
+    assert!(keys[0].get("secret_hash").is_none(), "{json:?}");
+    let other = cli.list(&["--json", "--project", "billing"]);
+    assert_eq!(other.stdout.trim(), "[]");
+
+    // rotate: the new key alone on stdout; the old key works during the grace period.
+    let rotated = cli.run(&["rotate", &id, "--grace", "1h"]);
+    assert_eq!(rotated.code, 0, "{rotated:?}");
+    assert_eq!(rotated.stdout.lines().count(), 1, "{rotated:?}");
+    let new_key = rotated.stdout.trim_end().to_owned();
+    let new_id = id_of(&new_key);
+    assert_ne!(new_id, id);
+    assert!(rotated.stderr.contains(&new_id), "{rotated:?}");
+    assert!(rotated.stderr.contains("grace end"), "{rotated:?}");
+    for k in [&key, &new_key] {
+        let run = cli.verify(k, &["--env", "dev", "--scope", "write"]);
+        assert_eq!(run.code, 0, "{run:?}");
+    }
+    let table = cli.list(&[]);
+    assert_eq!(table.stdout.lines().count(), 3, "{table:?}");
+
+    // revoke: the key is rejected with exit 1 and the reason; the other key is untouched.
+    let revoked = cli.run(&["revoke", &new_id]);
+    assert_eq!(revoked.code, 0, "{revoked:?}");
+    assert!(revoked.stdout.contains(&new_id), "{revoked:?}");
+    let run = cli.verify(&new_key, &["--env", "dev"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("was revoked"), "{run:?}");
+    assert!(run.stderr.contains("401"), "{run:?}");
+    assert_eq!(cli.verify(&key, &["--env", "dev"]).code, 0);
+    assert_eq!(cli.run(&["revoke", &id]).code, 0);
+    assert_eq!(cli.verify(&key, &["--env", "dev"]).code, 1);
+
+    // rotating a revoked key is refused as a usage error.
+    let again = cli.run(&["rotate", &id]);
+    assert_eq!(again.code, 2, "{again:?}");
+    assert!(again.stderr.contains("revoked"), "{again:?}");
+
+    let json = cli.list(&["--json"]);
+    let keys: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert!(
+        keys.as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k["status"] == "revoked"),
+        "{json:?}"
+    );
+
+    // A wrong secret for a known id: exit 1, "not valid".
+    let mut forged = ApiKey::generate("kw".parse().unwrap(), "dev".parse().unwrap())
+        .unwrap()
+        .expose_secret()
+        .to_owned();
+    forged.replace_range(7..19, &id);
+    let forged = fix_checksum(&forged);
+    let run = cli.verify(&forged, &["--env", "dev"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("not valid"), "{run:?}");
+
+    cli.assert_never_leaked(&key);
+    cli.assert_never_leaked(&new_key);
+    cli.assert_never_leaked(&forged);
+}
+
+/// Recomputes a key's checksum (CRC32 of everything before it, 6 base62 digits).
+fn fix_checksum(key: &str) -> String {
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let body = &key[..key.len() - 6];
+    let mut crc = crc32(body.as_bytes());
+    let mut digits = [b'0'; 6];
+    for d in digits.iter_mut().rev() {
+        *d = ALPHABET[(crc % 62) as usize];
+        crc /= 62;
+    }
+    format!("{body}{}", std::str::from_utf8(&digits).unwrap())
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+#[test]
+fn verify_reads_the_key_from_stdin() {
+    let cli = Cli::new();
+    let key = cli.issue(&["--project", "web-app", "--env", "dev", "--scope", "write"]);
+
+    let ok = cli.run_with(&["verify", "--env", "dev"], &[], Some(&format!("{key}\n")));
+    assert_eq!(ok.code, 0, "{ok:?}");
+    assert!(ok.stdout.contains(&id_of(&key)), "{ok:?}");
+
+    let crlf = cli.run_with(
+        &["verify", "--env", "dev"],
+        &[],
+        Some(&format!("{key}\r\n")),
+    );
+    assert_eq!(crlf.code, 0, "{crlf:?}");
+
+    // Trailing spaces are reported, not silently trimmed.
+    let spaced = cli.run_with(
+        &["verify", "--env", "dev"],
+        &[],
+        Some(&format!("{key}  \n")),
+    );
+    assert_eq!(spaced.code, 1, "{spaced:?}");
+    assert!(spaced.stderr.contains("whitespace"), "{spaced:?}");
+
+    let empty = cli.run_with(&["verify", "--env", "dev"], &[], Some(""));
+    assert_eq!(empty.code, 1, "{empty:?}");
+    assert!(empty.stderr.contains("empty"), "{empty:?}");
+
+    let truncated = cli.run_with(
+        &["verify", "--env", "dev"],
+        &[],
+        Some(&format!("{}\n", &key[..key.len() - 5])),
+    );
+    assert_eq!(truncated.code, 1, "{truncated:?}");
+    assert!(truncated.stderr.contains("truncated"), "{truncated:?}");
+
+    cli.assert_never_leaked(&key);
+}
+
+#[test]
+fn prefix_option_sets_the_prefix_issued_and_accepted() {
+    let cli = Cli::new();
+    let key = cli.issue(&[
+        "--prefix",
+        "av",
+        "--project",
+        "p1",
+        "--env",
+        "prd",
+        "--scope",
+        "read",
+    ]);
+    assert!(key.starts_with("av_prd_"), "{key}");
+    assert_eq!(
+        cli.verify(&key, &["--prefix", "av", "--env", "prd"]).code,
+        0
+    );
+    let run = cli.run_with(
+        &["verify", "--env", "prd"],
+        &[("KEYWARD_KEY", &key), ("KEYWARD_PREFIX", "tl")],
+        None,
+    );
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("another product"), "{run:?}");
+    cli.assert_never_leaked(&key);
+}
+
+#[test]
+fn default_store_is_keyward_db_in_the_current_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = run_keyward(
+        dir.path(),
+        &["issue", "--project", "p", "--env", "dev", "--scope", "read"],
+        &[],
+        None,
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(dir.path().join("keyward.db").exists());
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let cli = Cli::new();
+    let cases: &[&[&str]] = &[
+        &[],
+        &["frobnicate"],
+        &["issue", "--project", "p", "--env", "dev"],
+        &[
+            "issue",
+            "--project",
+            "Web App",
+            "--env",
+            "dev",
+            "--scope",
+            "read",
+        ],
+        &["issue", "--project", "p", "--env", "DEV", "--scope", "read"],
+        &["issue", "--project", "p", "--env", "dev", "--scope", "Read"],
+        &[
+            "issue",
+            "--project",
+            "p",
+            "--env",
+            "dev",
+            "--scope",
+            "read",
+            "--expires-in",
+            "30",
+        ],
+        &["verify"],
+        &["rotate", "7Kq2mZ9xA1bC", "--grace", "soon"],
+        &["revoke", "not-an-id"],
+        &["revoke", "7Kq2mZ9xA1bC"],
+        &["rotate", "7Kq2mZ9xA1bC"],
+        &["--prefix", "A", "list"],
+    ];
+    for args in cases {
+        let run = cli.run(args);
+        assert_eq!(run.code, 2, "{args:?}: {run:?}");
+        assert!(run.stdout.is_empty(), "{args:?}: {run:?}");
+        assert!(!run.stderr.is_empty(), "{args:?}: {run:?}");
+    }
+    let unknown = cli.run(&["revoke", "7Kq2mZ9xA1bC"]);
+    assert!(
+        unknown.stderr.contains("no key with id 7Kq2mZ9xA1bC"),
+        "{unknown:?}"
+    );
+}
+
+#[test]
+fn store_errors_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let postgres = run_keyward(
+        dir.path(),
+        &["--db", "postgres://admin:hunter2@localhost/keys", "list"],
+        &[],
+        None,
+    );
+    assert_eq!(postgres.code, 2, "{postgres:?}");
+    assert!(
+        postgres.stderr.contains("not supported in this build yet"),
+        "{postgres:?}"
+    );
+    assert!(!postgres.stderr.contains("hunter2"), "{postgres:?}");
+
+    let unknown = run_keyward(dir.path(), &["--db", "mysql://h/db", "list"], &[], None);
+    assert_eq!(unknown.code, 2, "{unknown:?}");
+    assert!(
+        unknown.stderr.contains("unknown store URL scheme"),
+        "{unknown:?}"
+    );
+
+    let unopenable = run_keyward(
+        dir.path(),
+        &["--db", "sqlite:no/such/directory/keys.db", "list"],
+        &[],
+        None,
+    );
+    assert_eq!(unopenable.code, 2, "{unopenable:?}");
+    assert!(unopenable.stderr.contains("error"), "{unopenable:?}");
+}
+
+#[test]
+fn a_key_given_as_an_argument_is_refused_without_being_echoed() {
+    let cli = Cli::new();
+    let key = new_key("kw", "dev");
+    for args in [&["verify", "--env", "dev", &key][..], &["doctor", &key][..]] {
+        let run = cli.run(args);
+        assert_eq!(run.code, 2, "{run:?}");
+        assert!(
+            run.stderr.contains("do not pass a key on the command line"),
+            "{run:?}"
+        );
+    }
+    cli.assert_never_leaked(&key);
+}
+
+#[test]
+fn revoke_accepts_a_whole_key_but_warns_and_never_echoes_it() {
+    let cli = Cli::new();
+    let key = cli.issue(&["--project", "p", "--env", "dev", "--scope", "read"]);
+    let run = cli.run(&["revoke", &key]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stderr.contains("not an id"), "{run:?}");
+    assert!(run.stdout.contains(&id_of(&key)), "{run:?}");
+    assert!(!run.stdout.contains(secret_of(&key)), "{run:?}");
+    assert_eq!(cli.verify(&key, &["--env", "dev"]).code, 1);
+    cli.assert_never_leaked(&key);
+}
+
+/// Runs `keyward doctor <args>` with `$KEYWARD_KEY` set to `value` (unset for `None`).
+fn doctor(value: Option<&str>, args: &[&str]) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    let mut all = vec!["doctor"];
+    all.extend_from_slice(args);
+    let vars: Vec<(&str, &str)> = value.map(|v| ("KEYWARD_KEY", v)).into_iter().collect();
+    let run = run_keyward(dir.path(), &all, &vars, None);
+    if let Some(v) = value.filter(|v| v.len() > 20) {
+        let secret = v
+            .trim()
+            .trim_matches(['"', '\''])
+            .rsplit('_')
+            .next()
+            .unwrap();
+        assert!(!run.stdout.contains(secret), "{run:?}");
+        assert!(!run.stderr.contains(secret), "{run:?}");
+    }
+    run
+}
+
+#[test]
+fn doctor_reports_an_unset_variable() {
+    let run = doctor(None, &[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stdout.contains("$KEYWARD_KEY: the variable is not set"),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn doctor_reports_an_empty_variable() {
+    let run = doctor(Some(""), &[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stdout.contains("empty"), "{run:?}");
+}
+
+#[test]
+fn doctor_reports_a_quoted_key() {
+    let key = new_key("kw", "dev");
+    let run = doctor(Some(&format!("\"{key}\"")), &["--env", "dev"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stdout.contains("quotes"), "{run:?}");
+    assert!(
+        run.stdout.contains(&format!("kw_dev_{}_…", id_of(&key))),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn doctor_reports_whitespace_around_the_key() {
+    let key = new_key("kw", "dev");
+    let run = doctor(Some(&format!("{key}\n")), &[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stdout.contains("whitespace"), "{run:?}");
+    assert!(run.stdout.contains("70 characters"), "{run:?}");
+}
+
+#[test]
+fn doctor_reports_a_key_of_another_environment() {
+    let key = new_key("kw", "dev");
+    let run = doctor(Some(&key), &["--env", "prd"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stdout.contains("another environment"), "{run:?}");
+    assert!(run.stdout.contains("'prd'"), "{run:?}");
+}
+
+#[test]
+fn doctor_reports_a_key_of_another_product() {
+    let run = doctor(Some("sk-proj-abcdefghijklmnopqrstuvwxyz0123456789"), &[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stdout.contains("OpenAI"), "{run:?}");
+    let other_prefix = new_key("tl", "dev");
+    let run = doctor(Some(&other_prefix), &[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stdout.contains("another product"), "{run:?}");
+}
+
+#[test]
+fn doctor_accepts_a_well_formed_key() {
+    let key = new_key("av", "prd");
+    let run = doctor(Some(&key), &["--prefix", "av", "--env", "prd"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.starts_with("$KEYWARD_KEY: ok"), "{run:?}");
+
+    // Another variable, via --var.
+    let dir = tempfile::tempdir().unwrap();
+    let run = run_keyward(
+        dir.path(),
+        &["doctor", "--var", "MY_API_KEY", "--prefix", "av"],
+        &[("MY_API_KEY", &key)],
+        None,
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.starts_with("$MY_API_KEY: ok"), "{run:?}");
+    assert!(!run.stdout.contains(secret_of(&key)), "{run:?}");
+}
