@@ -1,1 +1,749 @@
-//! keyward-sqlite (in progress)
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod codec;
+mod error;
+mod pool;
+mod schema;
+mod url;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use keyward::{
+    Changes, Consumption, KeyChange, KeyId, KeyRecord, KeyStore, ListQuery, StoreError, Timestamp,
+    UsageBucket, async_trait,
+};
+use rusqlite::types::Value;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+
+use crate::codec::{COLUMNS, backend, decode_record, limits_json, metadata_json};
+pub use crate::error::SqliteStoreError;
+use crate::pool::Pool;
+
+pub(crate) const STORE: &str = "sqlite";
+
+/// The newest schema version this crate writes (the database's `PRAGMA user_version`).
+///
+/// ```
+/// assert!(keyward_sqlite::SCHEMA_VERSION >= 1);
+/// ```
+pub const SCHEMA_VERSION: i64 = schema::MIGRATIONS.len() as i64;
+
+/// Settings for [`SqliteStore::open_with`].
+///
+/// ```
+/// use std::time::Duration;
+/// let options = keyward_sqlite::SqliteOptions::default()
+///     .change_log_len(10_000)
+///     .readers(2)
+///     .busy_timeout(Duration::from_secs(10));
+/// assert_eq!(options.get_change_log_len(), 10_000);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqliteOptions {
+    change_log_len: u64,
+    readers: usize,
+    busy_timeout: Duration,
+}
+
+impl Default for SqliteOptions {
+    /// 100 000 change-log entries, 4 reader connections, a 5 s busy timeout.
+    fn default() -> Self {
+        Self {
+            change_log_len: 100_000,
+            readers: 4,
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl SqliteOptions {
+    /// How many change-log entries are kept (at least 1). A cache further behind than this is
+    /// told to resync (drop everything) by [`KeyStore::changes_since`].
+    pub fn change_log_len(mut self, n: u64) -> Self {
+        self.change_log_len = n.max(1);
+        self
+    }
+
+    /// How many read-only connections serve `get`, `list`, `usage` and `changes_since`
+    /// beside the single writer connection. Zero sends reads through the writer.
+    pub fn readers(mut self, n: usize) -> Self {
+        self.readers = n;
+        self
+    }
+
+    /// How long a connection waits for another connection's (or process's) lock before
+    /// failing with "database is locked".
+    pub fn busy_timeout(mut self, d: Duration) -> Self {
+        self.busy_timeout = d;
+        self
+    }
+
+    /// The change-log length.
+    pub fn get_change_log_len(&self) -> u64 {
+        self.change_log_len
+    }
+
+    /// The number of reader connections.
+    pub fn get_readers(&self) -> usize {
+        self.readers
+    }
+
+    /// The busy timeout.
+    pub fn get_busy_timeout(&self) -> Duration {
+        self.busy_timeout
+    }
+}
+
+/// A [`KeyStore`] in a SQLite database. Clones share the same connections; the database is
+/// closed when the last clone is dropped.
+///
+/// One writer connection runs every change in a `BEGIN IMMEDIATE` transaction; a few reader
+/// connections serve lookups concurrently (WAL mode). Every SQLite call runs on tokio's
+/// blocking thread pool, never on an executor thread.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use keyward::KeyStore;
+/// let dir = tempfile::tempdir()?;
+/// let store = keyward_sqlite::SqliteStore::open(dir.path().join("keys.db")).await?;
+/// assert!(store.get(&"7Kq2mZ9xA1bC".parse()?).await?.is_none());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Where the database lives (`None`: in memory).
+    path: Option<PathBuf>,
+    writer: Arc<Pool>,
+    /// `None`: reads go through the writer (in-memory databases, or `readers(0)`).
+    readers: Option<Arc<Pool>>,
+    change_log_len: u64,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.inner.path)
+            .field("writer", &self.inner.writer)
+            .field("readers", &self.inner.readers)
+            .field("change_log_len", &self.inner.change_log_len)
+            .finish()
+    }
+}
+
+impl SqliteStore {
+    /// Opens the database file at `path` with default [`SqliteOptions`], creating it if it
+    /// does not exist and migrating its schema to [`SCHEMA_VERSION`].
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the file cannot be opened or migrated; its source is a
+    /// [`SqliteStoreError`] (e.g. [`SqliteStoreError::SchemaTooNew`]).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let dir = tempfile::tempdir()?;
+    /// let store = keyward_sqlite::SqliteStore::open(dir.path().join("keys.db")).await?;
+    /// # drop(store);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(path, SqliteOptions::default()).await
+    }
+
+    /// Opens the database file at `path` with the given options (see [`SqliteStore::open`]).
+    ///
+    /// # Errors
+    /// As [`SqliteStore::open`].
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use keyward_sqlite::{SqliteOptions, SqliteStore};
+    /// let dir = tempfile::tempdir()?;
+    /// let options = SqliteOptions::default().readers(2).change_log_len(1_000);
+    /// let store = SqliteStore::open_with(dir.path().join("keys.db"), options).await?;
+    /// # drop(store);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn open_with(
+        path: impl AsRef<Path>,
+        options: SqliteOptions,
+    ) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let inner = tokio::task::spawn_blocking(move || open_file(path, &options))
+            .await
+            .map_err(|e| StoreError::backend(STORE, e))?
+            .map_err(|e| StoreError::backend(STORE, e))?;
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// Opens the database a `sqlite:` URL names: `sqlite:keys.db` or `sqlite://keys.db`
+    /// (relative), `sqlite:///var/lib/app/keys.db` (absolute), or `sqlite::memory:`.
+    /// A `?mode=rwc` suffix is accepted; other query parameters are not.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] with [`SqliteStoreError::NotSqliteUrl`] as the source for
+    /// other schemes (the URL itself is not repeated, as it may hold a password), or as
+    /// [`SqliteStore::open`].
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use keyward_sqlite::SqliteStore;
+    /// let store = SqliteStore::open_url("sqlite::memory:").await?;
+    /// assert!(SqliteStore::open_url("postgres://localhost/keys").await.is_err());
+    /// # drop(store);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn open_url(url: &str) -> Result<Self, StoreError> {
+        Self::open_url_with(url, SqliteOptions::default()).await
+    }
+
+    /// [`SqliteStore::open_url`] with options.
+    ///
+    /// # Errors
+    /// As [`SqliteStore::open_url`].
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use keyward_sqlite::{SqliteOptions, SqliteStore};
+    /// let options = SqliteOptions::default().change_log_len(10);
+    /// let store = SqliteStore::open_url_with("sqlite::memory:", options).await?;
+    /// # drop(store);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn open_url_with(url: &str, options: SqliteOptions) -> Result<Self, StoreError> {
+        match url::parse(url).map_err(|e| StoreError::backend(STORE, e))? {
+            url::Target::Memory => Self::in_memory_with(options).await,
+            url::Target::File(path) => Self::open_with(path, options).await,
+        }
+    }
+
+    /// A private in-memory database, gone when the last clone is dropped. It uses a single
+    /// connection (an in-memory database cannot be shared between connections or use WAL).
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] if SQLite cannot allocate it.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use keyward::KeyStore;
+    /// let store = keyward_sqlite::SqliteStore::in_memory().await?;
+    /// assert_eq!(store.changes_since(0).await?.revision, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn in_memory() -> Result<Self, StoreError> {
+        Self::in_memory_with(SqliteOptions::default()).await
+    }
+
+    async fn in_memory_with(options: SqliteOptions) -> Result<Self, StoreError> {
+        let inner = tokio::task::spawn_blocking(move || open_memory(&options))
+            .await
+            .map_err(|e| StoreError::backend(STORE, e))?
+            .map_err(|e| StoreError::backend(STORE, e))?;
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The database file, or `None` for an in-memory database.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = keyward_sqlite::SqliteStore::in_memory().await?;
+    /// assert!(store.path().is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn path(&self) -> Option<&Path> {
+        self.inner.path.as_deref()
+    }
+
+    async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.inner.writer.run(f).await
+    }
+
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.inner
+            .readers
+            .as_ref()
+            .unwrap_or(&self.inner.writer)
+            .run(f)
+            .await
+    }
+}
+
+/// Settings every connection gets.
+fn configure(conn: &Connection, options: &SqliteOptions) -> Result<(), SqliteStoreError> {
+    conn.busy_timeout(options.busy_timeout)?;
+    // synchronous=FULL: a commit is on stable storage before it returns, so a revocation
+    // survives power loss (NORMAL in WAL mode may lose the last commits).
+    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
+    Ok(())
+}
+
+/// Switches the file to WAL mode (a persistent property of the file, so a no-op after the
+/// first open). SQLite does not run the busy handler for this pragma, which needs exclusive
+/// access, so concurrent first opens would fail at once with "database is locked": retry
+/// with backoff within the busy timeout instead.
+fn enable_wal(conn: &Connection, budget: Duration) -> Result<String, SqliteStoreError> {
+    let deadline = std::time::Instant::now() + budget;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0)) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
+fn open_file(path: PathBuf, options: &SqliteOptions) -> Result<Inner, SqliteStoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let mut writer = Connection::open_with_flags(&path, flags)?;
+    configure(&writer, options)?;
+    let mode = enable_wal(&writer, options.busy_timeout)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        tracing::warn!(
+            path = %path.display(),
+            journal_mode = %mode,
+            "keyward-sqlite: the file system refused WAL mode; readers will wait for writers"
+        );
+    }
+    let found = schema::migrate(&mut writer)?;
+    tracing::debug!(
+        path = %path.display(),
+        schema.found = found,
+        schema.now = schema::latest(),
+        "keyward-sqlite: opened"
+    );
+    let readers = if options.readers == 0 {
+        None
+    } else {
+        let mut conns = Vec::with_capacity(options.readers);
+        for _ in 0..options.readers {
+            let conn = Connection::open_with_flags(&path, flags)?;
+            configure(&conn, options)?;
+            conn.execute_batch("PRAGMA query_only = ON;")?;
+            conns.push(conn);
+        }
+        Some(Pool::new(conns))
+    };
+    Ok(Inner {
+        path: Some(path),
+        writer: Pool::new(vec![writer]),
+        readers,
+        change_log_len: options.change_log_len,
+    })
+}
+
+fn open_memory(options: &SqliteOptions) -> Result<Inner, SqliteStoreError> {
+    let mut conn = Connection::open_in_memory()?;
+    configure(&conn, options)?;
+    schema::migrate(&mut conn)?;
+    Ok(Inner {
+        path: None,
+        writer: Pool::new(vec![conn]),
+        readers: None,
+        change_log_len: options.change_log_len,
+    })
+}
+
+fn get_record(conn: &Connection, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM keys WHERE id = ?1"))
+        .map_err(backend)?;
+    let mut rows = stmt.query(params![id.as_str()]).map_err(backend)?;
+    match rows.next().map_err(backend)? {
+        Some(row) => decode_record(row).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// A record encoded for the `keys` table.
+struct InsertRow {
+    record: KeyRecord,
+    metadata: Option<String>,
+    limits: String,
+}
+
+impl InsertRow {
+    fn new(record: &KeyRecord) -> Result<Self, StoreError> {
+        Ok(Self {
+            metadata: metadata_json(record.metadata.as_ref())?,
+            limits: limits_json(&record.limits)?,
+            record: record.clone(),
+        })
+    }
+
+    /// Inserts the row; [`StoreError::AlreadyExists`] when the id is taken.
+    fn insert(&self, conn: &Connection) -> Result<(), StoreError> {
+        let r = &self.record;
+        let inserted = conn
+            .prepare_cached(&format!(
+                "INSERT INTO keys ({COLUMNS})
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                 ON CONFLICT (id) DO NOTHING"
+            ))
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    r.id.as_str(),
+                    r.prefix.as_str(),
+                    r.project.as_str(),
+                    r.environment.as_str(),
+                    r.scopes.to_string(),
+                    r.name,
+                    self.metadata,
+                    r.created_at.unix_millis(),
+                    r.expires_at.map(Timestamp::unix_millis),
+                    r.revoked_at.map(Timestamp::unix_millis),
+                    r.last_used_at.map(Timestamp::unix_millis),
+                    r.secret_hash.as_str(),
+                    r.rotated_from.as_ref().map(KeyId::as_str),
+                    self.limits,
+                ])
+            })
+            .map_err(backend)?;
+        if inserted == 0 {
+            return Err(StoreError::AlreadyExists(r.id));
+        }
+        Ok(())
+    }
+}
+
+/// Clamps a revision asked for by a reader into SQLite's integer range.
+fn revision_param(revision: u64) -> i64 {
+    i64::try_from(revision).unwrap_or(i64::MAX)
+}
+
+fn to_u64(v: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| StoreError::corrupt(STORE, format!("{what} is negative ({v})")))
+}
+
+#[async_trait]
+impl KeyStore for SqliteStore {
+    #[tracing::instrument(level = "debug", skip_all, fields(key.id = %record.id))]
+    async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError> {
+        let row = InsertRow::new(record)?;
+        self.write(move |conn| row.insert(conn)).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(count = records.len()))]
+    async fn insert_many(&self, records: &[KeyRecord]) -> Result<(), StoreError> {
+        let rows = records
+            .iter()
+            .map(InsertRow::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.write(move |conn| {
+            // One transaction: a duplicate id anywhere inserts none of the batch.
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            for row in &rows {
+                row.insert(&tx)?;
+            }
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn get(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
+        let id = *id;
+        self.read(move |conn| get_record(conn, &id)).await
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Vec<KeyRecord>, StoreError> {
+        let query = query.clone();
+        self.read(move |conn| {
+            let mut sql = format!("SELECT {COLUMNS} FROM keys WHERE 1");
+            let mut args: Vec<Value> = Vec::new();
+            if let Some(p) = &query.project {
+                args.push(Value::Text(p.as_str().to_owned()));
+                sql.push_str(&format!(" AND project = ?{}", args.len()));
+            }
+            if let Some(e) = &query.environment {
+                args.push(Value::Text(e.as_str().to_owned()));
+                sql.push_str(&format!(" AND environment = ?{}", args.len()));
+            }
+            if let Some((at, id)) = &query.after {
+                args.push(Value::Integer(at.unix_millis()));
+                args.push(Value::Text(id.as_str().to_owned()));
+                sql.push_str(&format!(
+                    " AND (created_at, id) > (?{}, ?{})",
+                    args.len() - 1,
+                    args.len()
+                ));
+            }
+            args.push(Value::Integer(i64::from(query.limit)));
+            sql.push_str(&format!(" ORDER BY created_at, id LIMIT ?{}", args.len()));
+            let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
+            let mut rows = stmt
+                .query(rusqlite::params_from_iter(args))
+                .map_err(backend)?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().map_err(backend)? {
+                out.push(decode_record(row)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(key.id = %id))]
+    async fn update(
+        &self,
+        id: &KeyId,
+        change: &KeyChange,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        let id = *id;
+        let change = change.clone();
+        let keep = i64::try_from(self.inner.change_log_len).unwrap_or(i64::MAX);
+        let metadata = change
+            .metadata
+            .as_ref()
+            .map(|m| metadata_json(m.as_ref()))
+            .transpose()?;
+        let limits = change.limits.as_ref().map(limits_json).transpose()?;
+        self.write(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let mut sets: Vec<&str> = Vec::new();
+            let mut args: Vec<Value> = Vec::new();
+            let mut set = |column: &'static str, v: Value| {
+                args.push(v);
+                sets.push(column);
+            };
+            if let Some(at) = change.revoke_at {
+                set(
+                    "revoked_at = COALESCE(revoked_at, ?)",
+                    Value::Integer(at.unix_millis()),
+                );
+            }
+            if let Some(e) = change.expires_at {
+                set(
+                    "expires_at = ?",
+                    e.map_or(Value::Null, |t| Value::Integer(t.unix_millis())),
+                );
+            }
+            if let Some(s) = &change.scopes {
+                set("scopes = ?", Value::Text(s.to_string()));
+            }
+            if let Some(n) = &change.name {
+                set("name = ?", Value::Text(n.clone()));
+            }
+            if let Some(m) = metadata {
+                set("metadata = ?", m.map_or(Value::Null, Value::Text));
+            }
+            if let Some(h) = &change.secret_hash {
+                set("secret_hash = ?", Value::Text(h.as_str().to_owned()));
+            }
+            if let Some(l) = limits {
+                set("limits = ?", Value::Text(l));
+            }
+            let exists = if sets.is_empty() {
+                tx.query_row(
+                    "SELECT 1 FROM keys WHERE id = ?1",
+                    params![id.as_str()],
+                    |_| Ok(()),
+                )
+                .optional()
+                .map_err(backend)?
+                .is_some()
+            } else {
+                args.push(Value::Text(id.as_str().to_owned()));
+                let sql = format!("UPDATE keys SET {} WHERE id = ?", sets.join(", "));
+                tx.prepare_cached(&sql)
+                    .and_then(|mut stmt| stmt.execute(rusqlite::params_from_iter(args)))
+                    .map_err(backend)?
+                    > 0
+            };
+            if !exists {
+                return Ok(None);
+            }
+            tx.prepare_cached("INSERT INTO changes (key_id) VALUES (?1)")
+                .and_then(|mut stmt| stmt.execute(params![id.as_str()]))
+                .map_err(backend)?;
+            let revision = tx.last_insert_rowid();
+            tx.prepare_cached("DELETE FROM changes WHERE revision <= ?1")
+                .and_then(|mut stmt| stmt.execute(params![revision.saturating_sub(keep)]))
+                .map_err(backend)?;
+            // Commit before decoding: a change (above all a revocation) takes effect even if
+            // some other column of the row was damaged by hand; decoding then reports that.
+            tx.commit().map_err(backend)?;
+            get_record(conn, &id)
+        })
+        .await
+    }
+
+    async fn record_usage(&self, used: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {
+        if used.is_empty() {
+            return Ok(());
+        }
+        let used = used.to_vec();
+        self.write(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "UPDATE keys SET last_used_at = MAX(COALESCE(last_used_at, ?1), ?1)
+                         WHERE id = ?2",
+                    )
+                    .map_err(backend)?;
+                for (id, at) in &used {
+                    stmt.execute(params![at.unix_millis(), id.as_str()])
+                        .map_err(backend)?;
+                }
+            }
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn consume(
+        &self,
+        bucket: &UsageBucket,
+        amount: u64,
+        limit: u64,
+    ) -> Result<Consumption, StoreError> {
+        let bucket = bucket.clone();
+        self.write(move |conn| {
+            // IMMEDIATE takes the database's write lock before the read, so no other
+            // connection or process can spend between our read and our write.
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let key = params![bucket.counter, bucket.period_start.unix_millis()];
+            let used: i64 = tx
+                .prepare_cached("SELECT used FROM usage WHERE counter = ?1 AND period_start = ?2")
+                .and_then(|mut stmt| stmt.query_row(key, |r| r.get(0)).optional())
+                .map_err(backend)?
+                .unwrap_or(0);
+            let used = to_u64(used, "a usage count")?;
+            // SQLite integers are signed: a total beyond i64::MAX is refused like one beyond
+            // the limit.
+            let total = used
+                .checked_add(amount)
+                .filter(|t| *t <= limit)
+                .and_then(|t| i64::try_from(t).ok());
+            let Some(total) = total else {
+                return Ok(Consumption::Refused { used });
+            };
+            tx.prepare_cached(
+                "INSERT INTO usage (counter, period_start, used) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (counter, period_start) DO UPDATE SET used = excluded.used",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    bucket.counter,
+                    bucket.period_start.unix_millis(),
+                    total
+                ])
+            })
+            .map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            Ok(Consumption::Granted {
+                used: to_u64(total, "a usage count")?,
+            })
+        })
+        .await
+    }
+
+    async fn usage(&self, bucket: &UsageBucket) -> Result<u64, StoreError> {
+        let bucket = bucket.clone();
+        self.read(move |conn| {
+            let used: Option<i64> = conn
+                .prepare_cached("SELECT used FROM usage WHERE counter = ?1 AND period_start = ?2")
+                .and_then(|mut stmt| {
+                    stmt.query_row(
+                        params![bucket.counter, bucket.period_start.unix_millis()],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                })
+                .map_err(backend)?;
+            to_u64(used.unwrap_or(0), "a usage count")
+        })
+        .await
+    }
+
+    async fn changes_since(&self, revision: u64) -> Result<Changes, StoreError> {
+        self.read(move |conn| {
+            // One read transaction: the bounds and the ids come from the same snapshot.
+            let tx = conn.transaction().map_err(backend)?;
+            let (oldest, newest): (Option<i64>, Option<i64>) = tx
+                .query_row(
+                    "SELECT MIN(revision), MAX(revision) FROM changes",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(backend)?;
+            let current = to_u64(newest.unwrap_or(0), "a revision")?;
+            // The log holds every change after `oldest_kept`.
+            let oldest_kept = match oldest {
+                Some(o) => to_u64(o, "a revision")?.saturating_sub(1),
+                None => current,
+            };
+            let mut ids = Vec::new();
+            {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "SELECT key_id FROM changes WHERE revision > ?1 ORDER BY revision",
+                    )
+                    .map_err(backend)?;
+                let mut rows = stmt
+                    .query(params![revision_param(revision)])
+                    .map_err(backend)?;
+                while let Some(row) = rows.next().map_err(backend)? {
+                    let raw: String = row.get(0).map_err(|_| {
+                        StoreError::corrupt(STORE, "the change log holds a key id that is not text")
+                    })?;
+                    let id = raw.parse::<KeyId>().map_err(|e| {
+                        StoreError::corrupt(
+                            STORE,
+                            format!("the change log holds a bad key id: {e}"),
+                        )
+                    })?;
+                    ids.push(id);
+                }
+            }
+            tx.commit().map_err(backend)?;
+            Ok(Changes {
+                revision: current,
+                ids,
+                resync: revision < oldest_kept,
+            })
+        })
+        .await
+    }
+}

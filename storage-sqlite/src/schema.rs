@@ -1,0 +1,80 @@
+//! Versioned schema migrations, applied in order; `PRAGMA user_version` is the version.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::error::SqliteStoreError;
+
+/// The schema steps, oldest first. Step `i` takes the database from version `i` to `i + 1`.
+/// Never edit a released step: append a new one.
+pub(crate) const MIGRATIONS: &[&str] = &[
+    // 1: keys, the change log and usage counters.
+    "CREATE TABLE keys (
+        id           TEXT    NOT NULL PRIMARY KEY,
+        prefix       TEXT    NOT NULL,
+        project      TEXT    NOT NULL,
+        environment  TEXT    NOT NULL,
+        scopes       TEXT    NOT NULL,          -- space-separated scope names
+        name         TEXT    NOT NULL,
+        metadata     TEXT,                      -- JSON, NULL when absent
+        created_at   INTEGER NOT NULL,          -- unix milliseconds
+        expires_at   INTEGER,
+        revoked_at   INTEGER,
+        last_used_at INTEGER,
+        secret_hash  TEXT    NOT NULL,          -- Argon2id PHC string, never the secret
+        rotated_from TEXT,
+        limits       TEXT    NOT NULL DEFAULT '{}'  -- JSON of KeyLimits
+    ) WITHOUT ROWID;
+    CREATE INDEX keys_by_project ON keys (project, environment, created_at, id);
+    CREATE INDEX keys_by_created ON keys (created_at, id);
+    CREATE TABLE changes (
+        revision INTEGER PRIMARY KEY AUTOINCREMENT,
+        key_id   TEXT NOT NULL
+    );
+    CREATE TABLE usage (
+        counter      TEXT    NOT NULL,
+        period_start INTEGER NOT NULL,
+        used         INTEGER NOT NULL,
+        PRIMARY KEY (counter, period_start)
+    ) WITHOUT ROWID;",
+];
+
+/// The schema version this code writes and reads.
+pub(crate) fn latest() -> i64 {
+    i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX)
+}
+
+/// Brings the database up to [`latest`] inside one `BEGIN IMMEDIATE` transaction, so that
+/// concurrent openers (threads or processes) apply each step exactly once. Returns the
+/// version found before migrating.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<i64, SqliteStoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let found: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let latest = latest();
+    if found > latest {
+        return Err(SqliteStoreError::SchemaTooNew {
+            found,
+            supported: latest,
+        });
+    }
+    if found < 0 {
+        return Err(SqliteStoreError::SchemaUnknown { found });
+    }
+    for (version, step) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(usize::try_from(found).unwrap_or(0))
+    {
+        tracing::info!(
+            from = version,
+            to = version + 1,
+            "keyward-sqlite: applying schema migration"
+        );
+        tx.execute_batch(step)?;
+    }
+    if found != latest {
+        // PRAGMA takes no parameters; `latest` is our own integer.
+        tx.execute_batch(&format!("PRAGMA user_version = {latest}"))?;
+    }
+    tx.commit()?;
+    Ok(found)
+}
