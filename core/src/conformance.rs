@@ -54,6 +54,11 @@ pub const CASES: &[&str] = &[
     "manager_revokes_rotates_and_expires_keys",
     "revoke_is_effective_for_every_verify_that_starts_after_it",
     "the_store_never_holds_the_secret",
+    "settings_round_trip_and_delete",
+    "release_gives_units_back_but_never_below_zero",
+    "manager_event_quotas_refuse_whole_batches_and_roll_over",
+    "manager_credits_are_used_per_verify_and_refill_at_the_boundary",
+    "manager_rate_limits_reject_the_burst_and_recover",
 ];
 
 fn unique(base: &str) -> String {
@@ -92,10 +97,21 @@ pub fn sample_record(
         secret_hash: SecretHash::from_phc(SAMPLE_PHC).expect("phc"),
         rotated_from: Some(KeyId::generate().expect("rng")),
         limits: KeyLimits {
-            credits: Some(100),
-            refill: Some("monthly".into()),
-            rate_limit: Some(10),
-            rate_period_secs: Some(1),
+            credits: Some(crate::quota::Credits {
+                amount: 100,
+                refill: Some(crate::quota::Refill {
+                    period: crate::quota::Period::Month,
+                    amount: 50,
+                }),
+            }),
+            quota: Some(crate::quota::Quota {
+                limit: 1000,
+                period: crate::quota::Period::Seconds(3600),
+            }),
+            rate_limit: Some(crate::quota::RateLimit {
+                requests: 10,
+                per_seconds: 1,
+            }),
         },
     }
 }
@@ -853,6 +869,311 @@ pub async fn the_store_never_holds_the_secret(store: &Arc<dyn KeyStore>) {
     assert!(!format!("{listed:?}").contains(secret));
 }
 
+/// Settings are stored, replaced and deleted by name.
+pub async fn settings_round_trip_and_delete(store: &Arc<dyn KeyStore>) {
+    let name = unique("setting");
+    assert_eq!(store.get_setting(&name).await.expect("get"), None);
+    let v1 = serde_json::json!({"limit": 5, "period": "month"});
+    let v2 = serde_json::json!({"limit": 7, "period": {"seconds": 60}});
+    store.put_setting(&name, Some(&v1)).await.expect("put");
+    assert_eq!(store.get_setting(&name).await.expect("get"), Some(v1));
+    store.put_setting(&name, Some(&v2)).await.expect("replace");
+    assert_eq!(store.get_setting(&name).await.expect("get"), Some(v2));
+    store.put_setting(&name, None).await.expect("delete");
+    assert_eq!(store.get_setting(&name).await.expect("get"), None);
+    store
+        .put_setting(&name, None)
+        .await
+        .expect("deleting twice is fine");
+}
+
+/// `release` subtracts, saturating at zero, and is a no-op on an empty bucket.
+pub async fn release_gives_units_back_but_never_below_zero(store: &Arc<dyn KeyStore>) {
+    let bucket = UsageBucket {
+        counter: unique("release"),
+        period_start: t(0),
+    };
+    store.release(&bucket, 5).await.expect("release on empty");
+    assert_eq!(store.usage(&bucket).await.expect("usage"), 0);
+    store.consume(&bucket, 10, 10).await.expect("consume");
+    store.release(&bucket, 4).await.expect("release");
+    assert_eq!(store.usage(&bucket).await.expect("usage"), 6);
+    assert_eq!(
+        store.consume(&bucket, 4, 10).await.expect("consume"),
+        Consumption::Granted { used: 10 }
+    );
+    store.release(&bucket, 100).await.expect("release");
+    assert_eq!(store.usage(&bucket).await.expect("usage"), 0);
+}
+
+fn month(s: &str) -> Timestamp {
+    Timestamp::parse_rfc3339(s).expect("rfc3339")
+}
+
+/// Project and key event quotas: 64 concurrent batches against a limit of 50, a batch crossing
+/// the limit refused whole with what is left, the key quota's units given back when the
+/// project refuses, and a new period at the calendar boundary.
+pub async fn manager_event_quotas_refuse_whole_batches_and_roll_over(store: &Arc<dyn KeyStore>) {
+    use crate::quota::{Period, Quota};
+    let clock = ManualClock::new(month("2026-01-31T23:59:00Z"));
+    let m = manager(store, &clock, &["dev"]);
+    let p = project("quota");
+    m.set_project_quota(
+        &p,
+        Some(Quota {
+            limit: 50,
+            period: Period::Month,
+        }),
+    )
+    .await
+    .expect("set quota");
+    assert_eq!(
+        m.project_quota(&p).await.expect("get"),
+        Some(Quota {
+            limit: 50,
+            period: Period::Month
+        })
+    );
+    let issued = m
+        .issue(IssueRequest::new(p.clone(), env("dev")))
+        .await
+        .expect("issue");
+    let who = m
+        .verify(issued.key.expose_secret(), &Requirements::none())
+        .await
+        .expect("verify");
+
+    let tasks = (0..64).map(|_| {
+        let (m, who) = (m.clone(), who.clone());
+        tokio::spawn(async move { m.consume_events(&who, 1).await })
+    });
+    let mut granted = 0;
+    for r in join_all(tasks).await {
+        match r.expect("task") {
+            Ok(_) => granted += 1,
+            Err(Error::Auth(AuthError::QuotaExceeded {
+                scope: "project",
+                limit: 50,
+                used: 50,
+                requested: 1,
+                resets_at,
+            })) => {
+                assert_eq!(resets_at, month("2026-02-01T00:00:00Z"));
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert_eq!(granted, 50);
+    let report = m.usage(&p).await.expect("usage");
+    let q = report.project_quota.expect("project quota");
+    assert_eq!((q.used, q.remaining, q.limit), (50, 0, 50));
+
+    // The boundary: a new month starts at zero.
+    clock.set(month("2026-02-01T00:00:00Z"));
+    let accepted = m.consume_events(&who, 30).await.expect("new period");
+    assert_eq!(accepted.project.expect("project").used, 30);
+    // A batch crossing the limit is refused whole and says what is left.
+    let err = m
+        .consume_events(&who, 21)
+        .await
+        .expect_err("crossing batch");
+    assert!(
+        matches!(
+            &err,
+            Error::Auth(AuthError::QuotaExceeded {
+                used: 30,
+                requested: 21,
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("20 left"), "{err}");
+    assert_eq!(
+        m.usage(&p)
+            .await
+            .expect("usage")
+            .project_quota
+            .expect("q")
+            .used,
+        30
+    );
+    m.consume_events(&who, 20)
+        .await
+        .expect("exactly up to the limit");
+
+    // A key quota alongside: when the project refuses, the key's units are given back.
+    let limited = m
+        .issue(IssueRequest::new(p.clone(), env("dev")).limits(KeyLimits {
+            quota: Some(Quota {
+                limit: 10,
+                period: Period::Day,
+            }),
+            ..KeyLimits::default()
+        }))
+        .await
+        .expect("issue");
+    let lw = m
+        .verify(limited.key.expose_secret(), &Requirements::none())
+        .await
+        .expect("verify");
+    assert!(matches!(
+        m.consume_events(&lw, 5).await,
+        Err(Error::Auth(AuthError::QuotaExceeded {
+            scope: "project",
+            ..
+        }))
+    ));
+    m.set_project_quota(&p, None)
+        .await
+        .expect("remove project quota");
+    assert_eq!(
+        m.consume_events(&lw, 10)
+            .await
+            .expect("key quota whole")
+            .key
+            .expect("key")
+            .used,
+        10
+    );
+    assert!(matches!(
+        m.consume_events(&lw, 1).await,
+        Err(Error::Auth(AuthError::QuotaExceeded { scope: "key", .. }))
+    ));
+    let keys = m.usage(&p).await.expect("usage").keys;
+    assert_eq!(
+        keys.iter()
+            .find(|k| k.id == lw.id)
+            .and_then(|k| k.quota)
+            .map(|q| q.used),
+        Some(10)
+    );
+}
+
+/// Credits: one per successful verify, a distinct outcome when used up (not "invalid"), and
+/// a refill at the period boundary.
+pub async fn manager_credits_are_used_per_verify_and_refill_at_the_boundary(
+    store: &Arc<dyn KeyStore>,
+) {
+    use crate::quota::{Credits, Period, Refill};
+    let clock = ManualClock::new(month("2026-03-31T12:00:00Z"));
+    let m = manager(store, &clock, &["dev"]);
+    let p = project("credits");
+    let limits = KeyLimits {
+        credits: Some(Credits {
+            amount: 3,
+            refill: Some(Refill {
+                period: Period::Month,
+                amount: 2,
+            }),
+        }),
+        ..KeyLimits::default()
+    };
+    let issued = m
+        .issue(IssueRequest::new(p.clone(), env("dev")).limits(limits))
+        .await
+        .expect("issue");
+    let text = issued.key.expose_secret();
+    for _ in 0..3 {
+        m.verify(text, &Requirements::none())
+            .await
+            .expect("a credit left");
+    }
+    let e = auth(m.verify(text, &Requirements::none()).await);
+    assert_eq!(
+        e,
+        AuthError::CreditsExhausted {
+            id: issued.record.id,
+            resets_at: Some(month("2026-04-01T00:00:00Z"))
+        }
+    );
+    let report = m.usage(&p).await.expect("usage");
+    let c = report.keys[0].credits.expect("credits");
+    assert_eq!((c.used, c.remaining), (3, 0));
+    // A wrong secret never spends credits.
+    clock.set(month("2026-04-01T00:00:00Z"));
+    for _ in 0..2 {
+        m.verify(text, &Requirements::none())
+            .await
+            .expect("refilled");
+    }
+    assert!(matches!(
+        auth(m.verify(text, &Requirements::none()).await),
+        AuthError::CreditsExhausted { .. }
+    ));
+
+    let once = m
+        .issue(IssueRequest::new(p, env("dev")).limits(KeyLimits {
+            credits: Some(Credits {
+                amount: 1,
+                refill: None,
+            }),
+            ..KeyLimits::default()
+        }))
+        .await
+        .expect("issue");
+    m.verify(once.key.expose_secret(), &Requirements::none())
+        .await
+        .expect("one use");
+    clock.advance(Duration::from_secs(400 * 86_400));
+    assert_eq!(
+        auth(
+            m.verify(once.key.expose_secret(), &Requirements::none())
+                .await
+        ),
+        AuthError::CreditsExhausted {
+            id: once.record.id,
+            resets_at: None
+        }
+    );
+}
+
+/// A per-key rate limit rejects the burst beyond its allowance and recovers as time passes.
+pub async fn manager_rate_limits_reject_the_burst_and_recover(store: &Arc<dyn KeyStore>) {
+    use crate::quota::RateLimit;
+    let clock = ManualClock::new(t(0));
+    let m = manager(store, &clock, &["dev"]);
+    let issued = m
+        .issue(
+            IssueRequest::new(project("rate"), env("dev")).limits(KeyLimits {
+                rate_limit: Some(RateLimit {
+                    requests: 5,
+                    per_seconds: 10,
+                }),
+                ..KeyLimits::default()
+            }),
+        )
+        .await
+        .expect("issue");
+    let text = issued.key.expose_secret();
+    for _ in 0..5 {
+        m.verify(text, &Requirements::none())
+            .await
+            .expect("within the burst");
+    }
+    match auth(m.verify(text, &Requirements::none()).await) {
+        AuthError::RateLimited { retry_after } => assert!(
+            retry_after <= Duration::from_secs(2) && retry_after > Duration::ZERO,
+            "{retry_after:?}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    clock.advance(Duration::from_secs(2)); // one request's worth (10 s / 5)
+    m.verify(text, &Requirements::none())
+        .await
+        .expect("recovered one");
+    assert!(matches!(
+        auth(m.verify(text, &Requirements::none()).await),
+        AuthError::RateLimited { .. }
+    ));
+    clock.advance(Duration::from_secs(10));
+    for _ in 0..5 {
+        m.verify(text, &Requirements::none())
+            .await
+            .expect("a full burst again");
+    }
+}
+
 /// Runs one case by name (used by [`store_conformance_tests!`](crate::store_conformance_tests)).
 ///
 /// # Panics
@@ -903,6 +1224,20 @@ pub async fn run_case(name: &str, store: &Arc<dyn KeyStore>) {
             revoke_is_effective_for_every_verify_that_starts_after_it(store).await
         }
         "the_store_never_holds_the_secret" => the_store_never_holds_the_secret(store).await,
+        "settings_round_trip_and_delete" => settings_round_trip_and_delete(store).await,
+        "release_gives_units_back_but_never_below_zero" => {
+            release_gives_units_back_but_never_below_zero(store).await
+        }
+        "manager_event_quotas_refuse_whole_batches_and_roll_over" => {
+            manager_event_quotas_refuse_whole_batches_and_roll_over(store).await
+        }
+        "manager_credits_are_used_per_verify_and_refill_at_the_boundary" => {
+            manager_credits_are_used_per_verify_and_refill_at_the_boundary(store).await
+        }
+        "manager_rate_limits_reject_the_burst_and_recover" => {
+            manager_rate_limits_reject_the_burst_and_recover(store).await
+        }
+
         other => panic!("unknown conformance case {other}"),
     }
 }
@@ -931,7 +1266,12 @@ macro_rules! store_conformance_tests {
             manager_issues_verifies_and_binds_keys,
             manager_revokes_rotates_and_expires_keys,
             revoke_is_effective_for_every_verify_that_starts_after_it,
-            the_store_never_holds_the_secret
+            the_store_never_holds_the_secret,
+            settings_round_trip_and_delete,
+            release_gives_units_back_but_never_below_zero,
+            manager_event_quotas_refuse_whole_batches_and_roll_over,
+            manager_credits_are_used_per_verify_and_refill_at_the_boundary,
+            manager_rate_limits_reject_the_burst_and_recover,
         );
     };
 }
@@ -1030,6 +1370,26 @@ impl KeyStore for CountingStore {
         self.tick();
         self.inner.usage(bucket).await
     }
+    async fn release(&self, bucket: &UsageBucket, amount: u64) -> Result<(), StoreError> {
+        self.tick();
+        self.inner.release(bucket, amount).await
+    }
+    async fn get_setting(&self, name: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        self.tick();
+        self.inner.get_setting(name).await
+    }
+    async fn put_setting(
+        &self,
+        name: &str,
+        value: Option<&serde_json::Value>,
+    ) -> Result<(), StoreError> {
+        self.tick();
+        self.inner.put_setting(name, value).await
+    }
+    async fn insert_many(&self, records: &[KeyRecord]) -> Result<(), StoreError> {
+        self.tick();
+        self.inner.insert_many(records).await
+    }
     async fn changes_since(&self, revision: u64) -> Result<Changes, StoreError> {
         self.tick();
         self.inner.changes_since(revision).await
@@ -1038,6 +1398,88 @@ impl KeyStore for CountingStore {
         &self,
     ) -> Result<Option<tokio::sync::mpsc::Receiver<ChangeEvent>>, StoreError> {
         self.tick();
+        self.inner.subscribe().await
+    }
+}
+
+/// A store that keeps a guard alive as long as itself (a temporary directory, a test schema
+/// that is dropped on `Drop`…), forwarding every method to the inner store. Use it in a
+/// conformance factory instead of writing a wrapper that could miss a method.
+pub struct WithGuard<G> {
+    inner: Arc<dyn KeyStore>,
+    _guard: G,
+}
+
+impl<G> WithGuard<G> {
+    /// Wraps `inner`, keeping `guard` until the wrapper drops.
+    pub fn new(inner: Arc<dyn KeyStore>, guard: G) -> Self {
+        Self {
+            inner,
+            _guard: guard,
+        }
+    }
+}
+
+impl<G> std::fmt::Debug for WithGuard<G> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("WithGuard").field(&self.inner).finish()
+    }
+}
+
+#[async_trait]
+impl<G: Send + Sync + 'static> KeyStore for WithGuard<G> {
+    async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError> {
+        self.inner.insert(record).await
+    }
+    async fn insert_many(&self, records: &[KeyRecord]) -> Result<(), StoreError> {
+        self.inner.insert_many(records).await
+    }
+    async fn get(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
+        self.inner.get(id).await
+    }
+    async fn list(&self, query: &ListQuery) -> Result<Vec<KeyRecord>, StoreError> {
+        self.inner.list(query).await
+    }
+    async fn update(
+        &self,
+        id: &KeyId,
+        change: &KeyChange,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        self.inner.update(id, change).await
+    }
+    async fn record_usage(&self, used: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {
+        self.inner.record_usage(used).await
+    }
+    async fn consume(
+        &self,
+        bucket: &UsageBucket,
+        amount: u64,
+        limit: u64,
+    ) -> Result<Consumption, StoreError> {
+        self.inner.consume(bucket, amount, limit).await
+    }
+    async fn release(&self, bucket: &UsageBucket, amount: u64) -> Result<(), StoreError> {
+        self.inner.release(bucket, amount).await
+    }
+    async fn usage(&self, bucket: &UsageBucket) -> Result<u64, StoreError> {
+        self.inner.usage(bucket).await
+    }
+    async fn get_setting(&self, name: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        self.inner.get_setting(name).await
+    }
+    async fn put_setting(
+        &self,
+        name: &str,
+        value: Option<&serde_json::Value>,
+    ) -> Result<(), StoreError> {
+        self.inner.put_setting(name, value).await
+    }
+    async fn changes_since(&self, revision: u64) -> Result<Changes, StoreError> {
+        self.inner.changes_since(revision).await
+    }
+    async fn subscribe(
+        &self,
+    ) -> Result<Option<tokio::sync::mpsc::Receiver<ChangeEvent>>, StoreError> {
         self.inner.subscribe().await
     }
 }

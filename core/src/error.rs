@@ -181,15 +181,27 @@ pub enum AuthError {
         /// The required scopes the key does not have.
         missing: ScopeSet,
     },
-    /// A usage quota is used up for this period.
-    #[error("the usage quota is exceeded: {used} of {limit} used; it resets at {resets_at}")]
+    /// An event quota would be exceeded by this request; nothing of it was counted.
+    #[error("the {scope} event quota would be exceeded: {used} of {limit} used this period, {} left, this request needs {requested}; it resets at {resets_at}", limit.saturating_sub(*used))]
     QuotaExceeded {
+        /// Whose quota: `"project"` or `"key"`.
+        scope: &'static str,
         /// The limit for the period.
         limit: u64,
         /// The amount used in the period.
         used: u64,
+        /// The amount this request asked for.
+        requested: u64,
         /// When the period ends and the quota resets.
         resets_at: Timestamp,
+    },
+    /// The key's credits are used up.
+    #[error("API key {id} has no credits left{}", match resets_at { Some(t) => format!("; they refill at {t}"), None => String::new() })]
+    CreditsExhausted {
+        /// The key's id.
+        id: KeyId,
+        /// When the credits refill, if they do.
+        resets_at: Option<Timestamp>,
     },
     /// Too many requests or failed attempts in a short time.
     #[error("too many requests: retry after {} s", retry_after.as_secs().max(1))]
@@ -244,6 +256,9 @@ pub enum StoreError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The store does not implement this operation (quotas need `release` and settings).
+    #[error("this store does not support `{0}`; upgrade the store crate")]
+    Unsupported(&'static str),
     /// The store holds data that Keyward cannot read back.
     #[error(
         "the {store} store holds a record that cannot be read ({message}); was it edited by hand?"

@@ -155,7 +155,9 @@ fn classify(err: &AuthError) -> (StatusCode, Option<&'static str>) {
         A::WrongProject { .. } | A::InsufficientScope { .. } => {
             (StatusCode::FORBIDDEN, Some("insufficient_scope"))
         }
-        A::QuotaExceeded { .. } | A::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, None),
+        A::QuotaExceeded { .. } | A::CreditsExhausted { .. } | A::RateLimited { .. } => {
+            (StatusCode::TOO_MANY_REQUESTS, None)
+        }
         A::MultipleCredentials | A::KeyInQueryString => {
             (StatusCode::BAD_REQUEST, Some("invalid_request"))
         }
@@ -213,6 +215,9 @@ pub fn auth_rejection(err: &AuthError, realm: &str, now: Timestamp) -> Rejection
     }
     let retry = match err {
         AuthError::QuotaExceeded { resets_at, .. } => Some(now.until(*resets_at)),
+        AuthError::CreditsExhausted {
+            resets_at: Some(t), ..
+        } => Some(now.until(*t)),
         AuthError::RateLimited { retry_after } => Some(*retry_after),
         _ => None,
     };

@@ -8,6 +8,7 @@ pub mod error;
 pub mod hash;
 pub mod key;
 pub mod manager;
+pub mod quota;
 pub mod scope;
 pub mod store;
 pub mod time;
@@ -28,6 +29,7 @@ pub use key::{
 pub use manager::{
     Identity, IssueRequest, IssuedKey, KeyInfo, KeyManager, KeyManagerBuilder, Requirements,
 };
+pub use quota::{Credits, Period, Quota, QuotaUsage, RateLimit, Refill};
 pub use scope::{Scope, ScopeSet};
 pub use store::{
     ChangeEvent, Changes, Consumption, KeyChange, KeyLimits, KeyRecord, KeyStore, ListQuery,

@@ -14,6 +14,8 @@ use tokio::sync::OnceCell;
 use tokio::task::AbortHandle;
 
 use crate::cache::{CacheConfig, Entry, VerifyCache, establish, watch_changes};
+use crate::quota::{Quota, QuotaUsage, RateLimiters};
+use crate::store::{Consumption, UsageBucket};
 
 use crate::error::{AuthError, Error, InvalidValue, ValueKind};
 use crate::hash::{HashParams, Hasher, SecretHash};
@@ -89,11 +91,14 @@ pub struct Identity {
     pub expires_at: Option<Timestamp>,
     /// The key's usage limits.
     pub limits: KeyLimits,
+    /// When the key was issued.
+    pub created_at: Timestamp,
 }
 
 impl Identity {
     fn from_record(r: KeyRecord) -> Self {
         Self {
+            created_at: r.created_at,
             id: r.id,
             prefix: r.prefix,
             project: r.project,
@@ -349,6 +354,7 @@ impl KeyManagerBuilder {
             Some(h) => h,
             None => Hasher::new(self.hash_params)?,
         };
+        let rate_limiters = RateLimiters::new(Arc::clone(&self.clock));
         let cache = match self.cache {
             Some(config) => Some(Arc::new(VerifyCache::new(config).map_err(|e| {
                 InvalidValue {
@@ -371,6 +377,11 @@ impl KeyManagerBuilder {
                 usage_flush_interval: self.usage_flush_interval,
                 started: OnceCell::new(),
                 tasks: Mutex::new(Vec::new()),
+                rate_limiters,
+                project_quotas: moka::sync::Cache::builder()
+                    .max_capacity(10_000)
+                    .time_to_live(QUOTA_SETTING_TTL)
+                    .build(),
             }),
         })
     }
@@ -427,6 +438,46 @@ struct Inner {
     usage_flush_interval: Duration,
     started: OnceCell<()>,
     tasks: Mutex<Vec<AbortHandle>>,
+    rate_limiters: RateLimiters,
+    /// Project quotas read from the store, kept for [`QUOTA_SETTING_TTL`].
+    project_quotas: moka::sync::Cache<Project, Option<Quota>>,
+}
+
+/// How long a project's quota setting is cached: a changed limit takes effect within this
+/// time in every instance (at once in the instance that changed it).
+pub const QUOTA_SETTING_TTL: Duration = Duration::from_secs(10);
+
+/// The events a batch was counted against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct EventsAccepted {
+    /// Events counted.
+    pub accepted: u64,
+    /// The project's quota after counting, if it has one.
+    pub project: Option<QuotaUsage>,
+    /// The key's own quota after counting, if it has one.
+    pub key: Option<QuotaUsage>,
+}
+
+/// Usage of a project, or of one key, in the current period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UsageReport {
+    /// The project.
+    pub project: Project,
+    /// The project's event quota, if set.
+    pub project_quota: Option<QuotaUsage>,
+    /// Per key: its own event quota and credits, where set.
+    pub keys: Vec<KeyUsage>,
+}
+
+/// One key's usage in the current period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyUsage {
+    /// The key's id.
+    pub id: KeyId,
+    /// The key's own event quota.
+    pub quota: Option<QuotaUsage>,
+    /// The key's credits.
+    pub credits: Option<QuotaUsage>,
 }
 
 impl Drop for Inner {
@@ -587,6 +638,286 @@ impl KeyManager {
     /// # Errors
     /// As [`KeyManager::verify`].
     pub async fn verify_key(&self, key: &ApiKey, req: &Requirements) -> Result<Identity, Error> {
+        let identity = self.authenticate(key, req).await?;
+        self.enforce_limits(&identity).await?;
+        Ok(identity)
+    }
+
+    /// Rate limit (per process), then credits (in the store): only for a proven key.
+    async fn enforce_limits(&self, who: &Identity) -> Result<(), Error> {
+        if let Some(limit) = who.limits.rate_limit
+            && let Err(retry_after) = self.inner.rate_limiters.check(who.id, limit)
+        {
+            return Err(AuthError::RateLimited { retry_after }.into());
+        }
+        if let Some(credits) = who.limits.credits {
+            let (bucket, limit, resets_at) = self.credit_bucket(who.id, who.created_at, credits);
+            if let Consumption::Refused { .. } = self.inner.store.consume(&bucket, 1, limit).await?
+            {
+                return Err(AuthError::CreditsExhausted {
+                    id: who.id,
+                    resets_at,
+                }
+                .into());
+            }
+        }
+        Ok(())
+    }
+
+    fn credit_bucket(
+        &self,
+        id: KeyId,
+        created_at: Timestamp,
+        credits: crate::quota::Credits,
+    ) -> (UsageBucket, u64, Option<Timestamp>) {
+        let counter = format!("key:{id}:credits");
+        match credits.refill {
+            None => (
+                UsageBucket {
+                    counter,
+                    period_start: Timestamp::from_unix_millis(0),
+                },
+                credits.amount,
+                None,
+            ),
+            Some(refill) => {
+                let (start, end) = refill.period.window(self.now());
+                let limit = if created_at >= start {
+                    credits.amount
+                } else {
+                    refill.amount
+                };
+                (
+                    UsageBucket {
+                        counter,
+                        period_start: start,
+                    },
+                    limit,
+                    Some(end),
+                )
+            }
+        }
+    }
+
+    fn event_bucket(&self, counter: String, quota: Quota) -> (UsageBucket, Timestamp) {
+        let (start, end) = quota.period.window(self.now());
+        (
+            UsageBucket {
+                counter,
+                period_start: start,
+            },
+            end,
+        )
+    }
+
+    /// Counts `events` against the key's own quota and its project's quota (both atomic in
+    /// the store, shared by every instance). A batch that would cross either limit is refused
+    /// whole with [`AuthError::QuotaExceeded`] (HTTP 429), and nothing of it is counted.
+    ///
+    /// # Errors
+    /// [`Error::Auth`] with `QuotaExceeded`; [`Error::Store`] when the store fails.
+    pub async fn consume_events(
+        &self,
+        who: &Identity,
+        events: u64,
+    ) -> Result<EventsAccepted, Error> {
+        let mut accepted = EventsAccepted {
+            accepted: events,
+            project: None,
+            key: None,
+        };
+        if events == 0 {
+            return Ok(accepted);
+        }
+        let mut key_bucket = None;
+        if let Some(quota) = who.limits.quota {
+            let (bucket, end) = self.event_bucket(format!("key:{}:events", who.id), quota);
+            match self
+                .inner
+                .store
+                .consume(&bucket, events, quota.limit)
+                .await?
+            {
+                Consumption::Granted { used } => {
+                    accepted.key = Some(QuotaUsage::new(
+                        quota.limit,
+                        used,
+                        bucket.period_start,
+                        Some(end),
+                    ));
+                    key_bucket = Some(bucket);
+                }
+                Consumption::Refused { used } => {
+                    return Err(AuthError::QuotaExceeded {
+                        scope: "key",
+                        limit: quota.limit,
+                        used,
+                        requested: events,
+                        resets_at: end,
+                    }
+                    .into());
+                }
+            }
+        }
+        if let Some(quota) = self.project_quota(&who.project).await? {
+            let (bucket, end) = self.event_bucket(format!("project:{}:events", who.project), quota);
+            match self.inner.store.consume(&bucket, events, quota.limit).await {
+                Ok(Consumption::Granted { used }) => {
+                    accepted.project = Some(QuotaUsage::new(
+                        quota.limit,
+                        used,
+                        bucket.period_start,
+                        Some(end),
+                    ));
+                }
+                refused_or_failed => {
+                    // Give the key's units back: the batch is refused whole.
+                    if let Some(kb) = &key_bucket
+                        && let Err(e) = self.inner.store.release(kb, events).await
+                    {
+                        tracing::warn!(key.id = %who.id, error = %e, "could not give back key quota units");
+                    }
+                    return match refused_or_failed? {
+                        Consumption::Refused { used } => Err(AuthError::QuotaExceeded {
+                            scope: "project",
+                            limit: quota.limit,
+                            used,
+                            requested: events,
+                            resets_at: end,
+                        }
+                        .into()),
+                        Consumption::Granted { .. } => Ok(accepted),
+                    };
+                }
+            }
+        }
+        Ok(accepted)
+    }
+
+    fn quota_setting(project: &Project) -> String {
+        format!("quota:project:{project}")
+    }
+
+    /// Sets (or, with `None`, removes) a project's event quota, shared by all its keys.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the store fails.
+    pub async fn set_project_quota(
+        &self,
+        project: &Project,
+        quota: Option<Quota>,
+    ) -> Result<(), Error> {
+        let value = quota
+            .map(|q| serde_json::to_value(q).map_err(|e| crate::StoreError::corrupt("settings", e)))
+            .transpose()?;
+        self.inner
+            .store
+            .put_setting(&Self::quota_setting(project), value.as_ref())
+            .await?;
+        self.inner.project_quotas.insert(project.clone(), quota);
+        Ok(())
+    }
+
+    /// A project's event quota (cached for [`QUOTA_SETTING_TTL`]).
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the store fails or the setting is unreadable.
+    pub async fn project_quota(&self, project: &Project) -> Result<Option<Quota>, Error> {
+        if let Some(q) = self.inner.project_quotas.get(project) {
+            return Ok(q);
+        }
+        let quota = match self
+            .inner
+            .store
+            .get_setting(&Self::quota_setting(project))
+            .await?
+        {
+            Some(v) => Some(
+                serde_json::from_value::<Quota>(v)
+                    .map_err(|e| crate::StoreError::corrupt("settings", e))?,
+            ),
+            None => None,
+        };
+        self.inner.project_quotas.insert(project.clone(), quota);
+        Ok(quota)
+    }
+
+    /// Usage in the current period of a project's quota and of its keys' quotas and credits.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the store fails.
+    pub async fn usage(&self, project: &Project) -> Result<UsageReport, Error> {
+        let project_quota = match self.project_quota(project).await? {
+            Some(q) => {
+                let (bucket, end) = self.event_bucket(format!("project:{project}:events"), q);
+                let used = self.inner.store.usage(&bucket).await?;
+                Some(QuotaUsage::new(
+                    q.limit,
+                    used,
+                    bucket.period_start,
+                    Some(end),
+                ))
+            }
+            None => None,
+        };
+        let mut keys = Vec::new();
+        let mut query = ListQuery {
+            project: Some(project.clone()),
+            limit: 500,
+            ..ListQuery::default()
+        };
+        loop {
+            let page = self.inner.store.list(&query).await?;
+            let Some(last) = page.last() else { break };
+            query.after = Some((last.created_at, last.id));
+            for r in &page {
+                if r.limits.quota.is_none() && r.limits.credits.is_none() {
+                    continue;
+                }
+                keys.push(self.key_usage_of(r).await?);
+            }
+        }
+        Ok(UsageReport {
+            project: project.clone(),
+            project_quota,
+            keys,
+        })
+    }
+
+    async fn key_usage_of(&self, r: &KeyRecord) -> Result<KeyUsage, Error> {
+        let quota = match r.limits.quota {
+            Some(q) => {
+                let (bucket, end) = self.event_bucket(format!("key:{}:events", r.id), q);
+                Some(QuotaUsage::new(
+                    q.limit,
+                    self.inner.store.usage(&bucket).await?,
+                    bucket.period_start,
+                    Some(end),
+                ))
+            }
+            None => None,
+        };
+        let credits = match r.limits.credits {
+            Some(c) => {
+                let (bucket, limit, resets_at) = self.credit_bucket(r.id, r.created_at, c);
+                Some(QuotaUsage::new(
+                    limit,
+                    self.inner.store.usage(&bucket).await?,
+                    bucket.period_start,
+                    resets_at,
+                ))
+            }
+            None => None,
+        };
+        Ok(KeyUsage {
+            id: r.id,
+            quota,
+            credits,
+        })
+    }
+
+    /// Authentication without usage limits.
+    async fn authenticate(&self, key: &ApiKey, req: &Requirements) -> Result<Identity, Error> {
         self.check_format(key)?;
         self.inner
             .started

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::StoreError;
 use crate::hash::SecretHash;
 use crate::key::{Environment, KeyId, Prefix, Project};
+use crate::quota::{Credits, Quota, RateLimit};
 use crate::scope::ScopeSet;
 use crate::time::Timestamp;
 
@@ -19,18 +20,15 @@ use crate::time::Timestamp;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KeyLimits {
-    /// Remaining uses granted per refill period (or in total without a refill).
+    /// Remaining uses, consumed one per successful verify, with an optional refill.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub credits: Option<u64>,
-    /// How often credits refill to `credits`, e.g. `"daily"` or `"monthly"`.
+    pub credits: Option<Credits>,
+    /// An event quota of this key alone (the project's quota applies as well).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub refill: Option<String>,
-    /// Requests allowed per `rate_period_secs`, enforced per process.
+    pub quota: Option<Quota>,
+    /// Requests per interval, enforced per process.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub rate_limit: Option<u32>,
-    /// The rate limit's interval in seconds.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rate_period_secs: Option<u32>,
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl KeyLimits {
@@ -259,8 +257,31 @@ pub trait KeyStore: Send + Sync + fmt::Debug + 'static {
         limit: u64,
     ) -> Result<Consumption, StoreError>;
 
+    /// Atomically subtracts up to `amount` from the bucket's count (never below zero): gives
+    /// back units consumed for a request that was then refused by another limit.
+    async fn release(&self, bucket: &UsageBucket, amount: u64) -> Result<(), StoreError> {
+        let _ = (bucket, amount);
+        Err(StoreError::Unsupported("release"))
+    }
+
     /// The bucket's count (zero when it has none).
     async fn usage(&self, bucket: &UsageBucket) -> Result<u64, StoreError>;
+
+    /// Reads a named setting (e.g. a project's quota), `Ok(None)` when unset.
+    async fn get_setting(&self, name: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        let _ = name;
+        Err(StoreError::Unsupported("get_setting"))
+    }
+
+    /// Writes (`Some`) or deletes (`None`) a named setting.
+    async fn put_setting(
+        &self,
+        name: &str,
+        value: Option<&serde_json::Value>,
+    ) -> Result<(), StoreError> {
+        let _ = (name, value);
+        Err(StoreError::Unsupported("put_setting"))
+    }
 
     /// The ids changed after `revision` and the current revision. A store that keeps a
     /// bounded change log answers `resync: true` when `revision` is older than its log.

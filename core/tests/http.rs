@@ -158,8 +158,10 @@ fn statuses_and_challenges_follow_rfc_6750() {
 
     let quota = auth_rejection(
         &AuthError::QuotaExceeded {
+            scope: "project",
             limit: 10,
             used: 10,
+            requested: 1,
             resets_at: Timestamp::from_unix_millis(now.unix_millis() + 90_500),
         },
         "keyward",

@@ -35,6 +35,7 @@ struct State {
     revision: u64,
     log: VecDeque<(u64, KeyId)>,
     usage: HashMap<UsageBucket, u64>,
+    settings: HashMap<String, serde_json::Value>,
 }
 
 impl MemoryStore {
@@ -141,6 +142,30 @@ impl KeyStore for MemoryStore {
             }
             _ => Ok(Consumption::Refused { used: *used }),
         }
+    }
+
+    async fn release(&self, bucket: &UsageBucket, amount: u64) -> Result<(), StoreError> {
+        if let Some(used) = self.lock()?.usage.get_mut(bucket) {
+            *used = used.saturating_sub(amount);
+        }
+        Ok(())
+    }
+
+    async fn get_setting(&self, name: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        Ok(self.lock()?.settings.get(name).cloned())
+    }
+
+    async fn put_setting(
+        &self,
+        name: &str,
+        value: Option<&serde_json::Value>,
+    ) -> Result<(), StoreError> {
+        let mut s = self.lock()?;
+        match value {
+            Some(v) => s.settings.insert(name.to_owned(), v.clone()),
+            None => s.settings.remove(name),
+        };
+        Ok(())
     }
 
     async fn usage(&self, bucket: &UsageBucket) -> Result<u64, StoreError> {

@@ -679,6 +679,68 @@ impl KeyStore for SqliteStore {
         .await
     }
 
+    async fn release(&self, bucket: &UsageBucket, amount: u64) -> Result<(), StoreError> {
+        let bucket = bucket.clone();
+        // Amounts beyond i64::MAX release everything.
+        let amount = i64::try_from(amount).unwrap_or(i64::MAX);
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "UPDATE usage SET used = MAX(used - ?3, 0) WHERE counter = ?1 AND period_start = ?2",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    bucket.counter,
+                    bucket.period_start.unix_millis(),
+                    amount
+                ])
+            })
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_setting(&self, name: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        let name = name.to_owned();
+        self.read(move |conn| {
+            let text: Option<String> = conn
+                .prepare_cached("SELECT value FROM settings WHERE name = ?1")
+                .and_then(|mut stmt| stmt.query_row(params![name], |r| r.get(0)).optional())
+                .map_err(backend)?;
+            text.map(|t| {
+                serde_json::from_str(&t)
+                    .map_err(|e| StoreError::corrupt(STORE, format!("setting {name}: {e}")))
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn put_setting(
+        &self,
+        name: &str,
+        value: Option<&serde_json::Value>,
+    ) -> Result<(), StoreError> {
+        let name = name.to_owned();
+        let value = value.map(serde_json::Value::to_string);
+        self.write(move |conn| {
+            match value {
+                Some(v) => conn
+                    .prepare_cached(
+                        "INSERT INTO settings (name, value) VALUES (?1, ?2)
+                         ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                    )
+                    .and_then(|mut stmt| stmt.execute(params![name, v])),
+                None => conn
+                    .prepare_cached("DELETE FROM settings WHERE name = ?1")
+                    .and_then(|mut stmt| stmt.execute(params![name])),
+            }
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn usage(&self, bucket: &UsageBucket) -> Result<u64, StoreError> {
         let bucket = bucket.clone();
         self.read(move |conn| {

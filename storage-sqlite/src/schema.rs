@@ -36,6 +36,11 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         used         INTEGER NOT NULL,
         PRIMARY KEY (counter, period_start)
     ) WITHOUT ROWID;",
+    // 2: named settings (project quotas).
+    "CREATE TABLE settings (
+        name  TEXT NOT NULL PRIMARY KEY,
+        value TEXT NOT NULL                     -- JSON
+    ) WITHOUT ROWID;",
 ];
 
 /// The schema version this code writes and reads.
