@@ -14,8 +14,9 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use keyward::client::{KeyExpectation, diagnose};
 use keyward::{
-    ApiKey, Environment, Error, HashParams, IssueRequest, KeyId, KeyInfo, KeyManager, KeyStore,
-    ListQuery, Prefix, Project, Requirements, Scope, parse_duration,
+    ApiKey, Credits, Environment, Error, HashParams, IssueRequest, KeyId, KeyInfo, KeyLimits,
+    KeyManager, KeyStore, ListQuery, Period, Prefix, Project, Quota, QuotaUsage, RateLimit, Refill,
+    Requirements, Scope, parse_duration,
 };
 use keyward_examples::{
     DEFAULT_DB_URL, OpenStoreError, format_time, hash_params_from_env, open_store, render_table,
@@ -73,6 +74,18 @@ enum Command {
         #[arg(long, default_value = "24h", value_parser = parse_duration)]
         grace: Duration,
     },
+    /// Set, remove or show a project's monthly (or daily, or custom) event quota.
+    #[command(subcommand)]
+    Quota(QuotaCommand),
+    /// Show a project's usage in the current period: its quota and its keys' quotas and credits.
+    Usage {
+        /// The project.
+        #[arg(long)]
+        project: Project,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Diagnose the key held in an environment variable, without printing it.
     Doctor {
         /// The variable to look at.
@@ -84,6 +97,34 @@ enum Command {
         /// Caught so that a key given as an argument is refused without being echoed.
         #[arg(hide = true)]
         misplaced_key: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum QuotaCommand {
+    /// Set a project's event quota, shared by all its keys and every server instance.
+    Set {
+        /// The project.
+        #[arg(long)]
+        project: Project,
+        /// Events allowed per period.
+        #[arg(long)]
+        limit: u64,
+        /// The period: month (UTC calendar month), day, or a duration such as 1h or 7d.
+        #[arg(long, default_value = "month")]
+        period: Period,
+    },
+    /// Remove a project's event quota.
+    Remove {
+        /// The project.
+        #[arg(long)]
+        project: Project,
+    },
+    /// Show a project's event quota and its use in the current period.
+    Show {
+        /// The project.
+        #[arg(long)]
+        project: Project,
     },
 }
 
@@ -104,6 +145,18 @@ struct IssueArgs {
     /// Expire the key after this long (90s, 15m, 24h, 30d, 2w).
     #[arg(long, value_parser = parse_duration)]
     expires_in: Option<Duration>,
+    /// Uses granted to the key (one per successful verify); when used up the key gets 429.
+    #[arg(long)]
+    credits: Option<u64>,
+    /// Refill the credits each period to an amount: monthly:N, daily:N, or 1h:N.
+    #[arg(long, requires = "credits")]
+    refill: Option<Refill>,
+    /// The key's own event quota per period, as LIMIT or LIMIT/PERIOD (e.g. 1000/day).
+    #[arg(long)]
+    quota: Option<String>,
+    /// A rate limit enforced per server process, as REQUESTS/SECONDS (e.g. 100/60).
+    #[arg(long)]
+    rate_limit: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -215,6 +268,8 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::List(args) => list(&cli.db, cli.prefix, args).await,
         Command::Revoke { id } => revoke(&cli.db, cli.prefix, &id).await,
         Command::Rotate { id, grace } => rotate(&cli.db, cli.prefix, &id, grace).await,
+        Command::Quota(cmd) => quota(&cli.db, cli.prefix, cmd).await,
+        Command::Usage { project, json } => usage(&cli.db, cli.prefix, &project, json).await,
         Command::Doctor {
             var,
             env,
@@ -262,6 +317,14 @@ async fn issue(db: &str, prefix: Prefix, args: IssueArgs) -> Result<ExitCode, Fa
     if let Some(d) = args.expires_in {
         req = req.expires_in(d);
     }
+    req = req.limits(KeyLimits {
+        credits: args.credits.map(|amount| Credits {
+            amount,
+            refill: args.refill,
+        }),
+        quota: args.quota.as_deref().map(parse_quota).transpose()?,
+        rate_limit: args.rate_limit.as_deref().map(parse_rate).transpose()?,
+    });
     let issued = manager.issue(req).await?;
     let r = &issued.record;
     print_key_once(&issued.key)?;
@@ -277,6 +340,107 @@ async fn issue(db: &str, prefix: Prefix, args: IssueArgs) -> Result<ExitCode, Fa
         eprintln!("it expires at {}", format_time(at));
     }
     eprintln!("the full key is shown once, on stdout: store it now; only its hash is kept");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `LIMIT` or `LIMIT/PERIOD` (period default: month).
+fn parse_quota(s: &str) -> Result<Quota, Failure> {
+    let (limit, period) = s.split_once('/').unwrap_or((s, "month"));
+    Ok(Quota {
+        limit: limit
+            .parse()
+            .map_err(|_| Failure::usage("--quota is LIMIT or LIMIT/PERIOD, e.g. 1000/day"))?,
+        period: period.parse()?,
+    })
+}
+
+/// `REQUESTS/SECONDS`.
+fn parse_rate(s: &str) -> Result<RateLimit, Failure> {
+    let bad = || Failure::usage("--rate-limit is REQUESTS/SECONDS, e.g. 100/60");
+    let (requests, per) = s.split_once('/').ok_or_else(bad)?;
+    let limit = RateLimit {
+        requests: requests.parse().map_err(|_| bad())?,
+        per_seconds: per.parse().map_err(|_| bad())?,
+    };
+    if limit.requests == 0 || limit.per_seconds == 0 {
+        return Err(bad());
+    }
+    Ok(limit)
+}
+
+fn describe_usage(u: &QuotaUsage) -> String {
+    let resets = u.resets_at.map_or_else(
+        || "never resets".to_owned(),
+        |t| format!("resets {}", format_time(t)),
+    );
+    format!(
+        "{} of {} used, {} left (since {}, {resets})",
+        u.used,
+        u.limit,
+        u.remaining,
+        format_time(u.period_start)
+    )
+}
+
+async fn quota(db: &str, prefix: Prefix, cmd: QuotaCommand) -> Result<ExitCode, Failure> {
+    let manager = manager(db, prefix, &[], None).await?;
+    match cmd {
+        QuotaCommand::Set {
+            project,
+            limit,
+            period,
+        } => {
+            manager
+                .set_project_quota(&project, Some(Quota { limit, period }))
+                .await?;
+            eprintln!("project '{project}' may now send {limit} events per {period}");
+        }
+        QuotaCommand::Remove { project } => {
+            manager.set_project_quota(&project, None).await?;
+            eprintln!("project '{project}' has no event quota now");
+        }
+        QuotaCommand::Show { project } => match manager.usage(&project).await?.project_quota {
+            Some(u) => {
+                let q = manager.project_quota(&project).await?;
+                let period = q.map_or_else(String::new, |q| format!(" per {}", q.period));
+                println!(
+                    "project '{project}': {} events{period}; {}",
+                    u.limit,
+                    describe_usage(&u)
+                );
+            }
+            None => println!("project '{project}' has no event quota"),
+        },
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn usage(
+    db: &str,
+    prefix: Prefix,
+    project: &Project,
+    json: bool,
+) -> Result<ExitCode, Failure> {
+    let manager = manager(db, prefix, &[], None).await?;
+    let report = manager.usage(project).await?;
+    if json {
+        let text = serde_json::to_string_pretty(&report)
+            .map_err(|e| Failure::usage(format!("cannot encode the report: {e}")))?;
+        println!("{text}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    match &report.project_quota {
+        Some(u) => println!("project '{project}' events: {}", describe_usage(u)),
+        None => println!("project '{project}' has no event quota"),
+    }
+    for k in &report.keys {
+        if let Some(u) = &k.quota {
+            println!("key {} events: {}", k.id, describe_usage(u));
+        }
+        if let Some(u) = &k.credits {
+            println!("key {} credits: {}", k.id, describe_usage(u));
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
