@@ -1,1 +1,774 @@
-//! keyward-postgres (in progress)
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod error;
+mod listener;
+mod migrate;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use keyward::{
+    ChangeEvent, Changes, Consumption, KeyChange, KeyId, KeyLimits, KeyRecord, KeyStore, ListQuery,
+    ScopeSet, SecretHash, StoreError, Timestamp, UsageBucket, async_trait,
+};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::{Connection, PgConnection, PgPool, Postgres, QueryBuilder, Row};
+use tokio::sync::mpsc;
+
+pub use error::PostgresError;
+pub use listener::{
+    FEED_CAPACITY, HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT, RECONNECT_INITIAL_DELAY,
+    RECONNECT_MAX_DELAY,
+};
+pub use migrate::{MIGRATIONS, Migration};
+
+const STORE: &str = "postgres";
+/// How many change-log entries are kept; a reader further behind is told to resync (as the
+/// memory store).
+pub const CHANGE_LOG_LEN: i64 = 65_536;
+/// Pool size used by [`PostgresStore::connect`].
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 10;
+/// How long [`PostgresStore::connect`]'s pool waits for a connection.
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+/// PostgreSQL truncates identifiers (and refuses channel names) beyond this many bytes.
+const MAX_IDENTIFIER_LEN: usize = 63;
+
+macro_rules! columns {
+    () => {
+        "id, prefix, project, environment, scopes, name, metadata, created_at, expires_at, \
+         revoked_at, last_used_at, secret_hash, rotated_from, limits"
+    };
+}
+
+const INSERT: &str = concat!(
+    "INSERT INTO keyward_keys (",
+    columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+);
+const GET: &str = concat!("SELECT ", columns!(), " FROM keyward_keys WHERE id = $1");
+/// Field-wise: each field is replaced only when its flag or value says so. Under READ
+/// COMMITTED a concurrent update of the same row is waited for and the expressions are
+/// re-evaluated on the newest version, so changes to different fields never undo each other.
+const UPDATE: &str = concat!(
+    "UPDATE keyward_keys SET
+        revoked_at  = CASE WHEN $2::bigint IS NULL THEN revoked_at ELSE COALESCE(revoked_at, $2) END,
+        expires_at  = CASE WHEN $3 THEN $4::bigint ELSE expires_at END,
+        scopes      = COALESCE($5::text[], scopes),
+        name        = COALESCE($6::text, name),
+        metadata    = CASE WHEN $7 THEN $8::jsonb ELSE metadata END,
+        secret_hash = COALESCE($9::text, secret_hash),
+        limits      = COALESCE($10::jsonb, limits)
+     WHERE id = $1
+     RETURNING ",
+    columns!()
+);
+/// Hands out the next revision (the singleton row's lock orders commits), logs the id,
+/// prunes the log and notifies listeners; all in the update's transaction.
+const LOG_CHANGE: &str = "WITH rev AS (
+        UPDATE keyward_revision SET revision = revision + 1 RETURNING revision
+    ), logged AS (
+        INSERT INTO keyward_changes (revision, key_id) SELECT revision, $1 FROM rev
+    ), pruned AS (
+        DELETE FROM keyward_changes WHERE revision <= (SELECT revision FROM rev) - $3
+    )
+    SELECT revision, pg_notify($2, $1)::text AS notified FROM rev";
+/// Rows are locked in id order first, so concurrent batches never deadlock.
+const RECORD_USAGE: &str = "WITH used AS (
+        SELECT id, max(at) AS at FROM unnest($1::text[], $2::bigint[]) AS u(id, at) GROUP BY id
+    ), locked AS (
+        SELECT k.id FROM keyward_keys k JOIN used u ON u.id = k.id
+        WHERE k.last_used_at IS NULL OR k.last_used_at < u.at
+        ORDER BY k.id
+        FOR NO KEY UPDATE OF k
+    )
+    UPDATE keyward_keys k SET last_used_at = GREATEST(k.last_used_at, u.at)
+    FROM used u
+    WHERE k.id = u.id AND k.id IN (SELECT id FROM locked)";
+/// `$3 <= $4` is checked before, so `$4 - amount` never underflows and the sum never
+/// overflows. Refused: no row comes back.
+const CONSUME: &str = "INSERT INTO keyward_usage AS u (counter, period_start, used)
+    VALUES ($1, $2, $3)
+    ON CONFLICT (counter, period_start)
+    DO UPDATE SET used = u.used + EXCLUDED.used WHERE u.used <= $4 - EXCLUDED.used
+    RETURNING used";
+/// Never below zero; `$3` is at most `i64::MAX`, so the subtraction cannot overflow.
+const RELEASE: &str = "UPDATE keyward_usage SET used = GREATEST(used - $3, 0)
+    WHERE counter = $1 AND period_start = $2";
+const GET_SETTING: &str = "SELECT value FROM keyward_settings WHERE name = $1";
+const PUT_SETTING: &str = "INSERT INTO keyward_settings (name, value) VALUES ($1, $2)
+    ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value";
+const DELETE_SETTING: &str = "DELETE FROM keyward_settings WHERE name = $1";
+/// Rows per multi-row `INSERT` in `insert_many` (14 parameters each; PostgreSQL allows
+/// 65,535 per statement).
+const INSERT_MANY_CHUNK: usize = 1000;
+const USAGE: &str = "SELECT used FROM keyward_usage WHERE counter = $1 AND period_start = $2";
+/// One statement, one snapshot: the revision and the log agree.
+const CHANGES_SINCE: &str = "SELECT r.revision,
+        COALESCE((SELECT min(c.revision) - 1 FROM keyward_changes c), r.revision) AS oldest,
+        ARRAY(SELECT c.key_id FROM keyward_changes c WHERE c.revision > $1 ORDER BY c.revision)
+            AS ids
+    FROM keyward_revision r";
+
+/// A [`KeyStore`] in PostgreSQL, on a sqlx [`PgPool`]. Clones share the pool.
+///
+/// The tables (`keyward_keys`, `keyward_changes`, `keyward_revision`, `keyward_usage`,
+/// `keyward_migrations`) live in the connections' current schema: the first existing schema
+/// of `search_path`. Changes are announced on the channel [`PostgresStore::channel`], which
+/// names that schema, so stores in different schemas of one database never cross-talk.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use keyward::KeyStore;
+/// let store = keyward_postgres::PostgresStore::connect("postgres://postgres@127.0.0.1/app").await?;
+/// assert!(store.get(&"7Kq2mZ9xA1bC".parse()?).await?.is_none());
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    schema: String,
+    channel: String,
+}
+
+impl fmt::Debug for PostgresStore {
+    /// Shows the schema, channel and pool state; never the connection options (they may
+    /// hold a password).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("schema", &self.inner.schema)
+            .field("channel", &self.inner.channel)
+            .field("pool_size", &self.pool.size())
+            .field("pool_idle", &self.pool.num_idle())
+            .finish()
+    }
+}
+
+impl PostgresStore {
+    /// Connects with a URL (`postgres://user:password@host:port/database`), opens a pool of
+    /// [`DEFAULT_MAX_CONNECTIONS`] and applies the migrations.
+    ///
+    /// The URL is never logged, and errors never repeat it.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), keyward::StoreError> {
+    /// let store = keyward_postgres::PostgresStore::connect(
+    ///     "postgres://keyward@127.0.0.1:5432/app?options=-c%20search_path%3Dauth",
+    /// )
+    /// .await?;
+    /// println!("{store:?}");
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the URL does not parse, the server cannot be reached or
+    /// refuses the login, or a migration fails.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options: PgConnectOptions = url.parse().map_err(backend)?;
+        Self::connect_with(options).await
+    }
+
+    /// Like [`PostgresStore::connect`], from parsed options.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), keyward::StoreError> {
+    /// use sqlx::postgres::PgConnectOptions;
+    /// let options = PgConnectOptions::new()
+    ///     .host("127.0.0.1")
+    ///     .username("keyward")
+    ///     .database("app")
+    ///     .options([("search_path", "auth")]);
+    /// let store = keyward_postgres::PostgresStore::connect_with(options).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`PostgresStore::connect`].
+    pub async fn connect_with(options: PgConnectOptions) -> Result<Self, StoreError> {
+        tracing::info!(
+            host = options.get_host(),
+            port = options.get_port(),
+            database = options.get_database(),
+            user = options.get_username(),
+            "connecting to postgres"
+        );
+        // One direct connection first: a pool would retry until its timeout and then report
+        // only "pool timed out", hiding the cause (refused, unknown host, login failed).
+        let probe = PgConnection::connect_with(&options)
+            .await
+            .map_err(backend)?;
+        probe.close().await.map_err(backend)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(DEFAULT_MAX_CONNECTIONS)
+            .acquire_timeout(DEFAULT_ACQUIRE_TIMEOUT)
+            .connect_lazy_with(options);
+        Self::from_pool(pool).await
+    }
+
+    /// Uses an existing pool (its size, timeouts and `after_connect` hooks are yours) and
+    /// applies the migrations. Every connection of the pool must have the same `search_path`.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pool = sqlx::postgres::PgPoolOptions::new()
+    ///     .max_connections(20)
+    ///     .connect("postgres://keyward@127.0.0.1/app")
+    ///     .await?;
+    /// let store = keyward_postgres::PostgresStore::from_pool(pool).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the database cannot be reached, `search_path` names no
+    /// existing schema ([`PostgresError::NoSchema`]), or a migration fails.
+    pub async fn from_pool(pool: PgPool) -> Result<Self, StoreError> {
+        let schema: Option<String> = sqlx::query_scalar("SELECT current_schema()::text")
+            .fetch_one(&pool)
+            .await
+            .map_err(backend)?;
+        let schema = schema.ok_or_else(|| backend(PostgresError::NoSchema))?;
+        let channel = channel_for(&schema);
+        let store = Self {
+            pool,
+            inner: Arc::new(Inner { schema, channel }),
+        };
+        store.migrate().await?;
+        tracing::info!(schema = %store.inner.schema, channel = %store.inner.channel, "keyward postgres store ready");
+        Ok(store)
+    }
+
+    /// Applies the schema steps ([`MIGRATIONS`]) not yet applied. Idempotent, and safe when
+    /// several instances run it at once: it holds a transaction-scoped advisory lock for the
+    /// schema, and all steps commit together or not at all.
+    ///
+    /// ```no_run
+    /// # async fn demo(store: keyward_postgres::PostgresStore) -> Result<(), keyward::StoreError> {
+    /// store.migrate().await?; // a no-op: connect() already did it
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when a statement fails (nothing is applied then).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        migrate::run(&self.pool).await
+    }
+
+    /// The pool, for health checks and the application's own queries.
+    ///
+    /// ```no_run
+    /// # async fn demo(store: keyward_postgres::PostgresStore) -> Result<(), sqlx::Error> {
+    /// let one: i32 = sqlx::query_scalar("SELECT 1").fetch_one(store.pool()).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The schema holding the tables.
+    ///
+    /// ```no_run
+    /// # fn demo(store: keyward_postgres::PostgresStore) {
+    /// assert_eq!(store.schema(), "public");
+    /// # }
+    /// ```
+    pub fn schema(&self) -> &str {
+        &self.inner.schema
+    }
+
+    /// The `NOTIFY` channel for this schema: `keyward_changes:<schema>`, or for a long schema
+    /// name a shortened form ending in a hash of it (channels are limited to 63 bytes).
+    ///
+    /// ```no_run
+    /// # fn demo(store: keyward_postgres::PostgresStore) {
+    /// assert_eq!(store.channel(), "keyward_changes:public");
+    /// # }
+    /// ```
+    pub fn channel(&self) -> &str {
+        &self.inner.channel
+    }
+
+    /// The `application_name` of the change feed's connections (shown in
+    /// `pg_stat_activity`): `keyward-listener:<schema>`, cut to 63 bytes.
+    ///
+    /// ```no_run
+    /// # fn demo(store: keyward_postgres::PostgresStore) {
+    /// assert_eq!(store.listener_application_name(), "keyward-listener:public");
+    /// # }
+    /// ```
+    pub fn listener_application_name(&self) -> String {
+        truncate(&format!("keyward-listener:{}", self.inner.schema)).to_owned()
+    }
+
+    /// Opens a change feed: a dedicated connection `LISTEN`s on [`PostgresStore::channel`]
+    /// and a background task delivers [`ChangeEvent::Changed`] for every key updated through
+    /// any store on this schema, committed after this returns.
+    ///
+    /// When the connection drops, the task reconnects with jittered exponential backoff
+    /// ([`RECONNECT_INITIAL_DELAY`] to [`RECONNECT_MAX_DELAY`]) and then sends
+    /// [`ChangeEvent::Resync`], since notifications sent meanwhile are lost. A subscriber
+    /// more than [`FEED_CAPACITY`] events behind also gets a `Resync`. Dropping the receiver
+    /// stops the task and closes its connection.
+    ///
+    /// ```no_run
+    /// # async fn demo(store: keyward_postgres::PostgresStore) -> Result<(), keyward::StoreError> {
+    /// let mut feed = store.listen().await?;
+    /// while let Some(event) = feed.recv().await {
+    ///     match event {
+    ///         keyward::ChangeEvent::Changed(id) => println!("{id} changed"),
+    ///         keyward::ChangeEvent::Resync => println!("drop every cached key"),
+    ///     }
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the first connection or `LISTEN` fails.
+    pub async fn listen(&self) -> Result<mpsc::Receiver<ChangeEvent>, StoreError> {
+        let options = (*self.pool.connect_options())
+            .clone()
+            .application_name(&self.listener_application_name());
+        listener::spawn(options, self.inner.channel.clone()).await
+    }
+}
+
+fn backend(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> StoreError {
+    StoreError::backend(STORE, e)
+}
+
+fn corrupt(what: impl fmt::Display) -> StoreError {
+    StoreError::corrupt(STORE, what)
+}
+
+/// The longest prefix of `s` of at most [`MAX_IDENTIFIER_LEN`] bytes, on a char boundary.
+fn truncate(s: &str) -> &str {
+    truncate_to(s, MAX_IDENTIFIER_LEN)
+}
+
+fn truncate_to(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+fn channel_for(schema: &str) -> String {
+    let full = format!("keyward_changes:{schema}");
+    if full.len() <= MAX_IDENTIFIER_LEN {
+        return full;
+    }
+    // FNV-1a: stable across processes and versions, unlike std's hasher.
+    let hash = schema.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let head = truncate_to(&full, MAX_IDENTIFIER_LEN - 17);
+    format!("{head}~{hash:016x}")
+}
+
+fn ms(t: Timestamp) -> i64 {
+    t.unix_millis()
+}
+
+fn opt_ms(t: Option<Timestamp>) -> Option<i64> {
+    t.map(Timestamp::unix_millis)
+}
+
+fn scopes_of(s: &ScopeSet) -> Vec<String> {
+    s.iter().map(|s| s.as_str().to_owned()).collect()
+}
+
+fn limits_json(l: &KeyLimits) -> Result<serde_json::Value, StoreError> {
+    serde_json::to_value(l).map_err(backend)
+}
+
+fn col<'r, T>(row: &'r PgRow, name: &str) -> Result<T, StoreError>
+where
+    T: sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>,
+{
+    row.try_get(name)
+        .map_err(|e| corrupt(format_args!("column {name}: {e}")))
+}
+
+fn u64_of(v: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| corrupt(format_args!("{what} is negative ({v})")))
+}
+
+fn decode(row: &PgRow) -> Result<KeyRecord, StoreError> {
+    let id: String = col(row, "id")?;
+    let id = KeyId::new(&id).map_err(|e| corrupt(format_args!("column id: {e}")))?;
+    let bad = |column: &str, e: &dyn fmt::Display| {
+        corrupt(format_args!("key {id}, column {column}: {e}"))
+    };
+    let prefix: String = col(row, "prefix")?;
+    let project: String = col(row, "project")?;
+    let environment: String = col(row, "environment")?;
+    let scopes: Vec<String> = col(row, "scopes")?;
+    let metadata: Option<serde_json::Value> = col(row, "metadata")?;
+    let secret_hash: String = col(row, "secret_hash")?;
+    let rotated_from: Option<String> = col(row, "rotated_from")?;
+    let limits: serde_json::Value = col(row, "limits")?;
+    let ts = |name: &str| -> Result<Option<Timestamp>, StoreError> {
+        Ok(col::<Option<i64>>(row, name)?.map(Timestamp::from_unix_millis))
+    };
+    Ok(KeyRecord {
+        id,
+        prefix: prefix.parse().map_err(|e| bad("prefix", &e))?,
+        project: project.parse().map_err(|e| bad("project", &e))?,
+        environment: environment.parse().map_err(|e| bad("environment", &e))?,
+        scopes: ScopeSet::parse(&scopes).map_err(|e| bad("scopes", &e))?,
+        name: col(row, "name")?,
+        metadata,
+        created_at: Timestamp::from_unix_millis(col(row, "created_at")?),
+        expires_at: ts("expires_at")?,
+        revoked_at: ts("revoked_at")?,
+        last_used_at: ts("last_used_at")?,
+        secret_hash: SecretHash::from_phc(secret_hash).map_err(|e| bad("secret_hash", &e))?,
+        rotated_from: rotated_from
+            .map(|r| KeyId::new(&r))
+            .transpose()
+            .map_err(|e| bad("rotated_from", &e))?,
+        limits: serde_json::from_value(limits).map_err(|e| bad("limits", &e))?,
+    })
+}
+
+fn is_duplicate_key(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db)
+        if db.is_unique_violation() && db.constraint() == Some("keyward_keys_pkey"))
+}
+
+#[async_trait]
+impl KeyStore for PostgresStore {
+    #[tracing::instrument(skip_all, fields(key.id = %record.id))]
+    async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError> {
+        let result = sqlx::query(INSERT)
+            .bind(record.id.as_str())
+            .bind(record.prefix.as_str())
+            .bind(record.project.as_str())
+            .bind(record.environment.as_str())
+            .bind(scopes_of(&record.scopes))
+            .bind(&record.name)
+            .bind(&record.metadata)
+            .bind(ms(record.created_at))
+            .bind(opt_ms(record.expires_at))
+            .bind(opt_ms(record.revoked_at))
+            .bind(opt_ms(record.last_used_at))
+            .bind(record.secret_hash.as_str())
+            .bind(record.rotated_from.as_ref().map(KeyId::as_str))
+            .bind(limits_json(&record.limits)?)
+            .execute(&self.pool)
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_duplicate_key(&e) => Err(StoreError::AlreadyExists(record.id)),
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    /// One transaction of multi-row `INSERT ... ON CONFLICT (id) DO NOTHING RETURNING id`
+    /// statements: a taken id (in the table or twice in the batch) rolls back the whole
+    /// batch and is reported as [`StoreError::AlreadyExists`].
+    #[tracing::instrument(skip_all, fields(count = records.len()))]
+    async fn insert_many(&self, records: &[KeyRecord]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut inserted = HashSet::with_capacity(records.len());
+        for chunk in records.chunks(INSERT_MANY_CHUNK) {
+            let limits = chunk
+                .iter()
+                .map(|r| limits_json(&r.limits))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut q = QueryBuilder::<Postgres>::new(concat!(
+                "INSERT INTO keyward_keys (",
+                columns!(),
+                ") "
+            ));
+            q.push_values(chunk.iter().zip(limits), |mut b, (r, limits)| {
+                b.push_bind(r.id.as_str().to_owned())
+                    .push_bind(r.prefix.as_str().to_owned())
+                    .push_bind(r.project.as_str().to_owned())
+                    .push_bind(r.environment.as_str().to_owned())
+                    .push_bind(scopes_of(&r.scopes))
+                    .push_bind(r.name.clone())
+                    .push_bind(r.metadata.clone())
+                    .push_bind(ms(r.created_at))
+                    .push_bind(opt_ms(r.expires_at))
+                    .push_bind(opt_ms(r.revoked_at))
+                    .push_bind(opt_ms(r.last_used_at))
+                    .push_bind(r.secret_hash.as_str().to_owned())
+                    .push_bind(r.rotated_from.map(|id| id.as_str().to_owned()))
+                    .push_bind(limits);
+            });
+            q.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
+            let ids: Vec<String> = q
+                .build_query_scalar()
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(backend)?;
+            inserted.extend(ids);
+        }
+        if inserted.len() < records.len() {
+            tx.rollback().await.map_err(backend)?;
+            // The first record that was not inserted, or repeats an id inserted before it.
+            let mut seen = HashSet::with_capacity(records.len());
+            let taken = records
+                .iter()
+                .find(|r| !inserted.contains(r.id.as_str()) || !seen.insert(r.id))
+                .map_or(records[0].id, |r| r.id);
+            return Err(StoreError::AlreadyExists(taken));
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(key.id = %id))]
+    async fn get(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
+        sqlx::query(GET)
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?
+            .as_ref()
+            .map(decode)
+            .transpose()
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list(&self, query: &ListQuery) -> Result<Vec<KeyRecord>, StoreError> {
+        // Only the filters in use appear in the SQL, so each shape gets a plan that uses
+        // the matching index.
+        let mut q = QueryBuilder::<Postgres>::new(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM keyward_keys WHERE true"
+        ));
+        if let Some(p) = &query.project {
+            q.push(" AND project = ").push_bind(p.as_str().to_owned());
+        }
+        if let Some(e) = &query.environment {
+            q.push(" AND environment = ")
+                .push_bind(e.as_str().to_owned());
+        }
+        if let Some((at, id)) = &query.after {
+            q.push(" AND (created_at, id) > (")
+                .push_bind(ms(*at))
+                .push(", ")
+                .push_bind(id.as_str().to_owned())
+                .push(")");
+        }
+        q.push(" ORDER BY created_at, id LIMIT ")
+            .push_bind(i64::from(query.limit));
+        q.build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?
+            .iter()
+            .map(decode)
+            .collect()
+    }
+
+    #[tracing::instrument(skip_all, fields(key.id = %id))]
+    async fn update(
+        &self,
+        id: &KeyId,
+        change: &KeyChange,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        // READ COMMITTED whatever the server's default: the re-evaluation above relies on it.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
+            .await
+            .map_err(backend)?;
+        let row = sqlx::query(UPDATE)
+            .bind(id.as_str())
+            .bind(opt_ms(change.revoke_at))
+            .bind(change.expires_at.is_some())
+            .bind(opt_ms(change.expires_at.flatten()))
+            .bind(change.scopes.as_ref().map(scopes_of))
+            .bind(change.name.as_deref())
+            .bind(change.metadata.is_some())
+            .bind(change.metadata.clone().flatten())
+            .bind(change.secret_hash.as_ref().map(SecretHash::as_str))
+            .bind(change.limits.as_ref().map(limits_json).transpose()?)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let Some(row) = row else {
+            tx.rollback().await.map_err(backend)?;
+            return Ok(None);
+        };
+        let record = decode(&row)?;
+        let revision: i64 = sqlx::query_scalar(LOG_CHANGE)
+            .bind(id.as_str())
+            .bind(&self.inner.channel)
+            .bind(CHANGE_LOG_LEN)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        tracing::debug!(revision, "key updated");
+        Ok(Some(record))
+    }
+
+    #[tracing::instrument(skip_all, fields(count = used.len()))]
+    async fn record_usage(&self, used: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {
+        if used.is_empty() {
+            return Ok(());
+        }
+        let (ids, ats): (Vec<String>, Vec<i64>) = used
+            .iter()
+            .map(|(id, at)| (id.as_str().to_owned(), ms(*at)))
+            .unzip();
+        sqlx::query(RECORD_USAGE)
+            .bind(ids)
+            .bind(ats)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(counter = %bucket.counter, amount, limit))]
+    async fn consume(
+        &self,
+        bucket: &UsageBucket,
+        amount: u64,
+        limit: u64,
+    ) -> Result<Consumption, StoreError> {
+        // Counts are bigint: a limit above i64::MAX is i64::MAX (no count can pass it).
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let amount = match i64::try_from(amount) {
+            Ok(a) if a <= limit => a,
+            _ => {
+                return Ok(Consumption::Refused {
+                    used: self.usage(bucket).await?,
+                });
+            }
+        };
+        let granted: Option<i64> = sqlx::query_scalar(CONSUME)
+            .bind(&bucket.counter)
+            .bind(ms(bucket.period_start))
+            .bind(amount)
+            .bind(limit)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        match granted {
+            Some(used) => Ok(Consumption::Granted {
+                used: u64_of(used, "a usage count")?,
+            }),
+            // A fresh statement (a fresh snapshot): sees the total that refused us.
+            None => Ok(Consumption::Refused {
+                used: self.usage(bucket).await?,
+            }),
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(counter = %bucket.counter, amount))]
+    async fn release(&self, bucket: &UsageBucket, amount: u64) -> Result<(), StoreError> {
+        sqlx::query(RELEASE)
+            .bind(&bucket.counter)
+            .bind(ms(bucket.period_start))
+            .bind(i64::try_from(amount).unwrap_or(i64::MAX))
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(setting = name))]
+    async fn get_setting(&self, name: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        sqlx::query_scalar(GET_SETTING)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)
+    }
+
+    #[tracing::instrument(skip_all, fields(setting = name))]
+    async fn put_setting(
+        &self,
+        name: &str,
+        value: Option<&serde_json::Value>,
+    ) -> Result<(), StoreError> {
+        let q = match value {
+            Some(v) => sqlx::query(PUT_SETTING).bind(name).bind(v),
+            None => sqlx::query(DELETE_SETTING).bind(name),
+        };
+        q.execute(&self.pool).await.map_err(backend)?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(counter = %bucket.counter))]
+    async fn usage(&self, bucket: &UsageBucket) -> Result<u64, StoreError> {
+        let used: Option<i64> = sqlx::query_scalar(USAGE)
+            .bind(&bucket.counter)
+            .bind(ms(bucket.period_start))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        used.map_or(Ok(0), |u| u64_of(u, "a usage count"))
+    }
+
+    #[tracing::instrument(skip_all, fields(revision))]
+    async fn changes_since(&self, revision: u64) -> Result<Changes, StoreError> {
+        let since = i64::try_from(revision).unwrap_or(i64::MAX);
+        let row = sqlx::query(CHANGES_SINCE)
+            .bind(since)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)?;
+        let current = u64_of(col(&row, "revision")?, "the revision")?;
+        let oldest: i64 = col(&row, "oldest")?;
+        let ids: Vec<String> = col(&row, "ids")?;
+        Ok(Changes {
+            revision: current,
+            ids: ids
+                .iter()
+                .map(|i| KeyId::new(i).map_err(|e| corrupt(format_args!("change log: {e}"))))
+                .collect::<Result<_, _>>()?,
+            resync: since < oldest,
+        })
+    }
+
+    async fn subscribe(&self) -> Result<Option<mpsc::Receiver<ChangeEvent>>, StoreError> {
+        self.listen().await.map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_names_fit_in_an_identifier_and_stay_distinct() {
+        assert_eq!(channel_for("public"), "keyward_changes:public");
+        let a = channel_for(&"s".repeat(63));
+        let b = channel_for(&format!("{}t", "s".repeat(62)));
+        assert!(a.len() <= MAX_IDENTIFIER_LEN && b.len() <= MAX_IDENTIFIER_LEN);
+        assert_ne!(a, b);
+        let unicode = channel_for(&"é".repeat(31));
+        assert!(unicode.len() <= MAX_IDENTIFIER_LEN);
+    }
+
+    #[test]
+    fn truncation_keeps_whole_characters() {
+        let s = format!("{}é", "a".repeat(62));
+        assert_eq!(truncate(&s), "a".repeat(62));
+    }
+}

@@ -1,0 +1,228 @@
+//! The change feed: a task holding one `LISTEN` connection that forwards notifications to a
+//! subscriber, reconnecting with backoff and announcing [`ChangeEvent::Resync`] after any gap.
+
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::time::Duration;
+
+use keyward::{ChangeEvent, KeyId, StoreError};
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
+use tracing::Instrument;
+
+use crate::STORE;
+
+/// Events a subscriber may leave unread before the feed stops queueing and owes it a
+/// [`ChangeEvent::Resync`] instead.
+pub const FEED_CAPACITY: usize = 1024;
+/// First wait before retrying a failed reconnect; doubles up to [`RECONNECT_MAX_DELAY`].
+pub const RECONNECT_INITIAL_DELAY: Duration = Duration::from_millis(100);
+/// Longest wait between reconnect attempts.
+pub const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(5);
+/// How often an idle listener checks its connection with `SELECT 1`, so a silently dead one
+/// (a network partition sends no FIN) is noticed.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(30);
+/// How long the heartbeat query and a reconnect may take before the connection is deemed lost.
+pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Opens a listener on its own one-connection pool and spawns the task that feeds `tx`.
+/// `LISTEN` has run when this returns, so every change committed afterwards is delivered.
+pub(crate) async fn spawn(
+    options: PgConnectOptions,
+    channel: String,
+) -> Result<mpsc::Receiver<ChangeEvent>, StoreError> {
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .min_connections(0)
+        .max_lifetime(None)
+        .idle_timeout(None)
+        .acquire_timeout(HEARTBEAT_TIMEOUT)
+        .connect_lazy_with(options);
+    let listener = open(&pool, &channel)
+        .await
+        .map_err(|e| StoreError::backend(STORE, e))?;
+    let (tx, rx) = mpsc::channel(FEED_CAPACITY);
+    let span = tracing::info_span!("keyward_listener", channel = %channel);
+    tokio::spawn(
+        Feed {
+            pool,
+            channel,
+            tx,
+            owes_resync: false,
+        }
+        .run(listener)
+        .instrument(span),
+    );
+    tracing::debug!("change feed listening");
+    Ok(rx)
+}
+
+async fn open(pool: &PgPool, channel: &str) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    // Reconnection is ours (with backoff and a Resync), not the listener's silent one.
+    listener.eager_reconnect(false);
+    listener.ignore_pool_close_event(true);
+    listener.listen(channel).await?;
+    Ok(listener)
+}
+
+struct Feed {
+    pool: PgPool,
+    channel: String,
+    tx: mpsc::Sender<ChangeEvent>,
+    /// An event could not be queued (the subscriber lags): a Resync must reach it.
+    owes_resync: bool,
+}
+
+/// Why the receive loop stopped.
+enum Stop {
+    /// The subscriber dropped its receiver.
+    Closed,
+    /// The connection is gone; notifications may have been missed.
+    Lost,
+}
+
+impl Feed {
+    async fn run(mut self, listener: PgListener) {
+        let mut current = Some(listener);
+        while let Some(mut listener) = current.take() {
+            if let Stop::Lost = self.receive(&mut listener).await {
+                tracing::warn!(
+                    "change feed connection lost; reconnecting (changes made meanwhile are covered by a resync)"
+                );
+                drop(listener);
+                current = self.reconnect().await;
+                // LISTEN is active again: whatever happened before it is covered by this.
+                if current.is_some() && !self.deliver(ChangeEvent::Resync) {
+                    current = None;
+                }
+            }
+            // Stop::Closed: the listener is dropped here, returning its connection (after
+            // UNLISTEN) to the pool, so that close() below can end it.
+        }
+        tracing::debug!("change feed closed by its subscriber");
+        self.pool.close().await;
+    }
+
+    async fn receive(&mut self, listener: &mut PgListener) -> Stop {
+        let mut heartbeat = tokio::time::interval(HEARTBEAT_INTERVAL);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        heartbeat.tick().await;
+        let tx = self.tx.clone();
+        loop {
+            // Every branch is cancel-safe: `PgListener::try_recv` only consumes whole
+            // messages, and a won `reserve` is used at once.
+            tokio::select! {
+                biased;
+                () = tx.closed() => return Stop::Closed,
+                permit = tx.reserve(), if self.owes_resync => match permit {
+                    Ok(p) => {
+                        p.send(ChangeEvent::Resync);
+                        self.owes_resync = false;
+                    }
+                    Err(_) => return Stop::Closed,
+                },
+                got = listener.try_recv() => match got {
+                    Ok(Some(n)) => {
+                        let ev = match KeyId::new(n.payload()) {
+                            Ok(id) => ChangeEvent::Changed(id),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "unreadable change notification; asking for a resync");
+                                ChangeEvent::Resync
+                            }
+                        };
+                        if !self.deliver(ev) {
+                            return Stop::Closed;
+                        }
+                    }
+                    Ok(None) => return Stop::Lost,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "change feed receive failed");
+                        return Stop::Lost;
+                    }
+                },
+                _ = heartbeat.tick() => {
+                    let ping = sqlx::query("SELECT 1").execute(&mut *listener);
+                    match tokio::time::timeout(HEARTBEAT_TIMEOUT, ping).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => {
+                            tracing::warn!(error = %e, "change feed heartbeat failed");
+                            return Stop::Lost;
+                        }
+                        Err(_) => {
+                            tracing::warn!(timeout = ?HEARTBEAT_TIMEOUT, "change feed heartbeat timed out");
+                            return Stop::Lost;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Queues an event without waiting; `false` when the subscriber is gone.
+    fn deliver(&mut self, ev: ChangeEvent) -> bool {
+        if self.owes_resync {
+            match self.tx.try_send(ChangeEvent::Resync) {
+                Ok(()) => self.owes_resync = false,
+                Err(TrySendError::Full(_)) => return true,
+                Err(TrySendError::Closed(_)) => return false,
+            }
+            if ev == ChangeEvent::Resync {
+                return true;
+            }
+        }
+        match self.tx.try_send(ev) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => {
+                tracing::warn!(
+                    capacity = FEED_CAPACITY,
+                    "change feed subscriber lags; an event was dropped and a resync is owed"
+                );
+                self.owes_resync = true;
+                true
+            }
+            Err(TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Opens a new listener, retrying with jittered exponential backoff; `None` when the
+    /// subscriber went away meanwhile.
+    async fn reconnect(&self) -> Option<PgListener> {
+        let mut delay = RECONNECT_INITIAL_DELAY;
+        let mut attempt: u32 = 1;
+        loop {
+            let opened = tokio::select! {
+                () = self.tx.closed() => return None,
+                r = tokio::time::timeout(HEARTBEAT_TIMEOUT, open(&self.pool, &self.channel)) => r,
+            };
+            match opened {
+                Ok(Ok(l)) => {
+                    tracing::info!(attempt, "change feed reconnected");
+                    return Some(l);
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(attempt, error = %e, retry_in = ?delay, "change feed reconnect failed");
+                }
+                Err(_) => {
+                    tracing::warn!(attempt, retry_in = ?delay, "change feed reconnect timed out");
+                }
+            }
+            tokio::select! {
+                () = self.tx.closed() => return None,
+                () = tokio::time::sleep(jitter(delay)) => {}
+            }
+            delay = (delay * 2).min(RECONNECT_MAX_DELAY);
+            attempt = attempt.saturating_add(1);
+        }
+    }
+}
+
+/// A random duration in `[d/2, d]`, so instances that lost the database together do not
+/// reconnect in lockstep. (`RandomState` is randomly seeded per instance.)
+fn jitter(d: Duration) -> Duration {
+    let r = RandomState::new().hash_one(0u8) % 1024;
+    let half = d / 2;
+    half + half.mul_f64(r as f64 / 1023.0)
+}

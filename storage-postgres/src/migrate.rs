@@ -1,0 +1,152 @@
+//! Schema migrations: ordered SQL steps, recorded in a version table, applied under an
+//! advisory lock so that instances starting together apply each step exactly once.
+
+use keyward::StoreError;
+use sqlx::{PgPool, Row};
+
+use crate::STORE;
+
+/// One schema step. Steps are applied in `version` order, each at most once per schema.
+///
+/// ```
+/// let steps = keyward_postgres::MIGRATIONS;
+/// assert_eq!(steps[0].version, 1);
+/// assert!(steps.windows(2).all(|w| w[0].version < w[1].version));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Migration {
+    /// The step's number: strictly increasing, never reused.
+    pub version: i64,
+    /// What the step does (stored in `keyward_migrations`).
+    pub description: &'static str,
+    /// The SQL, run as one simple-protocol batch inside the migration transaction.
+    pub sql: &'static str,
+}
+
+/// Every schema step this version of the crate knows, in order. A released step is never
+/// edited: a change to the schema is a new step.
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "keys, change log, revision counter, usage counters",
+        sql: r#"
+CREATE TABLE keyward_keys (
+    id           text COLLATE "C" PRIMARY KEY,
+    prefix       text NOT NULL,
+    project      text COLLATE "C" NOT NULL,
+    environment  text COLLATE "C" NOT NULL,
+    scopes       text[] NOT NULL DEFAULT '{}',
+    name         text NOT NULL DEFAULT '',
+    metadata     jsonb,
+    created_at   bigint NOT NULL,
+    expires_at   bigint,
+    revoked_at   bigint,
+    last_used_at bigint,
+    secret_hash  text NOT NULL,
+    rotated_from text COLLATE "C",
+    limits       jsonb NOT NULL DEFAULT '{}'
+);
+CREATE INDEX keyward_keys_project_environment_created
+    ON keyward_keys (project, environment, created_at, id);
+CREATE INDEX keyward_keys_project_created ON keyward_keys (project, created_at, id);
+CREATE INDEX keyward_keys_created ON keyward_keys (created_at, id);
+
+-- One row. Updates take its row lock, so revisions commit in the order they are handed out
+-- and a reader never sees revision n+1 before n.
+CREATE TABLE keyward_revision (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    revision  bigint NOT NULL CHECK (revision >= 0)
+);
+INSERT INTO keyward_revision (singleton, revision) VALUES (true, 0);
+
+-- Bounded: update() prunes entries older than the newest 65536.
+CREATE TABLE keyward_changes (
+    revision bigint PRIMARY KEY,
+    key_id   text COLLATE "C" NOT NULL
+);
+
+CREATE TABLE keyward_usage (
+    counter      text COLLATE "C" NOT NULL,
+    period_start bigint NOT NULL,
+    used         bigint NOT NULL CHECK (used >= 0),
+    PRIMARY KEY (counter, period_start)
+);
+"#,
+    },
+    Migration {
+        version: 2,
+        description: "named settings (project quotas)",
+        sql: r#"
+CREATE TABLE keyward_settings (
+    name  text COLLATE "C" PRIMARY KEY,
+    value jsonb NOT NULL
+);
+"#,
+    },
+];
+
+/// Applies the steps the current schema lacks, in one transaction holding a
+/// transaction-scoped advisory lock keyed on the schema name.
+pub(crate) async fn run(pool: &PgPool) -> Result<(), StoreError> {
+    let be = |e: sqlx::Error| StoreError::backend(STORE, e);
+    let mut tx = pool.begin().await.map_err(be)?;
+    // Two instances starting at once: the second waits here until the first commits, then
+    // sees the steps as applied. The lock is released by COMMIT or ROLLBACK.
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(hashtext('keyward:migrate'), hashtext(current_schema()))",
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(be)?;
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS keyward_migrations (
+            version     bigint PRIMARY KEY,
+            description text NOT NULL,
+            applied_at  timestamptz NOT NULL DEFAULT now()
+        )",
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(be)?;
+    let applied: Vec<i64> = sqlx::query("SELECT version FROM keyward_migrations ORDER BY version")
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(be)?
+        .iter()
+        .map(|r| r.try_get::<i64, _>(0))
+        .collect::<Result<_, _>>()
+        .map_err(be)?;
+    let known = MIGRATIONS.last().map_or(0, |m| m.version);
+    if let Some(&newest) = applied.last()
+        && newest > known
+    {
+        tracing::warn!(
+            schema.version = newest,
+            known.version = known,
+            "the database schema was migrated by a newer keyward-postgres; carrying on, since steps only add"
+        );
+    }
+    let mut count = 0;
+    for m in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
+        tracing::info!(
+            migration.version = m.version,
+            migration.description = m.description,
+            "applying keyward schema migration"
+        );
+        sqlx::raw_sql(m.sql).execute(&mut *tx).await.map_err(be)?;
+        sqlx::query("INSERT INTO keyward_migrations (version, description) VALUES ($1, $2)")
+            .bind(m.version)
+            .bind(m.description)
+            .execute(&mut *tx)
+            .await
+            .map_err(be)?;
+        count += 1;
+    }
+    tx.commit().await.map_err(be)?;
+    tracing::debug!(
+        applied = count,
+        version = known,
+        "keyward schema is up to date"
+    );
+    Ok(())
+}

@@ -1,0 +1,101 @@
+//! Schema migrations: recorded, idempotent, and applied once when instances start together.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::TestSchema;
+use keyward::StoreError;
+use keyward_postgres::{MIGRATIONS, PostgresError, PostgresStore};
+use sqlx::postgres::PgPoolOptions;
+
+async fn recorded_versions(pool: &sqlx::PgPool) -> Vec<i64> {
+    sqlx::query_scalar("SELECT version FROM keyward_migrations ORDER BY version")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_records_every_step_and_is_idempotent() {
+    let Some(schema) = TestSchema::create("migrate_records_every_step_and_is_idempotent").await
+    else {
+        return;
+    };
+    let store = schema.store().await;
+    let expected: Vec<i64> = MIGRATIONS.iter().map(|m| m.version).collect();
+    assert_eq!(recorded_versions(store.pool()).await, expected);
+    store.migrate().await.unwrap();
+    store.migrate().await.unwrap();
+    let again = PostgresStore::from_pool(store.pool().clone())
+        .await
+        .unwrap();
+    assert_eq!(recorded_versions(again.pool()).await, expected);
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables
+         WHERE table_schema = current_schema() ORDER BY 1",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        tables,
+        [
+            "keyward_changes",
+            "keyward_keys",
+            "keyward_migrations",
+            "keyward_revision",
+            "keyward_settings",
+            "keyward_usage"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn instances_starting_together_apply_each_step_once() {
+    let Some(schema) = TestSchema::create("instances_starting_together_apply_each_step_once").await
+    else {
+        return;
+    };
+    let mut starts = Vec::new();
+    for _ in 0..8 {
+        let pool = schema.pool(2).await;
+        starts.push(tokio::spawn(PostgresStore::from_pool(pool)));
+    }
+    let mut stores = Vec::new();
+    for s in starts {
+        stores.push(s.await.unwrap().expect("every instance starts"));
+    }
+    let expected: Vec<i64> = MIGRATIONS.iter().map(|m| m.version).collect();
+    assert_eq!(recorded_versions(stores[0].pool()).await, expected);
+    let revision_rows: i64 = sqlx::query_scalar("SELECT count(*) FROM keyward_revision")
+        .fetch_one(stores[0].pool())
+        .await
+        .unwrap();
+    assert_eq!(revision_rows, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_path_without_an_existing_schema_is_a_typed_error() {
+    let Some(schema) = TestSchema::create("a_search_path_without_an_existing_schema").await else {
+        return;
+    };
+    let options = schema
+        .options()
+        .options([("search_path", "keyward_test_does_not_exist")]);
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await
+        .unwrap();
+    match PostgresStore::from_pool(pool).await {
+        Err(StoreError::Backend { store, source }) => {
+            assert_eq!(store, "postgres");
+            assert_eq!(
+                source.downcast_ref::<PostgresError>(),
+                Some(&PostgresError::NoSchema)
+            );
+        }
+        other => panic!("expected NoSchema, got {other:?}"),
+    }
+}
