@@ -96,6 +96,22 @@ pub struct Identity {
 }
 
 impl Identity {
+    /// The identity of a record, copying only what it exposes (not the hash).
+    fn of(r: &KeyRecord) -> Self {
+        Self {
+            created_at: r.created_at,
+            id: r.id,
+            prefix: r.prefix,
+            project: r.project.clone(),
+            environment: r.environment,
+            scopes: r.scopes.clone(),
+            name: r.name.clone(),
+            metadata: r.metadata.clone(),
+            expires_at: r.expires_at,
+            limits: r.limits.clone(),
+        }
+    }
+
     fn from_record(r: KeyRecord) -> Self {
         Self {
             created_at: r.created_at,
@@ -1011,7 +1027,7 @@ impl KeyManager {
             entry.noted_at.store(now.unix_millis(), Ordering::Relaxed);
             self.inner.usage.note(record.id, now);
         }
-        Ok(Identity::from_record(record.clone()))
+        Ok(Identity::of(record))
     }
 
     async fn accept(
