@@ -3,7 +3,7 @@
 //! The hash is computed over the secret's 43 ASCII bytes with no pepper, so standard tools
 //! (argon2-cffi, libargon2) verify it. Hashing runs on a bounded set of blocking workers that
 //! reuse their memory blocks: memory stays at `workers × m_cost` KiB however many requests
-//! arrive, and a full queue is [`Error::Overloaded`](crate::Error::Overloaded).
+//! arrive, and a full queue is [`Error::Overloaded`].
 
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,7 +1,7 @@
 //! Usage limits: event quotas per project and per key, credits per key with refills, and
 //! per-key rate limits.
 //!
-//! - **Event quotas** and **credits** are counted by the store ([`KeyStore::consume`]), so
+//! - **Event quotas** and **credits** are counted by the store ([`KeyStore::consume`](crate::KeyStore::consume)), so
 //!   every instance sharing the store shares one budget, and concurrent consumers never
 //!   over-spend. A batch that would cross the limit is refused whole.
 //! - **Rate limits** (requests per interval, GCRA via `governor`) are enforced **per
