@@ -249,7 +249,8 @@ pub trait KeyStore: Send + Sync + fmt::Debug + 'static {
     async fn record_usage(&self, used: &[(KeyId, Timestamp)]) -> Result<(), StoreError>;
 
     /// Atomically adds `amount` to the bucket's count if the result stays within `limit`;
-    /// otherwise adds nothing. Never over-spends under concurrency.
+    /// otherwise adds nothing. Never over-spends under concurrency. SQL stores keep counts as
+    /// signed 64-bit integers: a total above `i64::MAX` is refused like one above the limit.
     async fn consume(
         &self,
         bucket: &UsageBucket,
