@@ -1315,11 +1315,11 @@ fn check_state(record: &KeyRecord, now: Timestamp, req: &Requirements) -> Result
             found: record.project.clone(),
         });
     }
-    let missing = record.scopes.missing(&req.scopes);
-    if !missing.is_empty() {
+    // The common case (all scopes held) allocates nothing.
+    if !record.scopes.contains_all(&req.scopes) {
         return Err(AuthError::InsufficientScope {
             id: record.id,
-            missing,
+            missing: record.scopes.missing(&req.scopes),
         });
     }
     Ok(())

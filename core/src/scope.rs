@@ -121,6 +121,11 @@ impl ScopeSet {
         self.0.contains(scope)
     }
 
+    /// Whether this set holds every scope of `required`.
+    pub fn contains_all(&self, required: &ScopeSet) -> bool {
+        required.0.is_subset(&self.0)
+    }
+
     /// The scopes of `required` that this set lacks.
     pub fn missing(&self, required: &ScopeSet) -> ScopeSet {
         Self(required.0.difference(&self.0).cloned().collect())
