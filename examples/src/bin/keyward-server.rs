@@ -1,0 +1,114 @@
+//! `keyward-server`: the example ingestion server. A trace-ingestion API protected by API keys,
+//! with self-service key management; see `keyward_examples::server` for the routes.
+//!
+//! ```text
+//! keyward-server [--db sqlite:keyward.db] [--addr 127.0.0.1:8080] [--env dev]… [--prefix kw]
+//! ```
+//!
+//! Stops gracefully on SIGINT or SIGTERM: requests in flight finish, then the pending
+//! last-used times are written to the store.
+
+#![forbid(unsafe_code)]
+
+use std::io::{self, IsTerminal, Write};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::Parser;
+use keyward::{Environment, KeyManager, Prefix};
+use keyward_examples::{DEFAULT_DB_URL, hash_params_from_env, open_store, server};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "keyward-server",
+    version,
+    about = "Example ingestion server protected by Keyward API keys",
+    after_help = "Issue the first admin key with the CLI on the same database:\n  \
+                  keyward --db sqlite:keyward.db issue --project web-app --env dev --scope admin\n\
+                  Set KEYWARD_INSECURE_FAST_HASH=1 only in tests: it hashes with weak parameters."
+)]
+struct Args {
+    /// The key store: sqlite:PATH, sqlite://PATH, sqlite::memory: or a file path.
+    #[arg(long, value_name = "URL", env = "KEYWARD_DB", default_value = DEFAULT_DB_URL,
+          hide_env_values = true)]
+    db: String,
+
+    /// The address to listen on.
+    #[arg(long, env = "KEYWARD_ADDR", default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+
+    /// An environment whose keys this server accepts; repeat to accept several.
+    #[arg(long = "env", default_value = "dev")]
+    envs: Vec<Environment>,
+
+    /// The key prefix this deployment issues and accepts (2-10 of a-z, 0-9).
+    #[arg(long, env = "KEYWARD_PREFIX", default_value = "kw")]
+    prefix: Prefix,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_ansi(io::stderr().is_terminal())
+        .init();
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let store = open_store(&args.db)
+        .await
+        .map_err(|e| format!("cannot open the key store: {e}"))?;
+    let mut builder = KeyManager::builder_arc(store)
+        .prefix(args.prefix)
+        .hash_params(hash_params_from_env());
+    for env in &args.envs {
+        builder = builder.serve(*env);
+    }
+    let manager = builder.build().map_err(|e| e.to_string())?;
+    let listener = tokio::net::TcpListener::bind(args.addr)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.addr))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the listening address: {e}"))?;
+    let envs: Vec<String> = args.envs.iter().map(ToString::to_string).collect();
+    tracing::info!(
+        %addr,
+        prefix = %args.prefix,
+        environments = %envs.join(","),
+        "keyward-server listening"
+    );
+    // One line on stdout, for scripts: the address actually bound (useful with port 0).
+    let mut out = io::stdout().lock();
+    let _ = writeln!(out, "listening on http://{addr}").and_then(|()| out.flush());
+    drop(out);
+    server::serve(listener, manager, server::shutdown_signal())
+        .await
+        .map_err(|e| format!("the server failed: {e}"))?;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,608 @@
+//! The example ingestion server behind the `keyward-server` binary: a trace-ingestion API
+//! protected by API keys, with self-service key management for a project's admins.
+//!
+//! | route | scope | |
+//! |---|---|---|
+//! | `GET /healthz` | none | liveness |
+//! | `GET /api/v1/me/api-keys/ping/` | `read` | `{"status":"ok"}`: checks a key |
+//! | `POST /api/v1/traces/batch` | `write` | ingests `{"events":[{…},…]}` |
+//! | `POST /api/v1/me/api-keys/` | `admin` | issues a key (shown once) |
+//! | `GET /api/v1/me/api-keys/` | `admin` | lists the keys (masked) |
+//! | `DELETE /api/v1/me/api-keys/{key_id}/` | `admin` | revokes a key at once |
+//! | `POST /api/v1/me/api-keys/{key_id}/rotate/` | `admin` | issues a replacement key |
+//!
+//! An admin key manages the keys of its own project **and environment**: it lists, revokes
+//! and rotates those only (any other id is 404, as if it did not exist), and it issues keys
+//! in its own environment only, so a `dev` admin key cannot mint a `prd` key.
+//!
+//! Build the app with [`router`] and run it with [`serve`]; the binary adds argument parsing
+//! and logging. Nothing here logs a key: only public key ids.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use keyward::manager::EventsAccepted;
+use keyward::{
+    ApiKey, Environment, Error, Identity, IssueRequest, IssuedKey, KeyId, KeyInfo, KeyManager,
+    ListQuery, Project, Scope, Timestamp, parse_duration,
+};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+
+use crate::axum_keyward::{KeywardLayer, VerifiedKey, into_response};
+
+/// The realm in this server's `WWW-Authenticate` challenges.
+pub const REALM: &str = "keyward";
+/// Health check, no authentication.
+pub const HEALTHZ: &str = "/healthz";
+/// Checks a key with scope `read`.
+pub const PING: &str = "/api/v1/me/api-keys/ping/";
+/// Ingests a batch of events with scope `write`.
+pub const TRACES_BATCH: &str = "/api/v1/traces/batch";
+/// Lists (GET) and issues (POST) keys with scope `admin`.
+pub const API_KEYS: &str = "/api/v1/me/api-keys/";
+/// Revokes (DELETE) a key with scope `admin`.
+pub const API_KEY: &str = "/api/v1/me/api-keys/{key_id}/";
+/// Rotates (POST) a key with scope `admin`.
+pub const API_KEY_ROTATE: &str = "/api/v1/me/api-keys/{key_id}/rotate/";
+
+/// The most events one batch may hold.
+pub const MAX_BATCH_EVENTS: usize = 1000;
+/// How long a rotated key keeps working when the request names no grace period.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(24 * 3600);
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+struct AppState {
+    manager: KeyManager,
+    sink: Arc<EventSink>,
+}
+
+/// Where accepted events go. This example only counts them per project and environment.
+#[derive(Debug, Default)]
+struct EventSink {
+    counts: Mutex<HashMap<(Project, Environment), u64>>,
+}
+
+impl EventSink {
+    /// Stores `n` events under the binding; returns the binding's new total.
+    fn store(&self, project: &Project, environment: Environment, n: u64) -> u64 {
+        let Ok(mut counts) = self.counts.lock() else {
+            return 0;
+        };
+        let total = counts.entry((project.clone(), environment)).or_insert(0);
+        *total += n;
+        *total
+    }
+}
+
+/// The app: every route of the module docs, each behind a [`KeywardLayer`] with its scope.
+pub fn router(manager: KeyManager) -> Router {
+    let auth = KeywardLayer::new(manager.clone()).realm(REALM);
+    let state = AppState {
+        manager,
+        sink: Arc::new(EventSink::default()),
+    };
+    let read = Router::new()
+        .route(PING, get(ping))
+        .route_layer(auth.clone().require(["read"]));
+    let write = Router::new()
+        .route(TRACES_BATCH, post(traces_batch))
+        .route_layer(auth.clone().require(["write"]));
+    let admin = Router::new()
+        .route(API_KEYS, get(list_keys).post(create_key))
+        .route(API_KEY, delete(revoke_key))
+        .route(API_KEY_ROTATE, post(rotate_key))
+        .route_layer(auth.require(["admin"]));
+    Router::new()
+        .route(HEALTHZ, get(healthz))
+        .merge(read)
+        .merge(write)
+        .merge(admin)
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// Serves the app on `listener` until `shutdown` completes, lets requests in flight finish,
+/// then calls [`KeyManager::shutdown`] so the pending last-used times reach the store.
+///
+/// # Errors
+/// The listener's I/O error.
+pub async fn serve(
+    listener: TcpListener,
+    manager: KeyManager,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(manager.clone());
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    if let Err(e) = manager.shutdown().await {
+        tracing::error!(error = %e, "could not write the last-used times on shutdown");
+    }
+    served
+}
+
+/// Completes on Ctrl-C (SIGINT) or, on Unix, SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+// ---------------------------------------------------------------------------------------
+// Errors
+
+/// An error answer: a status and `{"error": code, "message": …}`.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+
+    fn not_found(what: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", what)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        json_response(
+            self.status,
+            &serde_json::json!({ "error": self.code, "message": self.message }),
+        )
+    }
+}
+
+/// A failed manager operation. Credential outcomes, quotas and store failures go through
+/// [`keyward::http::rejection`]; store failures are logged for operators.
+struct ManagerError {
+    error: Error,
+    /// The manager's time, for `Retry-After`.
+    now: Timestamp,
+}
+
+/// Answers a failed manager operation: `.map_err(fail(&manager))`.
+fn fail(manager: &KeyManager) -> impl FnOnce(Error) -> Response {
+    let now = manager.now();
+    move |error| ManagerError { error, now }.into_response()
+}
+
+impl IntoResponse for ManagerError {
+    fn into_response(self) -> Response {
+        let e = self.error;
+        match &e {
+            Error::NotFound(_) => ApiError::not_found(
+                "no such key in your project and environment: list them with GET /api/v1/me/api-keys/",
+            )
+            .into_response(),
+            Error::InvalidState { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string()).into_response()
+            }
+            Error::Invalid(_) => ApiError::bad_request(e.to_string()).into_response(),
+            Error::Auth(_) => into_response(keyward::http::rejection(&e, REALM, self.now)),
+            _ => {
+                tracing::error!(error = %e, "a key operation failed");
+                into_response(keyward::http::rejection(&e, REALM, self.now))
+            }
+        }
+    }
+}
+
+fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => {
+            let mut r = (status, bytes).into_response();
+            r.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode a response as JSON");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+/// A response that carries a full key: never cached by browsers or proxies.
+fn secret_response(status: StatusCode, body: &impl Serialize) -> Response {
+    let mut r = json_response(status, body);
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// A JSON body, with rejections answered as `{"error","message"}`: 400 for JSON that does not
+/// parse or does not fit (the message says where), 415 without a JSON content type, 413 for a
+/// body over the limit (2 MB).
+struct JsonBody<T>(T);
+
+impl<S, T> FromRequest<S> for JsonBody<T>
+where
+    S: Send + Sync,
+    Json<T>: FromRequest<S, Rejection = JsonRejection>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Self(v)),
+            Err(rejection) => Err(json_rejection(&rejection)),
+        }
+    }
+}
+
+fn json_rejection(r: &JsonRejection) -> ApiError {
+    match r {
+        JsonRejection::JsonDataError(_) | JsonRejection::JsonSyntaxError(_) => {
+            ApiError::bad_request(format!("invalid JSON body: {}", r.body_text()))
+        }
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as JSON with 'Content-Type: application/json'",
+        ),
+        _ => ApiError::new(r.status(), "invalid_request", r.body_text()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Handlers
+
+#[derive(Debug, Serialize)]
+struct Status {
+    status: &'static str,
+}
+
+const OK: Status = Status { status: "ok" };
+
+async fn healthz() -> Json<Status> {
+    Json(OK)
+}
+
+async fn ping() -> Json<Status> {
+    Json(OK)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+/// A batch of events: `{"events": [{…}, …]}`, each event a JSON object.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Batch {
+    events: Vec<serde_json::Map<String, serde_json::Value>>,
+}
+
+#[derive(Debug, Serialize)]
+struct BatchAccepted {
+    accepted: u64,
+    project: Project,
+    environment: Environment,
+    key_id: KeyId,
+    /// Events stored under this project and environment since the server started.
+    total: u64,
+    /// The quotas the batch was counted against (`null` where none is set).
+    quota: QuotaState,
+}
+
+#[derive(Debug, Serialize)]
+struct QuotaState {
+    project: Option<keyward::QuotaUsage>,
+    key: Option<keyward::QuotaUsage>,
+}
+
+async fn traces_batch(
+    State(state): State<AppState>,
+    VerifiedKey(who): VerifiedKey,
+    JsonBody(batch): JsonBody<Batch>,
+) -> Result<Response, Response> {
+    let n = batch.events.len();
+    if n == 0 {
+        return Err(
+            ApiError::bad_request("the batch has no events: send {\"events\": [{…}, …]}")
+                .into_response(),
+        );
+    }
+    if n > MAX_BATCH_EVENTS {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_events",
+            format!("the batch has {n} events; send at most {MAX_BATCH_EVENTS} per request"),
+        )
+        .into_response());
+    }
+    let counted = count_events(&state.manager, &who, n as u64)
+        .await
+        .map_err(fail(&state.manager))?;
+    let n = counted.accepted;
+    let total = state.sink.store(&who.project, who.environment, n);
+    tracing::debug!(key.id = %who.id, project = %who.project, events = n, "accepted a batch");
+    Ok(json_response(
+        StatusCode::OK,
+        &BatchAccepted {
+            accepted: n,
+            project: who.project,
+            environment: who.environment,
+            key_id: who.id,
+            total,
+            quota: QuotaState {
+                project: counted.project,
+                key: counted.key,
+            },
+        },
+    ))
+}
+
+/// Charges `n` events to the key's own quota and its project's quota
+/// ([`KeyManager::consume_events`], atomic in the store and shared by every instance): the one
+/// place where ingestion meets quotas. A batch that would cross a limit is refused whole with
+/// [`keyward::AuthError::QuotaExceeded`], which becomes 429 with `Retry-After`.
+///
+/// # Errors
+/// [`Error::Auth`] with the quota outcome; [`Error::Store`] when the store fails (503).
+pub async fn count_events(
+    manager: &KeyManager,
+    identity: &Identity,
+    n: u64,
+) -> Result<EventsAccepted, Error> {
+    manager.consume_events(identity, n).await
+}
+
+/// `POST /api/v1/me/api-keys/`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateKey {
+    /// A human-readable name.
+    #[serde(default)]
+    name: String,
+    /// Must be the caller's environment (the default).
+    environment: Option<Environment>,
+    /// At least one scope.
+    scopes: Vec<Scope>,
+    /// `90s`, `15m`, `24h`, `30d`, `2w`.
+    expires_in: Option<String>,
+    /// Free-form JSON, at most 16 KiB.
+    metadata: Option<serde_json::Value>,
+}
+
+/// A key shown once, with its public view.
+#[derive(Serialize)]
+struct KeyOnce<'a> {
+    /// The full key: shown once; only its hash is stored.
+    key: &'a str,
+    #[serde(flatten)]
+    info: KeyInfo,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replaces: Option<ReplacedKey>,
+    warning: &'static str,
+}
+
+#[derive(Serialize)]
+struct ReplacedKey {
+    id: KeyId,
+    /// When the old key stops working (the end of the grace period).
+    expires_at: Option<keyward::Timestamp>,
+}
+
+const SHOWN_ONCE: &str =
+    "this is the only time the full key is shown: store it now; only its hash is kept";
+
+fn key_once(manager: &KeyManager, issued: &IssuedKey, replaces: Option<ReplacedKey>) -> Response {
+    secret_response(
+        StatusCode::CREATED,
+        &KeyOnce {
+            key: issued.key.expose_secret(),
+            info: KeyInfo::from_record(&issued.record, manager.now()),
+            replaces,
+            warning: SHOWN_ONCE,
+        },
+    )
+}
+
+async fn create_key(
+    State(state): State<AppState>,
+    VerifiedKey(who): VerifiedKey,
+    JsonBody(body): JsonBody<CreateKey>,
+) -> Result<Response, Response> {
+    let environment = body.environment.unwrap_or(who.environment);
+    if environment != who.environment {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "this admin key belongs to environment '{}' and can only issue '{}' keys; use an admin key of '{environment}'",
+                who.environment, who.environment
+            ),
+        )
+        .into_response());
+    }
+    if body.scopes.is_empty() {
+        return Err(ApiError::bad_request(
+            "'scopes' is empty: grant at least one scope, e.g. [\"read\", \"write\"]",
+        )
+        .into_response());
+    }
+    let mut req = IssueRequest::new(who.project.clone(), environment).name(body.name);
+    req.scopes = body.scopes.into_iter().collect();
+    if let Some(text) = body.expires_in {
+        let d = parse_duration(&text)
+            .map_err(|e| ApiError::bad_request(format!("'expires_in': {e}")).into_response())?;
+        req = req.expires_in(d);
+    }
+    if let Some(m) = body.metadata {
+        req = req.metadata(m);
+    }
+    let issued = state
+        .manager
+        .issue(req)
+        .await
+        .map_err(fail(&state.manager))?;
+    tracing::info!(key.id = %issued.record.id, by = %who.id, "issued API key over HTTP");
+    Ok(key_once(&state.manager, &issued, None))
+}
+
+async fn list_keys(
+    State(state): State<AppState>,
+    VerifiedKey(who): VerifiedKey,
+) -> Result<Response, Response> {
+    let mut query = ListQuery {
+        project: Some(who.project),
+        environment: Some(who.environment),
+        ..ListQuery::default()
+    };
+    let mut keys: Vec<KeyInfo> = Vec::new();
+    loop {
+        let page = state
+            .manager
+            .list(&query)
+            .await
+            .map_err(fail(&state.manager))?;
+        let full = page.len() >= query.limit as usize;
+        query.after = page.last().map(|k| (k.created_at, k.id));
+        keys.extend(page);
+        if !full || query.after.is_none() {
+            break;
+        }
+    }
+    Ok(json_response(StatusCode::OK, &keys))
+}
+
+/// The id in the path, if it names a key of the caller's project and environment; 404 for
+/// any other id, whether it exists or not.
+async fn own_key(state: &AppState, who: &Identity, raw: &str) -> Result<KeyId, Response> {
+    let id = match KeyId::new(raw) {
+        Ok(id) => id,
+        Err(e) => {
+            let message = if ApiKey::parse(raw).is_ok() {
+                "that is a whole API key, not its id: put only the 12-character id in the URL \
+                 (URLs end up in logs), and revoke this key, since it may have leaked"
+                    .to_owned()
+            } else {
+                e.to_string()
+            };
+            return Err(ApiError::bad_request(message).into_response());
+        }
+    };
+    let info = state.manager.get(&id).await.map_err(fail(&state.manager))?;
+    match info {
+        Some(k) if k.project == who.project && k.environment == who.environment => Ok(id),
+        _ => Err(fail(&state.manager)(Error::NotFound(id))),
+    }
+}
+
+async fn revoke_key(
+    State(state): State<AppState>,
+    VerifiedKey(who): VerifiedKey,
+    Path(key_id): Path<String>,
+) -> Result<Response, Response> {
+    let id = own_key(&state, &who, &key_id).await?;
+    let info = state
+        .manager
+        .revoke(&id)
+        .await
+        .map_err(fail(&state.manager))?;
+    tracing::info!(key.id = %id, by = %who.id, "revoked API key over HTTP");
+    Ok(json_response(StatusCode::OK, &info))
+}
+
+/// `POST /api/v1/me/api-keys/{key_id}/rotate/`, with an optional body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotateKey {
+    /// How long the old key keeps working: `90s`, `15m`, `24h` (the default), `30d`.
+    grace: Option<String>,
+}
+
+async fn rotate_key(
+    State(state): State<AppState>,
+    VerifiedKey(who): VerifiedKey,
+    Path(key_id): Path<String>,
+    body: Bytes,
+) -> Result<Response, Response> {
+    let id = own_key(&state, &who, &key_id).await?;
+    let body: RotateKey = if body.iter().all(u8::is_ascii_whitespace) {
+        RotateKey::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::bad_request(format!(
+                "invalid JSON body: {e}; send nothing, or {{\"grace\": \"24h\"}}"
+            ))
+            .into_response()
+        })?
+    };
+    let grace = match body.grace {
+        Some(text) => parse_duration(&text)
+            .map_err(|e| ApiError::bad_request(format!("'grace': {e}")).into_response())?,
+        None => DEFAULT_GRACE,
+    };
+    let issued = state
+        .manager
+        .rotate(&id, grace)
+        .await
+        .map_err(fail(&state.manager))?;
+    let old_end = state
+        .manager
+        .get(&id)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|k| k.expires_at);
+    tracing::info!(key.id = %id, new_key.id = %issued.record.id, by = %who.id, "rotated API key over HTTP");
+    Ok(key_once(
+        &state.manager,
+        &issued,
+        Some(ReplacedKey {
+            id,
+            expires_at: old_end,
+        }),
+    ))
+}

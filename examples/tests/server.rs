@@ -1,0 +1,1302 @@
+//! The example server over real HTTP: every route and every status of the Keyward layer,
+//! driven with reqwest against the app served in-process on an ephemeral loopback port
+//! (`keyward_examples::server::router`/`serve`), plus the real `keyward-server` binary and the
+//! `keyward` CLI on the same SQLite file. Hashing uses the insecure test parameters.
+
+#![forbid(unsafe_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{self, Write};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::routing::get;
+use keyward::{
+    ApiKey, Changes, Consumption, HashParams, IssueRequest, KeyChange, KeyId, KeyLimits,
+    KeyManager, KeyRecord, KeyStore, ListQuery, ManualClock, Period, Quota, StoreError, Timestamp,
+    UsageBucket,
+};
+use keyward_examples::axum_keyward::VerifiedKey;
+use keyward_examples::{open_store, server};
+use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tower::ServiceExt as _;
+
+// ---------------------------------------------------------------------------------------
+// Harness
+
+/// Everything the app logs during these tests (keyward and keyward_examples at debug).
+fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&buf);
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                "keyward=debug,keyward_examples=debug",
+            ))
+            .with_ansi(false)
+            .with_writer(move || LogWriter(Arc::clone(&sink)))
+            .try_init();
+        buf
+    })
+}
+
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogWriter {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn logged() -> String {
+    String::from_utf8_lossy(&logs().lock().unwrap()).into_owned()
+}
+
+/// The secret part of a key never appears in the logs.
+fn assert_not_logged(key: &str) {
+    let secret = &key[key.len() - 49..];
+    assert!(!logged().contains(secret), "a secret was logged");
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+struct Resp {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Resp {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"))
+    }
+
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .map_or("", |v| v.to_str().expect("ASCII header"))
+    }
+
+    fn challenge(&self) -> &str {
+        self.header("www-authenticate")
+    }
+
+    fn error(&self) -> String {
+        self.json()["error"].as_str().unwrap_or_default().to_owned()
+    }
+}
+
+/// The app served in-process on 127.0.0.1:0, over a SQLite file in a temporary directory.
+struct TestServer {
+    base: String,
+    client: reqwest::Client,
+    manager: KeyManager,
+    clock: ManualClock,
+    db_url: String,
+    dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<io::Result<()>>>,
+}
+
+impl TestServer {
+    async fn start() -> Self {
+        Self::start_wrapped(|s| s).await
+    }
+
+    /// Starts with `wrap` applied to the store (e.g. a store that can fail).
+    async fn start_wrapped(wrap: impl FnOnce(Arc<dyn KeyStore>) -> Arc<dyn KeyStore>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let db_url = format!("sqlite:{}", dir.path().join("keys.db").display());
+        Self::start_on(dir, db_url, wrap).await
+    }
+
+    async fn start_on(
+        dir: tempfile::TempDir,
+        db_url: String,
+        wrap: impl FnOnce(Arc<dyn KeyStore>) -> Arc<dyn KeyStore>,
+    ) -> Self {
+        logs();
+        let store = wrap(open_store(&db_url).await.unwrap());
+        let clock = ManualClock::new(Timestamp::now());
+        let manager = KeyManager::builder_arc(store)
+            .serve("dev".parse().unwrap())
+            .hash_params(HashParams::INSECURE_TEST_ONLY)
+            .clock(Arc::new(clock.clone()))
+            .build()
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(server::serve(listener, manager.clone(), async {
+            let _ = rx.await;
+        }));
+        Self {
+            base,
+            client: reqwest::Client::new(),
+            manager,
+            clock,
+            db_url,
+            dir,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// Issues a key directly through the manager (as the CLI would).
+    async fn issue(&self, project: &str, scopes: &[&str]) -> String {
+        self.issue_req(
+            IssueRequest::new(project.parse().unwrap(), "dev".parse().unwrap()),
+            scopes,
+        )
+        .await
+    }
+
+    async fn issue_req(&self, req: IssueRequest, scopes: &[&str]) -> String {
+        let issued = self
+            .manager
+            .issue(req.scopes(scopes).unwrap())
+            .await
+            .unwrap();
+        issued.key.expose_secret().to_owned()
+    }
+
+    fn req(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, format!("{}{path}", self.base))
+    }
+
+    async fn send(&self, rb: reqwest::RequestBuilder) -> Resp {
+        let r = rb.send().await.unwrap();
+        Resp {
+            status: r.status(),
+            headers: r.headers().clone(),
+            body: r.text().await.unwrap(),
+        }
+    }
+
+    /// GET `path` with `Authorization: Bearer <key>`.
+    async fn get(&self, path: &str, key: &str) -> Resp {
+        self.send(self.req(Method::GET, path).bearer_auth(key))
+            .await
+    }
+
+    async fn ping(&self, key: &str) -> Resp {
+        self.get(server::PING, key).await
+    }
+
+    /// GET the ping route with raw header pairs.
+    async fn ping_with(&self, headers: &[(&str, HeaderValue)]) -> Resp {
+        let mut rb = self.req(Method::GET, server::PING);
+        for (name, value) in headers {
+            rb = rb.header(*name, value.clone());
+        }
+        self.send(rb).await
+    }
+
+    async fn post_json(&self, path: &str, key: &str, body: &Value) -> Resp {
+        self.send(self.req(Method::POST, path).bearer_auth(key).json(body))
+            .await
+    }
+
+    /// Graceful shutdown: waits for `serve` to return.
+    async fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("the server stops within 10 s")
+                .unwrap()
+                .unwrap();
+        }
+    }
+}
+
+fn key_path(id: &str) -> String {
+    format!("/api/v1/me/api-keys/{id}/")
+}
+
+fn rotate_path(id: &str) -> String {
+    format!("/api/v1/me/api-keys/{id}/rotate/")
+}
+
+fn id_of(key: &str) -> String {
+    ApiKey::parse(key).unwrap().id().to_string()
+}
+
+const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// A well-formed key (valid checksum) with `key`'s prefix, environment and id but another
+/// secret: the store knows the id, the secret is wrong.
+fn with_wrong_secret(key: &str) -> String {
+    let other = ApiKey::generate("kw".parse().unwrap(), "dev".parse().unwrap()).unwrap();
+    let other = other.expose_secret();
+    let head = &key[..key.len() - 49]; // prefix_env_id_
+    let secret = &other[other.len() - 49..other.len() - 6];
+    let body = format!("{head}{secret}");
+    let mut n = crc32fast::hash(body.as_bytes());
+    let mut check = [b'0'; 6];
+    for slot in check.iter_mut().rev() {
+        *slot = BASE62[(n % 62) as usize];
+        n /= 62;
+    }
+    let wrong = format!("{body}{}", std::str::from_utf8(&check).unwrap());
+    assert!(ApiKey::parse(&wrong).is_ok());
+    assert_ne!(wrong, key);
+    wrong
+}
+
+fn assert_invalid_token(r: &Resp) {
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{r:?}");
+    assert!(
+        r.challenge()
+            .starts_with("Bearer realm=\"keyward\", error=\"invalid_token\""),
+        "{r:?}"
+    );
+    assert_eq!(r.error(), "invalid_token", "{r:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Routes without a key
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_answers_without_a_key_even_with_a_bad_one() {
+    let s = TestServer::start().await;
+    let r = s.send(s.req(Method::GET, server::HEALTHZ)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json(), json!({"status": "ok"}));
+    let r = s.get(server::HEALTHZ, "garbage").await;
+    assert_eq!(r.status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_routes_are_404_not_401() {
+    let s = TestServer::start().await;
+    let r = s.send(s.req(Method::GET, "/api/v1/nothing")).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.error(), "not_found");
+}
+
+// ---------------------------------------------------------------------------------------
+// Extraction
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ping_accepts_bearer_in_any_case_x_api_key_and_basic_auth() {
+    let s = TestServer::start().await;
+    let key = s.issue("web-app", &["read"]).await;
+    let basic = |user: &str, pass: &str| {
+        use base64::Engine as _;
+        let b = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+        HeaderValue::from_str(&format!("Basic {b}")).unwrap()
+    };
+    let cases = [
+        (
+            "authorization",
+            HeaderValue::from_str(&format!("Bearer {key}")).unwrap(),
+        ),
+        (
+            "authorization",
+            HeaderValue::from_str(&format!("bearer {key}")).unwrap(),
+        ),
+        (
+            "authorization",
+            HeaderValue::from_str(&format!("BEARER {key}")).unwrap(),
+        ),
+        ("x-api-key", HeaderValue::from_str(&key).unwrap()),
+        ("authorization", basic(&key, "")),
+    ];
+    for (name, value) in cases {
+        let r = s.ping_with(&[(name, value)]).await;
+        assert_eq!(r.status, StatusCode::OK, "{name}: {r:?}");
+        assert_eq!(r.json(), json!({"status": "ok"}));
+    }
+    // reqwest's own basic_auth helper: the key as user name.
+    let r = s
+        .send(
+            s.req(Method::GET, server::PING)
+                .basic_auth(&key, None::<&str>),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert_not_logged(&key);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_credentials_is_401_with_a_bare_bearer_challenge() {
+    let s = TestServer::start().await;
+    for rb in [
+        s.req(Method::GET, server::PING),
+        s.req(Method::GET, server::PING)
+            .header("authorization", "Bearer"),
+        s.req(Method::GET, server::PING)
+            .header("authorization", "Bearer   "),
+    ] {
+        let r = s.send(rb).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{r:?}");
+        // RFC 6750 §3.1: no error code when the request had no credentials.
+        assert_eq!(r.challenge(), "Bearer realm=\"keyward\"");
+        assert_eq!(r.error(), "missing_credentials");
+        assert_eq!(r.header("content-type"), "application/json");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_foreign_and_wrong_environment_keys_are_401_invalid_token() {
+    let s = TestServer::start().await;
+    let key = s.issue("web-app", &["read"]).await;
+    let truncated = &key[..key.len() - 1];
+    let prd = ApiKey::generate("kw".parse().unwrap(), "prd".parse().unwrap()).unwrap();
+    let foreign = ApiKey::generate("av".parse().unwrap(), "dev".parse().unwrap()).unwrap();
+    for (what, presented) in [
+        ("garbage", "not-a-key"),
+        ("truncated", truncated),
+        ("prd key", prd.expose_secret()),
+        ("other prefix", foreign.expose_secret()),
+    ] {
+        let r = s.get(server::PING, presented).await;
+        assert_invalid_token(&r);
+        assert!(
+            !r.body.contains(presented),
+            "{what}: the body echoes the key"
+        );
+    }
+    let r = s.get(server::PING, prd.expose_secret()).await;
+    assert!(
+        r.json()["message"].as_str().unwrap().contains("'prd'"),
+        "{r:?}"
+    );
+    let r = s
+        .send(
+            s.req(Method::GET, server::PING)
+                .header("authorization", "Digest abc"),
+        )
+        .await;
+    assert_invalid_token(&r);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_ascii_bytes_in_headers_are_401_and_answered_in_ascii() {
+    let s = TestServer::start().await;
+    let key = s.issue("web-app", &["read"]).await;
+    let mut with_latin1 = format!("Bearer {key}").into_bytes();
+    with_latin1.insert(20, 0xE9); // 'é' in Latin-1, inside the key
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("authorization", with_latin1),
+        ("authorization", b"Bearer \xff\xfe\x80\x81".to_vec()),
+        ("authorization", "Bearer clé_ünicode_🔑".as_bytes().to_vec()),
+        ("x-api-key", b"\xc3\xa9\xc3\xa9\xc3\xa9".to_vec()),
+        ("authorization", b"\xe9\xe9 token".to_vec()),
+    ];
+    for (name, bytes) in cases {
+        let value = HeaderValue::from_bytes(&bytes).unwrap();
+        let r = s.ping_with(&[(name, value)]).await;
+        assert_invalid_token(&r); // also checks the challenge is ASCII (to_str)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_16_kib_header_is_401_without_echo() {
+    let s = TestServer::start().await;
+    let big = "A".repeat(16 * 1024);
+    let basic = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(format!("{big}:"))
+    };
+    for (name, value) in [
+        ("authorization", format!("Bearer {big}")),
+        ("x-api-key", big.clone()),
+        ("authorization", format!("Basic {basic}")),
+    ] {
+        let r = s
+            .ping_with(&[(name, HeaderValue::from_str(&value).unwrap())])
+            .await;
+        assert_invalid_token(&r);
+        assert!(r.body.len() < 1024, "{r:?}");
+        assert!(r.challenge().len() < 1024, "{r:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_credentials_in_one_request_are_400() {
+    let s = TestServer::start().await;
+    let key = s.issue("web-app", &["read"]).await;
+    let bearer = HeaderValue::from_str(&format!("Bearer {key}")).unwrap();
+    let raw = HeaderValue::from_str(&key).unwrap();
+    let r = s
+        .ping_with(&[("authorization", bearer.clone()), ("x-api-key", raw)])
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
+    assert_eq!(r.error(), "invalid_request");
+    let r = s
+        .ping_with(&[("authorization", bearer.clone()), ("authorization", bearer)])
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_in_the_query_string_is_400_even_with_a_valid_header() {
+    let s = TestServer::start().await;
+    let key = s.issue("web-app", &["read"]).await;
+    for query in [
+        format!("api_key={key}"),
+        format!("access_token={key}"),
+        format!("innocent={key}"),
+        "token=whatever".to_owned(),
+    ] {
+        let r = s.get(&format!("{}?{query}", server::PING), &key).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{query}: {r:?}");
+        assert_eq!(r.error(), "invalid_request");
+        assert!(
+            r.json()["message"]
+                .as_str()
+                .unwrap()
+                .contains("query string")
+        );
+        assert!(!r.body.contains(&key));
+    }
+    // An unrelated query parameter is fine.
+    let r = s.get(&format!("{}?page=2", server::PING), &key).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert_not_logged(&key);
+}
+
+// ---------------------------------------------------------------------------------------
+// Verification outcomes
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_id_and_wrong_secret_answers_are_byte_identical() {
+    let s = TestServer::start().await;
+    let key = s.issue("web-app", &["read"]).await;
+    let unknown = ApiKey::generate("kw".parse().unwrap(), "dev".parse().unwrap()).unwrap();
+    let wrong = with_wrong_secret(&key);
+    let a = s.ping(unknown.expose_secret()).await;
+    let b = s.ping(&wrong).await;
+    assert_invalid_token(&a);
+    assert_eq!(a.status, b.status);
+    assert_eq!(
+        a.body, b.body,
+        "the bodies tell an unknown id from a wrong secret"
+    );
+    assert_eq!(a.challenge(), b.challenge());
+    // Also once the real key is cached (the warm path).
+    assert_eq!(s.ping(&key).await.status, StatusCode::OK);
+    let c = s.ping(&wrong).await;
+    assert_eq!(a.body, c.body);
+    assert_eq!(a.challenge(), c.challenge());
+    assert_not_logged(&key);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_scope_is_403_insufficient_scope_naming_it() {
+    let s = TestServer::start().await;
+    let read_only = s.issue("web-app", &["read"]).await;
+    let r = s
+        .post_json(server::TRACES_BATCH, &read_only, &json!({"events": [{}]}))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{r:?}");
+    assert_eq!(r.error(), "insufficient_scope");
+    let challenge = r.challenge();
+    assert!(challenge.starts_with("Bearer realm=\"keyward\", error=\"insufficient_scope\""));
+    assert!(challenge.ends_with("scope=\"write\""), "{challenge}");
+    // Admin routes need admin.
+    let r = s.get(server::API_KEYS, &read_only).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(r.challenge().contains("scope=\"admin\""));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_key_is_401_invalid_token() {
+    let s = TestServer::start().await;
+    let req = IssueRequest::new("web-app".parse().unwrap(), "dev".parse().unwrap())
+        .expires_in(Duration::from_secs(3600));
+    let key = s.issue_req(req, &["read"]).await;
+    assert_eq!(s.ping(&key).await.status, StatusCode::OK);
+    s.clock.advance(Duration::from_secs(3601));
+    let r = s.ping(&key).await;
+    assert_invalid_token(&r);
+    assert!(r.json()["message"].as_str().unwrap().contains("expired"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_wrong_secrets_for_one_id_are_429_with_retry_after() {
+    let s = TestServer::start().await;
+    let key = s.issue("web-app", &["read"]).await;
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        let r = s.ping(&with_wrong_secret(&key)).await;
+        statuses.push(r.status);
+        if r.status == StatusCode::TOO_MANY_REQUESTS {
+            let secs: u64 = r.header("retry-after").parse().unwrap();
+            assert!(secs >= 1, "{r:?}");
+            assert_eq!(r.error(), "too_many_requests");
+            assert!(r.challenge().is_empty(), "{r:?}");
+            return;
+        }
+        assert_invalid_token(&r);
+    }
+    panic!("never limited: {statuses:?}");
+}
+
+/// A store that fails every call while `down` is set, like a database that went away.
+#[derive(Debug)]
+struct Flaky {
+    inner: Arc<dyn KeyStore>,
+    down: Arc<AtomicBool>,
+}
+
+impl Flaky {
+    fn check(&self) -> Result<(), StoreError> {
+        if self.down.load(Ordering::SeqCst) {
+            Err(StoreError::backend(
+                "flaky",
+                io::Error::new(io::ErrorKind::ConnectionRefused, "connection refused"),
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[keyward::async_trait]
+impl KeyStore for Flaky {
+    async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.insert(record).await
+    }
+    async fn insert_many(&self, records: &[KeyRecord]) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.insert_many(records).await
+    }
+    async fn get(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
+        self.check()?;
+        self.inner.get(id).await
+    }
+    async fn list(&self, query: &ListQuery) -> Result<Vec<KeyRecord>, StoreError> {
+        self.check()?;
+        self.inner.list(query).await
+    }
+    async fn update(
+        &self,
+        id: &KeyId,
+        change: &KeyChange,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        self.check()?;
+        self.inner.update(id, change).await
+    }
+    async fn record_usage(&self, used: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.record_usage(used).await
+    }
+    async fn consume(
+        &self,
+        bucket: &UsageBucket,
+        amount: u64,
+        limit: u64,
+    ) -> Result<Consumption, StoreError> {
+        self.check()?;
+        self.inner.consume(bucket, amount, limit).await
+    }
+    async fn release(&self, bucket: &UsageBucket, amount: u64) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.release(bucket, amount).await
+    }
+    async fn usage(&self, bucket: &UsageBucket) -> Result<u64, StoreError> {
+        self.check()?;
+        self.inner.usage(bucket).await
+    }
+    async fn get_setting(&self, name: &str) -> Result<Option<Value>, StoreError> {
+        self.check()?;
+        self.inner.get_setting(name).await
+    }
+    async fn put_setting(&self, name: &str, value: Option<&Value>) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.put_setting(name, value).await
+    }
+    async fn changes_since(&self, revision: u64) -> Result<Changes, StoreError> {
+        self.check()?;
+        self.inner.changes_since(revision).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_down_is_503_and_an_error_log_line_without_the_key() {
+    let down = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&down);
+    let s = TestServer::start_wrapped(move |inner| Arc::new(Flaky { inner, down: flag })).await;
+    let key = s.issue("web-app", &["read", "admin"]).await;
+    down.store(true, Ordering::SeqCst);
+    let r = s.ping(&key).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{r:?}");
+    assert_eq!(r.error(), "temporarily_unavailable");
+    assert!(
+        !r.body.contains("flaky"),
+        "store details leak to the client: {r:?}"
+    );
+    let id = id_of(&key);
+    let line = logged()
+        .lines()
+        .find(|l| l.contains("ERROR") && l.contains(&id) && l.contains("unavailable"))
+        .map(str::to_owned);
+    assert!(line.is_some(), "no error line for key {id}:\n{}", logged());
+    assert!(line.unwrap().contains("connection refused"));
+    assert_not_logged(&key);
+    // Back up: the same key works.
+    down.store(false, Ordering::SeqCst);
+    assert_eq!(s.ping(&key).await.status, StatusCode::OK);
+    // An admin operation failing on the store is a 503 too.
+    down.store(true, Ordering::SeqCst);
+    let r = s.get(server::API_KEYS, &key).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{r:?}");
+    down.store(false, Ordering::SeqCst);
+}
+
+// ---------------------------------------------------------------------------------------
+// Ingestion
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_is_counted_under_the_keys_project_and_environment() {
+    let s = TestServer::start().await;
+    let key = s.issue("web-app", &["write"]).await;
+    let events = json!({"events": [{"type": "span", "name": "a"}, {"type": "span"}, {}]});
+    let r = s.post_json(server::TRACES_BATCH, &key, &events).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    let j = r.json();
+    assert_eq!(j["accepted"], 3);
+    assert_eq!(j["project"], "web-app");
+    assert_eq!(j["environment"], "dev");
+    assert_eq!(j["key_id"], id_of(&key));
+    assert_eq!(j["total"], 3);
+    let r = s.post_json(server::TRACES_BATCH, &key, &events).await;
+    assert_eq!(r.json()["total"], 6);
+    // Another project's count is its own.
+    let other = s.issue("other", &["write"]).await;
+    let r = s.post_json(server::TRACES_BATCH, &other, &events).await;
+    assert_eq!(r.json()["project"], "other");
+    assert_eq!(r.json()["total"], 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_over_the_projects_quota_is_429_with_retry_after_and_not_counted() {
+    let s = TestServer::start().await;
+    let project: keyward::Project = "web-app".parse().unwrap();
+    let quota = Quota {
+        limit: 5,
+        period: Period::Day,
+    };
+    s.manager
+        .set_project_quota(&project, Some(quota))
+        .await
+        .unwrap();
+    let key = s.issue("web-app", &["write"]).await;
+    let batch = |n: usize| json!({ "events": vec![json!({}); n] });
+    let r = s.post_json(server::TRACES_BATCH, &key, &batch(3)).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert_eq!(r.json()["quota"]["project"]["remaining"], 2, "{r:?}");
+    assert!(r.json()["quota"]["key"].is_null());
+    let r = s.post_json(server::TRACES_BATCH, &key, &batch(3)).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{r:?}");
+    assert_eq!(r.error(), "too_many_requests");
+    let retry: u64 = r.header("retry-after").parse().unwrap();
+    assert!((1..=86_400).contains(&retry), "{r:?}");
+    // Refused whole: the 2 units left are still there.
+    let r = s.post_json(server::TRACES_BATCH, &key, &batch(2)).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert_eq!(r.json()["quota"]["project"]["remaining"], 0);
+    assert_eq!(r.json()["total"], 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_over_the_keys_own_quota_is_429() {
+    let s = TestServer::start().await;
+    let limits = KeyLimits {
+        quota: Some(Quota {
+            limit: 2,
+            period: Period::Month,
+        }),
+        ..KeyLimits::default()
+    };
+    let req = IssueRequest::new("web-app".parse().unwrap(), "dev".parse().unwrap()).limits(limits);
+    let key = s.issue_req(req, &["write"]).await;
+    let r = s
+        .post_json(server::TRACES_BATCH, &key, &json!({"events": [{}, {}, {}]}))
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{r:?}");
+    assert!(r.header("retry-after").parse::<u64>().unwrap() >= 1);
+    let r = s
+        .post_json(server::TRACES_BATCH, &key, &json!({"events": [{}, {}]}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert_eq!(r.json()["quota"]["key"]["used"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_batches_are_400_with_a_helpful_message() {
+    let s = TestServer::start().await;
+    let key = s.issue("web-app", &["write"]).await;
+    let raw = |body: &'static str| {
+        s.req(Method::POST, server::TRACES_BATCH)
+            .bearer_auth(&key)
+            .header("content-type", "application/json")
+            .body(body)
+    };
+    let r = s.send(raw("{\"events\": [")).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("invalid JSON")
+    );
+    let r = s.send(raw("{\"events\": [1, 2]}")).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
+    assert!(
+        r.json()["message"].as_str().unwrap().contains("events[0]"),
+        "{r:?}"
+    );
+    let r = s.send(raw("{\"evnts\": []}")).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
+    assert!(
+        r.json()["message"].as_str().unwrap().contains("evnts"),
+        "{r:?}"
+    );
+    let r = s.send(raw("{\"events\": []}")).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
+    assert!(r.json()["message"].as_str().unwrap().contains("no events"));
+    let many: Vec<Value> = (0..=server::MAX_BATCH_EVENTS).map(|_| json!({})).collect();
+    let r = s
+        .post_json(server::TRACES_BATCH, &key, &json!({ "events": many }))
+        .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{r:?}");
+    let r = s
+        .send(
+            s.req(Method::POST, server::TRACES_BATCH)
+                .bearer_auth(&key)
+                .body("{\"events\": [{}]}"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{r:?}");
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("application/json")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_key_is_refused_before_the_body_is_read() {
+    let s = TestServer::start().await;
+    let r = s
+        .send(
+            s.req(Method::POST, server::TRACES_BATCH)
+                .header("content-type", "application/json")
+                .body("{not json"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{r:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Key management over HTTP
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_creates_a_key_shown_once_that_works_at_once() {
+    let s = TestServer::start().await;
+    let admin = s.issue("web-app", &["admin"]).await;
+    let r = s
+        .post_json(
+            server::API_KEYS,
+            &admin,
+            &json!({"name": "ingestion", "environment": "dev", "scopes": ["write", "read"],
+                    "expires_in": "30d", "metadata": {"team": "obs"}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    assert_eq!(r.header("cache-control"), "no-store");
+    let j = r.json();
+    let new_key = j["key"].as_str().unwrap().to_owned();
+    let parsed = ApiKey::parse(&new_key).unwrap();
+    assert_eq!(j["id"], parsed.id().to_string());
+    assert_eq!(j["masked"], parsed.masked().to_string());
+    assert_eq!(j["project"], "web-app");
+    assert_eq!(j["environment"], "dev");
+    assert_eq!(j["scopes"], json!(["read", "write"]));
+    assert_eq!(j["name"], "ingestion");
+    assert_eq!(j["metadata"], json!({"team": "obs"}));
+    assert!(j["expires_at"].is_string());
+    assert_eq!(s.ping(&new_key).await.status, StatusCode::OK);
+    let r = s
+        .post_json(server::TRACES_BATCH, &new_key, &json!({"events": [{}]}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    // Environment defaults to the caller's; name is optional.
+    let r = s
+        .post_json(server::API_KEYS, &admin, &json!({"scopes": ["read"]}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    assert_eq!(r.json()["environment"], "dev");
+    assert_not_logged(&new_key);
+    assert_not_logged(&admin);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creating_keys_validates_the_request() {
+    let s = TestServer::start().await;
+    let admin = s.issue("web-app", &["admin"]).await;
+    let cases = [
+        (json!({"scopes": []}), StatusCode::BAD_REQUEST, "scopes"),
+        (
+            json!({"scopes": ["Write!"]}),
+            StatusCode::BAD_REQUEST,
+            "scope",
+        ),
+        (json!({"name": "x"}), StatusCode::BAD_REQUEST, "scopes"),
+        (
+            json!({"scopes": ["read"], "expires_in": "soon"}),
+            StatusCode::BAD_REQUEST,
+            "expires_in",
+        ),
+        (
+            json!({"scopes": ["read"], "environment": "PRD"}),
+            StatusCode::BAD_REQUEST,
+            "environment",
+        ),
+        (
+            json!({"scopes": ["read"], "projekt": "x"}),
+            StatusCode::BAD_REQUEST,
+            "projekt",
+        ),
+        (
+            json!({"scopes": ["read"], "name": "a\u{7}b"}),
+            StatusCode::BAD_REQUEST,
+            "name",
+        ),
+        // A dev admin key cannot mint a prd key.
+        (
+            json!({"scopes": ["read"], "environment": "prd"}),
+            StatusCode::FORBIDDEN,
+            "'dev'",
+        ),
+    ];
+    for (body, status, hint) in cases {
+        let r = s.post_json(server::API_KEYS, &admin, &body).await;
+        assert_eq!(r.status, status, "{body}: {r:?}");
+        let message = r.json()["message"].as_str().unwrap().to_owned();
+        assert!(message.contains(hint), "{body}: {message}");
+    }
+    assert_eq!(
+        s.manager.list(&ListQuery::default()).await.unwrap().len(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_lists_its_projects_keys_masked() {
+    let s = TestServer::start().await;
+    let admin = s.issue("web-app", &["admin"]).await;
+    let write = s.issue("web-app", &["write"]).await;
+    let other = s.issue("other", &["write"]).await;
+    let r = s.get(server::API_KEYS, &admin).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    let list = r.json();
+    let ids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2, "{list}");
+    assert!(ids.contains(&id_of(&admin).as_str()));
+    assert!(ids.contains(&id_of(&write).as_str()));
+    assert!(
+        !ids.contains(&id_of(&other).as_str()),
+        "another project's key is listed"
+    );
+    for k in list.as_array().unwrap() {
+        assert!(k["masked"].as_str().unwrap().ends_with('…'));
+        assert_eq!(k["status"], "active");
+    }
+    for key in [&admin, &write, &other] {
+        assert!(
+            !r.body.contains(&key[key.len() - 49..]),
+            "a secret is listed"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_key_is_rejected_on_the_very_next_request() {
+    let s = TestServer::start().await;
+    let admin = s.issue("web-app", &["admin"]).await;
+    let key = s.issue("web-app", &["read"]).await;
+    // Cached and hot.
+    for _ in 0..3 {
+        assert_eq!(s.ping(&key).await.status, StatusCode::OK);
+    }
+    let r = s
+        .send(
+            s.req(Method::DELETE, &key_path(&id_of(&key)))
+                .bearer_auth(&admin),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert_eq!(r.json()["status"], "revoked");
+    assert!(r.json()["revoked_at"].is_string());
+    let r = s.ping(&key).await;
+    assert_invalid_token(&r);
+    assert!(r.json()["message"].as_str().unwrap().contains("revoked"));
+    // Revoking again is idempotent.
+    let r = s
+        .send(
+            s.req(Method::DELETE, &key_path(&id_of(&key)))
+                .bearer_auth(&admin),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_never_touch_another_projects_or_environments_keys() {
+    let s = TestServer::start().await;
+    let admin = s.issue("web-app", &["admin"]).await;
+    let theirs = s.issue("other", &["read"]).await;
+    let prd = s
+        .issue_req(
+            IssueRequest::new("web-app".parse().unwrap(), "prd".parse().unwrap()),
+            &["read"],
+        )
+        .await;
+    let unknown = KeyId::generate().unwrap().to_string();
+    let mut bodies = Vec::new();
+    for id in [id_of(&theirs), id_of(&prd), unknown] {
+        let r = s
+            .send(s.req(Method::DELETE, &key_path(&id)).bearer_auth(&admin))
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{r:?}");
+        bodies.push(r.body);
+        let r = s
+            .send(s.req(Method::POST, &rotate_path(&id)).bearer_auth(&admin))
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{r:?}");
+        bodies.push(r.body);
+    }
+    assert!(bodies.windows(2).all(|w| w[0] == w[1]), "{bodies:?}");
+    assert_eq!(s.ping(&theirs).await.status, StatusCode::OK);
+    let info = s.manager.get(&KeyId::new(&id_of(&theirs)).unwrap()).await;
+    assert!(info.unwrap().unwrap().revoked_at.is_none());
+    // Not an id at all: 400, and a whole key in the URL is called out.
+    let r = s
+        .send(s.req(Method::DELETE, &key_path("nope")).bearer_auth(&admin))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
+    let r = s
+        .send(
+            s.req(Method::DELETE, &key_path(&theirs))
+                .bearer_auth(&admin),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("whole API key")
+    );
+    assert!(!r.body.contains(&theirs));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_returns_a_new_key_once_and_the_old_one_works_for_the_grace() {
+    let s = TestServer::start().await;
+    let admin = s.issue("web-app", &["admin"]).await;
+    let old = s.issue("web-app", &["read", "write"]).await;
+    let r = s
+        .post_json(&rotate_path(&id_of(&old)), &admin, &json!({"grace": "1h"}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    assert_eq!(r.header("cache-control"), "no-store");
+    let j = r.json();
+    let new = j["key"].as_str().unwrap().to_owned();
+    assert_ne!(id_of(&new), id_of(&old));
+    assert_eq!(j["scopes"], json!(["read", "write"]));
+    assert_eq!(j["rotated_from"], id_of(&old));
+    assert_eq!(j["replaces"]["id"], id_of(&old));
+    assert!(j["replaces"]["expires_at"].is_string());
+    assert_eq!(s.ping(&new).await.status, StatusCode::OK);
+    assert_eq!(s.ping(&old).await.status, StatusCode::OK);
+    s.clock.advance(Duration::from_secs(3601));
+    assert_invalid_token(&s.ping(&old).await);
+    assert_eq!(s.ping(&new).await.status, StatusCode::OK);
+    // No body: the default grace (24 h).
+    let r = s
+        .send(
+            s.req(Method::POST, &rotate_path(&id_of(&new)))
+                .bearer_auth(&admin),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    s.clock.advance(Duration::from_secs(23 * 3600));
+    assert_eq!(s.ping(&new).await.status, StatusCode::OK);
+    s.clock.advance(Duration::from_secs(3600));
+    assert_invalid_token(&s.ping(&new).await);
+    assert_not_logged(&new);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_refuses_bad_grace_and_revoked_keys() {
+    let s = TestServer::start().await;
+    let admin = s.issue("web-app", &["admin"]).await;
+    let key = s.issue("web-app", &["read"]).await;
+    let path = rotate_path(&id_of(&key));
+    let r = s
+        .post_json(&path, &admin, &json!({"grace": "forever"}))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
+    assert!(r.json()["message"].as_str().unwrap().contains("grace"));
+    let r = s
+        .send(s.req(Method::POST, &path).bearer_auth(&admin).body("{oops"))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
+    let r = s
+        .send(
+            s.req(Method::DELETE, &key_path(&id_of(&key)))
+                .bearer_auth(&admin),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = s.post_json(&path, &admin, &json!({})).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{r:?}");
+    assert!(r.json()["message"].as_str().unwrap().contains("revoked"));
+}
+
+// ---------------------------------------------------------------------------------------
+// The extractor
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_extractor_without_the_layer_answers_500_with_a_hint() {
+    async fn needs_key(VerifiedKey(who): VerifiedKey) -> String {
+        who.id.to_string()
+    }
+    async fn maybe_key(who: Option<VerifiedKey>) -> &'static str {
+        if who.is_some() { "some" } else { "none" }
+    }
+    let app = Router::new()
+        .route("/needs", get(needs_key))
+        .route("/maybe", get(maybe_key));
+    let r = app
+        .clone()
+        .oneshot(http::Request::get("/needs").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+    let body = String::from_utf8(body.to_vec()).unwrap();
+    assert!(body.contains("KeywardLayer"), "{body}");
+    let r = app
+        .oneshot(http::Request::get("/maybe").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+    assert_eq!(&body[..], b"none");
+}
+
+// ---------------------------------------------------------------------------------------
+// With the CLI and the real binary
+
+fn keyward_cli(dir: &std::path::Path, db: &str, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .current_dir(dir)
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .env("KEYWARD_INSECURE_FAST_HASH", "1")
+        .env_remove("KEYWARD_DB")
+        .env_remove("KEYWARD_PREFIX")
+        .env_remove("KEYWARD_KEY")
+        .output()
+        .unwrap()
+}
+
+/// The first admin key, issued with the CLI on the server's database.
+fn cli_issue(dir: &std::path::Path, db: &str, scopes: &[&str]) -> String {
+    let mut args = vec!["issue", "--project", "web-app", "--env", "dev"];
+    for s in scopes {
+        args.extend(["--scope", s]);
+    }
+    let out = keyward_cli(dir, db, &args);
+    assert!(out.status.success(), "{out:?}");
+    let key = String::from_utf8(out.stdout).unwrap().trim_end().to_owned();
+    ApiKey::parse(&key).unwrap();
+    key
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_admin_key_comes_from_the_cli_on_the_same_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}", dir.path().join("keys.db").display());
+    let admin = cli_issue(dir.path(), &db, &["admin"]);
+    let s = TestServer::start_on(dir, db, |s| s).await;
+    let r = s
+        .post_json(
+            server::API_KEYS,
+            &admin,
+            &json!({"name": "ci", "scopes": ["read"]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    let key = r.json()["key"].as_str().unwrap().to_owned();
+    assert_eq!(s.ping(&key).await.status, StatusCode::OK);
+    // The CLI sees the key issued over HTTP, and a revocation by the CLI (another process)
+    // reaches the server through the store's change feed within its poll interval.
+    let out = keyward_cli(s.dir.path(), &s.db_url, &["list", "--json"]);
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    let out = keyward_cli(s.dir.path(), &s.db_url, &["revoke", &id_of(&key)]);
+    assert!(out.status.success(), "{out:?}");
+    let start = Instant::now();
+    loop {
+        let r = s.ping(&key).await;
+        if r.status == StatusCode::UNAUTHORIZED {
+            assert_invalid_token(&r);
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "still accepted: {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_writes_the_last_used_times() {
+    let mut s = TestServer::start().await;
+    let key = s.issue("web-app", &["read"]).await;
+    let id = KeyId::new(&id_of(&key)).unwrap();
+    assert_eq!(s.ping(&key).await.status, StatusCode::OK);
+    s.stop().await;
+    let info = s.manager.get(&id).await.unwrap().unwrap();
+    assert!(info.last_used_at.is_some(), "{info:?}");
+}
+
+/// A port that was free a moment ago.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_binary_serves_and_stops_gracefully_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = "sqlite:keys.db";
+    let key = cli_issue(dir.path(), db, &["read", "admin"]);
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keyward-server"))
+        .current_dir(dir.path())
+        .args(["--db", db, "--addr", &addr, "--env", "dev", "--env", "stg"])
+        .env("KEYWARD_INSECURE_FAST_HASH", "1")
+        .env("RUST_LOG", "debug")
+        .env_remove("KEYWARD_DB")
+        .env_remove("KEYWARD_PREFIX")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let base = format!("http://{addr}");
+    let start = Instant::now();
+    loop {
+        if let Ok(r) = client.get(format!("{base}/healthz")).send().await
+            && r.status() == StatusCode::OK
+        {
+            break;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            let out = child.wait_with_output().unwrap();
+            panic!("the server exited early ({status}): {out:?}");
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no /healthz in 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = client
+        .get(format!("{base}{}", server::PING))
+        .header("authorization", format!("bearer {key}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = client
+        .get(format!("{base}{}", server::API_KEYS))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    // SIGTERM: a graceful stop that flushes the last-used time of the key.
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > Duration::from_secs(15) {
+            let _ = child.kill();
+            panic!("the server did not stop within 15 s of SIGTERM");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(status.success(), "{status}: {stderr}");
+    assert_eq!(stdout.trim(), format!("listening on {base}"));
+    assert!(stderr.contains("shutting down"), "{stderr}");
+    assert!(
+        !stderr.contains(&key[key.len() - 49..]),
+        "the key was logged"
+    );
+    let out = keyward_cli(dir.path(), db, &["list", "--json"]);
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(listed[0]["last_used_at"].is_string(), "{listed}");
+}
+
+#[test]
+fn the_real_binary_refuses_a_bad_store_url_without_echoing_it() {
+    let out = Command::new(env!("CARGO_BIN_EXE_keyward-server"))
+        .args([
+            "--db",
+            "mysql://root:hunter2@db/keys",
+            "--addr",
+            "127.0.0.1:0",
+        ])
+        .env_remove("KEYWARD_DB")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot open the key store"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
