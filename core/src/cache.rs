@@ -86,12 +86,15 @@ pub(crate) struct Entry {
     pub(crate) record: KeyRecord,
     /// When a use of this key was last queued for the last-used batch (unix ms).
     pub(crate) noted_at: std::sync::atomic::AtomicI64,
+    /// When the entry stops being served ([`CacheConfig::ttl`] after it was cached).
+    expires: std::time::Instant,
 }
 
 pub(crate) struct VerifyCache {
     config: CacheConfig,
     key: Zeroizing<[u8; 32]>,
-    entries: moka::sync::Cache<KeyId, Arc<Entry>>,
+    /// Bounded (S3-FIFO eviction); entries carry their own expiry instant.
+    entries: quick_cache::sync::Cache<KeyId, Arc<Entry>>,
     failures: moka::sync::Cache<KeyId, Arc<AtomicU32>>,
     /// Serialises inserts against invalidations (held for a map operation only, never across
     /// an await).
@@ -108,7 +111,7 @@ impl fmt::Debug for VerifyCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("VerifyCache")
             .field("config", &self.config)
-            .field("entries", &self.entries.entry_count())
+            .field("entries", &self.entries.len())
             .finish_non_exhaustive()
     }
 }
@@ -120,10 +123,11 @@ impl VerifyCache {
             .try_fill_bytes(&mut key[..])
             .map_err(crate::key::RandomError::from_sys)?;
         Ok(Self {
-            entries: moka::sync::Cache::builder()
-                .max_capacity(config.capacity)
-                .time_to_live(config.ttl)
-                .build(),
+            entries: quick_cache::sync::Cache::new(
+                usize::try_from(config.capacity)
+                    .unwrap_or(usize::MAX)
+                    .max(1),
+            ),
             failures: moka::sync::Cache::builder()
                 .max_capacity(config.capacity)
                 .time_to_live(config.failure_window)
@@ -146,7 +150,12 @@ impl VerifyCache {
     }
 
     pub(crate) fn get(&self, id: &KeyId) -> Option<Arc<Entry>> {
-        self.entries.get(id)
+        let entry = self.entries.get(id)?;
+        if std::time::Instant::now() < entry.expires {
+            return Some(entry);
+        }
+        self.entries.remove_if(id, |e| Arc::ptr_eq(e, &entry));
+        None
     }
 
     pub(crate) fn epoch(&self) -> u64 {
@@ -163,6 +172,7 @@ impl VerifyCache {
                 digest,
                 record,
                 noted_at: std::sync::atomic::AtomicI64::new(i64::MIN),
+                expires: std::time::Instant::now() + self.config.ttl,
             };
             self.entries.insert(entry.record.id, Arc::new(entry));
         }
@@ -171,13 +181,13 @@ impl VerifyCache {
     pub(crate) fn invalidate(&self, id: &KeyId) {
         let _guard = self.epoch_lock.lock();
         self.epoch.fetch_add(1, Ordering::SeqCst);
-        self.entries.invalidate(id);
+        self.entries.remove(id);
     }
 
     pub(crate) fn invalidate_all(&self) {
         let _guard = self.epoch_lock.lock();
         self.epoch.fetch_add(1, Ordering::SeqCst);
-        self.entries.invalidate_all();
+        self.entries.clear();
     }
 
     /// Marks whether a change-feed baseline is established (caching allowed).
@@ -186,7 +196,7 @@ impl VerifyCache {
         self.ready.store(ready, Ordering::SeqCst);
         if !ready {
             self.epoch.fetch_add(1, Ordering::SeqCst);
-            self.entries.invalidate_all();
+            self.entries.clear();
         }
     }
 

@@ -776,7 +776,7 @@ fn split(input: &[u8]) -> Result<(usize, usize, usize), MalformedKey> {
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
-pub struct Project(String);
+pub struct Project(std::sync::Arc<str>); // shared: cloning an identity copies no bytes
 
 impl Project {
     /// Validates a project name.
@@ -789,7 +789,7 @@ impl Project {
                 || b.is_ascii_digit()
                 || (i > 0 && matches!(b, b'.' | b'_' | b'-'))
         })?;
-        Ok(Self(s.to_owned()))
+        Ok(Self(std::sync::Arc::from(s)))
     }
 
     /// The name as text.

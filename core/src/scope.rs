@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -79,7 +80,7 @@ impl<'de> Deserialize<'de> for Scope {
 /// ```
 #[derive(Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct ScopeSet(BTreeSet<Scope>);
+pub struct ScopeSet(Arc<BTreeSet<Scope>>); // shared: cloning an identity copies no scopes
 
 impl ScopeSet {
     /// An empty set.
@@ -100,7 +101,7 @@ impl ScopeSet {
             .into_iter()
             .map(|s| Scope::new(s.as_ref()))
             .collect::<Result<BTreeSet<_>, _>>()
-            .map(Self)
+            .map(|set| Self(Arc::new(set)))
     }
 
     /// Parses a space-separated list (`"read write"`), as stored and as in RFC 6750.
@@ -113,7 +114,7 @@ impl ScopeSet {
 
     /// Adds a scope.
     pub fn insert(&mut self, scope: Scope) -> bool {
-        self.0.insert(scope)
+        Arc::make_mut(&mut self.0).insert(scope)
     }
 
     /// Whether the set holds `scope`.
@@ -128,7 +129,7 @@ impl ScopeSet {
 
     /// The scopes of `required` that this set lacks.
     pub fn missing(&self, required: &ScopeSet) -> ScopeSet {
-        Self(required.0.difference(&self.0).cloned().collect())
+        Self(Arc::new(required.0.difference(&self.0).cloned().collect()))
     }
 
     /// Whether the set is empty.
@@ -149,7 +150,7 @@ impl ScopeSet {
 
 impl FromIterator<Scope> for ScopeSet {
     fn from_iter<T: IntoIterator<Item = Scope>>(iter: T) -> Self {
-        Self(iter.into_iter().collect())
+        Self(Arc::new(iter.into_iter().collect()))
     }
 }
 

@@ -236,3 +236,28 @@ async fn a_hash_weaker_than_policy_is_upgraded_on_the_next_verify() {
         .await
         .expect("still verifies after the upgrade");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_older_than_the_ttl_is_verified_against_the_store_again() {
+    let counting = Arc::new(CountingStore::new(Arc::new(MemoryStore::new())));
+    let ttl = Duration::from_millis(50);
+    let m = manager_on(
+        counting.clone(),
+        CacheConfig {
+            ttl,
+            ..CacheConfig::default()
+        },
+    );
+    let issued = m.issue(request()).await.unwrap();
+    let text = issued.key.expose_secret();
+    m.verify(text, &Requirements::none()).await.unwrap();
+    m.verify(text, &Requirements::none()).await.unwrap();
+    assert_eq!(counting.gets(), 1, "within the TTL: served from the cache");
+    tokio::time::sleep(ttl + Duration::from_millis(20)).await;
+    m.verify(text, &Requirements::none()).await.unwrap();
+    assert_eq!(
+        counting.gets(),
+        2,
+        "after the TTL: read from the store again"
+    );
+}
