@@ -47,7 +47,9 @@ pub struct CacheConfig {
     pub poll_interval: Duration,
     /// Failed cold attempts (wrong secret, Argon2 run) allowed per id per `failure_window`;
     /// beyond that, attempts are refused with [`AuthError::RateLimited`](crate::AuthError)
-    /// without running Argon2.
+    /// without running Argon2. Trade-off: someone who knows a key's (public) id can keep it
+    /// at the limit on instances where the key is not cached yet, so the real key gets 429
+    /// there until the window passes; where it is cached, it is served without this check.
     pub max_failures: u32,
     /// The window of `max_failures`.
     pub failure_window: Duration,

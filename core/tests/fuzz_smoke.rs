@@ -74,8 +74,13 @@ fn candidate() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         prop::collection::vec(any::<u8>(), 0..400),
         key_text().prop_map(String::into_bytes),
-        (key_text(), any::<prop::sample::Index>(), any::<u8>(), any::<bool>()).prop_map(
-            |(k, at, byte, fix)| {
+        (
+            key_text(),
+            any::<prop::sample::Index>(),
+            any::<u8>(),
+            any::<bool>()
+        )
+            .prop_map(|(k, at, byte, fix)| {
                 let mut b = k.into_bytes();
                 let i = at.index(b.len());
                 b[i] = byte;
@@ -83,20 +88,25 @@ fn candidate() -> impl Strategy<Value = Vec<u8>> {
                     (true, Ok(s)) => fix_checksum(s).into_bytes(),
                     _ => b,
                 }
-            }
-        ),
+            }),
         (key_text(), 0usize..90).prop_map(|(k, n)| k.as_bytes()[..n.min(k.len())].to_vec()),
-        (key_text(), prop::collection::vec(any::<u8>(), 0..8), any::<bool>()).prop_map(
-            |(k, extra, front)| {
+        (
+            key_text(),
+            prop::collection::vec(any::<u8>(), 0..8),
+            any::<bool>()
+        )
+            .prop_map(|(k, extra, front)| {
                 let mut b = if front { extra.clone() } else { Vec::new() };
                 b.extend_from_slice(k.as_bytes());
                 if !front {
                     b.extend_from_slice(&extra);
                 }
                 b
-            }
-        ),
-        (key_text(), prop::sample::select(vec!["\"", "'", "`", " ", "\n", "\t"]))
+            }),
+        (
+            key_text(),
+            prop::sample::select(vec!["\"", "'", "`", " ", "\n", "\t"])
+        )
             .prop_map(|(k, q)| format!("{q}{k}{q}").into_bytes()),
         key_text().prop_map(|k| format!("{k}{k}").into_bytes()),
     ]
@@ -131,9 +141,16 @@ fn check_parse(input: &[u8]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// A header value as sent, and the credential text inside it (for the leak oracle).
+type Value = (Vec<u8>, Vec<u8>);
+/// Header names and values, in order.
+type Pairs = Vec<(&'static str, Value)>;
+
 /// A header value that may carry a credential in any of the accepted forms, or junk.
-fn header_value() -> impl Strategy<Value = (Vec<u8>, Vec<u8>)> {
-    let scheme = prop::sample::select(vec!["Bearer ", "bearer  ", "BEARER ", "Token ", "", "Basic "]);
+fn header_value() -> impl Strategy<Value = Value> {
+    let scheme = prop::sample::select(vec![
+        "Bearer ", "bearer  ", "BEARER ", "Token ", "", "Basic ",
+    ]);
     prop_oneof![
         (scheme, candidate()).prop_map(|(s, c)| {
             let mut v = s.as_bytes().to_vec();
@@ -154,7 +171,7 @@ fn header_value() -> impl Strategy<Value = (Vec<u8>, Vec<u8>)> {
     ]
 }
 
-fn header_map() -> impl Strategy<Value = Vec<(&'static str, (Vec<u8>, Vec<u8>))>> {
+fn header_map() -> impl Strategy<Value = Pairs> {
     prop::collection::vec(
         (
             prop::sample::select(vec!["authorization", "x-api-key", "cookie", "x-other"]),
@@ -164,7 +181,7 @@ fn header_map() -> impl Strategy<Value = Vec<(&'static str, (Vec<u8>, Vec<u8>))>
     )
 }
 
-fn check_headers(pairs: &[(&'static str, (Vec<u8>, Vec<u8>))]) -> Result<(), TestCaseError> {
+fn check_headers(pairs: &[(&'static str, Value)]) -> Result<(), TestCaseError> {
     let mut map = HeaderMap::new();
     let mut sent = Vec::new();
     for (name, (value, raw)) in pairs {
@@ -177,8 +194,8 @@ fn check_headers(pairs: &[(&'static str, (Vec<u8>, Vec<u8>))]) -> Result<(), Tes
         sent.push(b'\n');
         map.append(HeaderName::from_static(name), v);
     }
-    let credentials = map.get_all("authorization").iter().count()
-        + map.get_all("x-api-key").iter().count();
+    let credentials =
+        map.get_all("authorization").iter().count() + map.get_all("x-api-key").iter().count();
     match extract_key(&map) {
         Ok(key) => {
             prop_assert_eq!(credentials, 1);
@@ -235,8 +252,7 @@ fn check_diagnose(value: Option<&str>, expect: &KeyExpectation) -> Result<(), Te
             let key = ApiKey::parse(v).unwrap();
             prop_assert_eq!(key.prefix(), expect.prefix);
             prop_assert!(
-                expect.environments.is_empty()
-                    || expect.environments.contains(&key.environment())
+                expect.environments.is_empty() || expect.environments.contains(&key.environment())
             );
             prop_assert_eq!(masked, &key.masked().to_string());
         }

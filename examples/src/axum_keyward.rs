@@ -202,6 +202,13 @@ where
             match authenticate(&config, req.uri(), req.headers()).await {
                 Ok(identity) => {
                     req.extensions_mut().insert(identity);
+                    // Anything downstream that prints the headers shows `Sensitive`, not the key.
+                    // (An accepted request carries exactly one credential header.)
+                    for name in [http::header::AUTHORIZATION, keyward::http::X_API_KEY] {
+                        if let Some(value) = req.headers_mut().get_mut(&name) {
+                            value.set_sensitive(true);
+                        }
+                    }
                     inner.call(req).await.map(IntoResponse::into_response)
                 }
                 Err(rejected) => Ok(rejected),
