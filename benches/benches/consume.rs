@@ -1,0 +1,90 @@
+//! `KeyStore::consume` per store: the atomic quota counter every event batch and every
+//! credit-limited verify goes through (issue 6), and `KeyManager::consume_events` with a
+//! project quota on top (the setting is cached, so it is one store call as well).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use keyward::{
+    HashParams, IssueRequest, KeyManager, Period, Quota, Requirements, Timestamp, UsageBucket,
+};
+use keyward_benches::{BenchStore, StoreKind};
+
+fn main() {
+    let mut c = keyward_benches::criterion()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(30)
+        .configure_from_args();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for kind in StoreKind::selected() {
+        let Some(bench) = rt.block_on(BenchStore::open(kind)).unwrap() else {
+            eprintln!("{}: skipped (DATABASE_URL not set)", kind.name());
+            continue;
+        };
+        let store = Arc::clone(&bench.store);
+        let mut g = c.benchmark_group(format!("{}_consume", kind.name()));
+        // A fresh counter per sample batch would measure inserts; one counter with a huge limit
+        // measures the steady state: an existing row updated atomically.
+        let bucket = UsageBucket {
+            counter: "bench:consume".into(),
+            period_start: Timestamp::from_unix_millis(0),
+        };
+        g.bench_function("consume_1", |b| {
+            b.iter(|| {
+                rt.block_on(store.consume(&bucket, 1, u64::MAX >> 2))
+                    .unwrap()
+            });
+        });
+        let refused = UsageBucket {
+            counter: "bench:refused".into(),
+            period_start: Timestamp::from_unix_millis(0),
+        };
+        rt.block_on(store.consume(&refused, 10, 10)).unwrap();
+        g.bench_function("consume_refused", |b| {
+            b.iter(|| rt.block_on(store.consume(&refused, 1, 10)).unwrap());
+        });
+
+        let manager = KeyManager::builder_arc(Arc::clone(&store))
+            .serve("dev".parse().unwrap())
+            .hash_params(HashParams::INSECURE_TEST_ONLY)
+            .build()
+            .unwrap();
+        let who = rt.block_on(async {
+            let project = "bench-quota".parse().unwrap();
+            manager
+                .set_project_quota(
+                    &project,
+                    Some(Quota {
+                        limit: u64::MAX >> 2,
+                        period: Period::Month,
+                    }),
+                )
+                .await
+                .unwrap();
+            let issued = manager
+                .issue(IssueRequest::new(project, "dev".parse().unwrap()))
+                .await
+                .unwrap();
+            manager
+                .verify(issued.key.expose_secret(), &Requirements::none())
+                .await
+                .unwrap()
+        });
+        let n = AtomicU64::new(0);
+        g.bench_function("consume_events_batch_of_10", |b| {
+            b.iter(|| {
+                n.fetch_add(1, Ordering::Relaxed);
+                rt.block_on(manager.consume_events(&who, 10)).unwrap()
+            });
+        });
+        g.finish();
+        drop(bench);
+    }
+    c.final_summary();
+}
