@@ -18,13 +18,12 @@ use std::time::Duration;
 use base64::Engine as _;
 use http::{HeaderMap, HeaderValue, Uri};
 use keyward::client::{KeyExpectation, LoadError, diagnose};
-use keyward::conformance::fix_checksum;
+use keyward::conformance::{FailingStore, fix_checksum};
 use keyward::http::{extract_key, reject_key_in_query, rejection};
 use keyward::{
-    ApiKey, AuthError, CacheConfig, Changes, Clock, Consumption, Credits, Error, HashParams,
-    Hasher, IssueRequest, IssuedKey, KeyChange, KeyId, KeyInfo, KeyLimits, KeyManager, KeyRecord,
-    KeyStore, ListQuery, ManualClock, Period, Quota, RateLimit, Requirements, SecretHash,
-    StoreError, Timestamp, UsageBucket, async_trait,
+    ApiKey, AuthError, CacheConfig, Clock, Credits, Error, HashParams, Hasher, IssueRequest,
+    IssuedKey, KeyInfo, KeyLimits, KeyManager, KeyRecord, KeyStore, ManualClock, Period, Quota,
+    RateLimit, Requirements, SecretHash, Timestamp,
 };
 use tracing_subscriber::fmt::format::FmtSpan;
 
@@ -132,89 +131,6 @@ fn assert_all_hidden(keys: &[&Forms], what: &str, shown: &str) {
 }
 
 // ---------------------------------------------------------------------------------------
-// A store that can be switched to failing
-
-#[derive(Debug)]
-struct Switchable {
-    inner: Arc<dyn KeyStore>,
-    down: AtomicBool,
-}
-
-impl Switchable {
-    fn check(&self) -> Result<(), StoreError> {
-        if self.down.load(Ordering::SeqCst) {
-            Err(StoreError::backend(
-                "test",
-                io::Error::new(io::ErrorKind::ConnectionRefused, "the database is down"),
-            ))
-        } else {
-            Ok(())
-        }
-    }
-}
-
-#[async_trait]
-impl KeyStore for Switchable {
-    async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.insert(record).await
-    }
-    async fn get(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
-        self.check()?;
-        self.inner.get(id).await
-    }
-    async fn list(&self, query: &ListQuery) -> Result<Vec<KeyRecord>, StoreError> {
-        self.check()?;
-        self.inner.list(query).await
-    }
-    async fn update(
-        &self,
-        id: &KeyId,
-        change: &KeyChange,
-    ) -> Result<Option<KeyRecord>, StoreError> {
-        self.check()?;
-        self.inner.update(id, change).await
-    }
-    async fn record_usage(&self, used: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.record_usage(used).await
-    }
-    async fn consume(
-        &self,
-        bucket: &UsageBucket,
-        amount: u64,
-        limit: u64,
-    ) -> Result<Consumption, StoreError> {
-        self.check()?;
-        self.inner.consume(bucket, amount, limit).await
-    }
-    async fn release(&self, bucket: &UsageBucket, amount: u64) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.release(bucket, amount).await
-    }
-    async fn usage(&self, bucket: &UsageBucket) -> Result<u64, StoreError> {
-        self.check()?;
-        self.inner.usage(bucket).await
-    }
-    async fn get_setting(&self, name: &str) -> Result<Option<serde_json::Value>, StoreError> {
-        self.check()?;
-        self.inner.get_setting(name).await
-    }
-    async fn put_setting(
-        &self,
-        name: &str,
-        value: Option<&serde_json::Value>,
-    ) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.put_setting(name, value).await
-    }
-    async fn changes_since(&self, revision: u64) -> Result<Changes, StoreError> {
-        self.check()?;
-        self.inner.changes_since(revision).await
-    }
-}
-
-// ---------------------------------------------------------------------------------------
 // Helpers
 
 fn t0() -> Timestamp {
@@ -260,10 +176,12 @@ fn shown_error(e: &Error, now: Timestamp) -> String {
 async fn every_verify_outcome_logged_at_trace_shows_no_secret_key_or_header() {
     captured();
     let clock = ManualClock::new(t0());
-    let store = Arc::new(Switchable {
-        inner: Arc::new(keyward_memory::MemoryStore::new()),
-        down: AtomicBool::new(false),
-    });
+    let down = Arc::new(AtomicBool::new(false));
+    let store = Arc::new(FailingStore::new(
+        Arc::new(keyward_memory::MemoryStore::new()),
+        "test",
+        Arc::clone(&down),
+    ));
     let m = KeyManager::builder_arc(store.clone())
         .prefix("av".parse().unwrap())
         .serve("dev".parse().unwrap())
@@ -432,14 +350,14 @@ async fn every_verify_outcome_logged_at_trace_shows_no_secret_key_or_header() {
             .unwrap_err(),
     ));
     outcomes.push(("bad name", m.issue(req().name("a\nb")).await.unwrap_err()));
-    store.down.store(true, Ordering::SeqCst);
+    down.store(true, Ordering::SeqCst);
     expect!("store down", m.verify(&unknown_t, &none).await);
     outcomes.push(("store down, issue", m.issue(req()).await.unwrap_err()));
     outcomes.push((
         "store down, revoke",
         m.revoke(&plain.record.id).await.unwrap_err(),
     ));
-    store.down.store(false, Ordering::SeqCst);
+    down.store(false, Ordering::SeqCst);
 
     // Every variant reached is the one intended.
     let kinds: Vec<String> = outcomes

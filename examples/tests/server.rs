@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Body;
 use axum::routing::get;
+use keyward::conformance::FailingStore;
 use keyward::{
-    ApiKey, Changes, Consumption, HashParams, IssueRequest, KeyChange, KeyId, KeyLimits,
-    KeyManager, KeyRecord, KeyStore, ListQuery, ManualClock, Period, Quota, StoreError, Timestamp,
-    UsageBucket,
+    ApiKey, HashParams, IssueRequest, KeyId, KeyLimits, KeyManager, KeyStore, ListQuery,
+    ManualClock, Period, Quota, Timestamp,
 };
 use keyward_examples::axum_keyward::VerifiedKey;
 use keyward_examples::{open_store, server};
@@ -549,92 +549,13 @@ async fn repeated_wrong_secrets_for_one_id_are_429_with_retry_after() {
     panic!("never limited: {statuses:?}");
 }
 
-/// A store that fails every call while `down` is set, like a database that went away.
-#[derive(Debug)]
-struct Flaky {
-    inner: Arc<dyn KeyStore>,
-    down: Arc<AtomicBool>,
-}
-
-impl Flaky {
-    fn check(&self) -> Result<(), StoreError> {
-        if self.down.load(Ordering::SeqCst) {
-            Err(StoreError::backend(
-                "flaky",
-                io::Error::new(io::ErrorKind::ConnectionRefused, "connection refused"),
-            ))
-        } else {
-            Ok(())
-        }
-    }
-}
-
-#[keyward::async_trait]
-impl KeyStore for Flaky {
-    async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.insert(record).await
-    }
-    async fn insert_many(&self, records: &[KeyRecord]) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.insert_many(records).await
-    }
-    async fn get(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
-        self.check()?;
-        self.inner.get(id).await
-    }
-    async fn list(&self, query: &ListQuery) -> Result<Vec<KeyRecord>, StoreError> {
-        self.check()?;
-        self.inner.list(query).await
-    }
-    async fn update(
-        &self,
-        id: &KeyId,
-        change: &KeyChange,
-    ) -> Result<Option<KeyRecord>, StoreError> {
-        self.check()?;
-        self.inner.update(id, change).await
-    }
-    async fn record_usage(&self, used: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.record_usage(used).await
-    }
-    async fn consume(
-        &self,
-        bucket: &UsageBucket,
-        amount: u64,
-        limit: u64,
-    ) -> Result<Consumption, StoreError> {
-        self.check()?;
-        self.inner.consume(bucket, amount, limit).await
-    }
-    async fn release(&self, bucket: &UsageBucket, amount: u64) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.release(bucket, amount).await
-    }
-    async fn usage(&self, bucket: &UsageBucket) -> Result<u64, StoreError> {
-        self.check()?;
-        self.inner.usage(bucket).await
-    }
-    async fn get_setting(&self, name: &str) -> Result<Option<Value>, StoreError> {
-        self.check()?;
-        self.inner.get_setting(name).await
-    }
-    async fn put_setting(&self, name: &str, value: Option<&Value>) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.put_setting(name, value).await
-    }
-    async fn changes_since(&self, revision: u64) -> Result<Changes, StoreError> {
-        self.check()?;
-        self.inner.changes_since(revision).await
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_down_is_503_and_an_error_log_line_without_the_key() {
     let down = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&down);
-    let s = TestServer::start_wrapped(move |inner| Arc::new(Flaky { inner, down: flag })).await;
+    let s =
+        TestServer::start_wrapped(move |inner| Arc::new(FailingStore::new(inner, "flaky", flag)))
+            .await;
     let key = s.issue("web-app", &["read", "admin"]).await;
     down.store(true, Ordering::SeqCst);
     let r = s.ping(&key).await;
