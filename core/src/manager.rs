@@ -654,18 +654,78 @@ impl KeyManager {
     /// # Errors
     /// As [`KeyManager::verify`].
     pub async fn verify_key(&self, key: &ApiKey, req: &Requirements) -> Result<Identity, Error> {
+        if let Some(outcome) = self.verify_cached(key, req) {
+            return outcome;
+        }
+        // Boxed: the cold path's state (store read, single flight, Argon2) is large, and
+        // keeping it out of this future keeps every warm call small.
+        Box::pin(self.verify_uncached(key, req)).await
+    }
+
+    /// Verifies from the verify cache alone, without waiting for anything (DESIGN §5):
+    /// `Some(outcome)` when the key's text or the cache decides, `None` when the store is
+    /// needed, i.e. the id is not cached (a cold verify) or the key spends credits (charged
+    /// in the store). Call [`KeyManager::verify_key`] on `None`.
+    ///
+    /// The outcome is the one [`KeyManager::verify_key`] would give: a wrong prefix or
+    /// environment, a wrong secret for a cached id (constant-time digest comparison, no
+    /// Argon2), a revoked or expired key, missing scopes, the rate limit. This is for
+    /// synchronous fast paths such as a tower layer that only allocates a future on a miss.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use keyward::{HashParams, IssueRequest, KeyManager, Requirements};
+    /// let manager = KeyManager::builder(keyward_memory::MemoryStore::new())
+    ///     .serve("dev".parse()?)
+    ///     .hash_params(HashParams::INSECURE_TEST_ONLY)
+    ///     .build()?;
+    /// let issued = manager.issue(IssueRequest::new("web-app".parse()?, "dev".parse()?)).await?;
+    /// let req = Requirements::none();
+    /// assert!(manager.verify_cached(&issued.key, &req).is_none()); // not cached yet
+    /// manager.verify_key(&issued.key, &req).await?;                 // cold: store + Argon2
+    /// let outcome = manager.verify_cached(&issued.key, &req);       // warm: no waiting
+    /// assert_eq!(outcome.transpose()?.map(|who| who.id), Some(issued.key.id()));
+    /// # Ok(()) }
+    /// ```
+    pub fn verify_cached(
+        &self,
+        key: &ApiKey,
+        req: &Requirements,
+    ) -> Option<Result<Identity, Error>> {
+        if let Err(e) = self.check_format(key) {
+            return Some(Err(e.into()));
+        }
+        let cache = self.inner.cache.as_ref()?;
+        let entry = cache.get(&key.id())?;
+        if entry.record.limits.credits.is_some() {
+            return None;
+        }
+        let digest = cache.digest(key.secret_bytes());
+        Some(
+            self.accept_warm(key, &entry, &digest, req)
+                .and_then(|who| self.check_rate_limit(&who).map(|()| who)),
+        )
+    }
+
+    async fn verify_uncached(&self, key: &ApiKey, req: &Requirements) -> Result<Identity, Error> {
         let identity = self.authenticate(key, req).await?;
         self.enforce_limits(&identity).await?;
         Ok(identity)
     }
 
-    /// Rate limit (per process), then credits (in the store): only for a proven key.
-    async fn enforce_limits(&self, who: &Identity) -> Result<(), Error> {
+    /// The per-process rate limit of a proven key.
+    fn check_rate_limit(&self, who: &Identity) -> Result<(), Error> {
         if let Some(limit) = who.limits.rate_limit
             && let Err(retry_after) = self.inner.rate_limiters.check(who.id, limit)
         {
             return Err(AuthError::RateLimited { retry_after }.into());
         }
+        Ok(())
+    }
+
+    /// Rate limit (per process), then credits (in the store): only for a proven key.
+    async fn enforce_limits(&self, who: &Identity) -> Result<(), Error> {
+        self.check_rate_limit(who)?;
         if let Some(credits) = who.limits.credits {
             let (bucket, limit, resets_at) = self.credit_bucket(who.id, who.created_at, credits);
             if let Consumption::Refused { .. } = self.inner.store.consume(&bucket, 1, limit).await?

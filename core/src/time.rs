@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -54,8 +54,12 @@ impl Timestamp {
 
     /// The current system time.
     pub fn now() -> Self {
-        let ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
-        Self(i64::try_from(ms).unwrap_or(i64::MAX))
+        // `SystemTime` directly: no calendar conversion or i128 division on the hot path.
+        let ms = match SystemTime::now().duration_since(UNIX_EPOCH) {
+            Ok(since) => i64::try_from(since.as_millis()).unwrap_or(i64::MAX),
+            Err(before) => i64::try_from(before.duration().as_millis()).map_or(i64::MIN, |ms| -ms),
+        };
+        Self(ms)
     }
 
     /// Parses an RFC 3339 date-time (any offset), truncating to milliseconds.

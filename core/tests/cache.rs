@@ -261,3 +261,70 @@ async fn an_entry_older_than_the_ttl_is_verified_against_the_store_again() {
         "after the TTL: read from the store again"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_cached_decides_warm_keys_without_waiting_and_defers_the_rest() {
+    let counting = Arc::new(CountingStore::new(Arc::new(MemoryStore::new())));
+    let m = manager_on(counting.clone(), CacheConfig::default());
+    let issued = m.issue(request()).await.unwrap();
+    let key = &issued.key;
+    let read = Requirements::scopes(["read"]).unwrap();
+
+    // Not cached yet: the store is needed.
+    assert!(m.verify_cached(key, &read).is_none());
+    m.verify_key(key, &read).await.unwrap();
+    let (gets, runs) = (counting.gets(), m.hasher().runs());
+
+    // Cached: decided on the spot, the same outcomes as verify_key, no store, no Argon2.
+    let who = m.verify_cached(key, &read).unwrap().unwrap();
+    assert_eq!(who.id, key.id());
+    assert!(matches!(
+        m.verify_cached(key, &Requirements::scopes(["admin"]).unwrap()),
+        Some(Err(Error::Auth(AuthError::InsufficientScope { .. })))
+    ));
+    let wrong: keyward::ApiKey = wrong_secret(key.expose_secret()).parse().unwrap();
+    assert!(matches!(
+        m.verify_cached(&wrong, &read),
+        Some(Err(Error::Auth(AuthError::Invalid)))
+    ));
+    assert_eq!((counting.gets(), m.hasher().runs()), (gets, runs));
+
+    // A key for another environment is refused from its text, cached or not.
+    let prd = keyward::ApiKey::generate("kw".parse().unwrap(), "prd".parse().unwrap()).unwrap();
+    assert!(matches!(
+        m.verify_cached(&prd, &read),
+        Some(Err(Error::Auth(AuthError::WrongEnvironment { .. })))
+    ));
+
+    // Revoked through the manager: the entry is gone, so the store must decide.
+    m.revoke(&key.id()).await.unwrap();
+    assert!(m.verify_cached(key, &read).is_none());
+    assert!(matches!(
+        m.verify_key(key, &read).await,
+        Err(Error::Auth(AuthError::Revoked { .. }))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_cached_leaves_keys_with_credits_to_the_store() {
+    let m = manager_on(Arc::new(MemoryStore::new()), CacheConfig::default());
+    let issued = m
+        .issue(request().limits(keyward::KeyLimits {
+            credits: Some(keyward::Credits {
+                amount: 2,
+                refill: None,
+            }),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let req = Requirements::none();
+    m.verify_key(&issued.key, &req).await.unwrap();
+    // Cached, but each use spends a credit in the store: not decided from the cache.
+    assert!(m.verify_cached(&issued.key, &req).is_none());
+    m.verify_key(&issued.key, &req).await.unwrap();
+    assert!(matches!(
+        m.verify_key(&issued.key, &req).await,
+        Err(Error::Auth(AuthError::CreditsExhausted { .. }))
+    ));
+}
