@@ -28,7 +28,11 @@
 //! 2. takes the one credential from `Authorization: Bearer <key>` (any case of `Bearer`),
 //!    `X-API-Key: <key>` or `Authorization: Basic` with the key as user name; none is 401
 //!    with a bare `WWW-Authenticate: Bearer realm="…"` challenge, two are 400;
-//! 3. verifies it with [`KeyManager::verify_key`] against the route's [`Requirements`];
+//! 3. verifies it against the route's [`Requirements`]: first with
+//!    [`KeyManager::verify_cached`], which decides a cached key on the spot, so the common
+//!    request allocates nothing here and the route's own future is returned; only when the
+//!    store is needed (a cold verify, credits) with [`KeyManager::verify_key`] in a boxed
+//!    future;
 //! 4. on success, puts the [`Identity`] into the request's extensions and calls the route;
 //!    otherwise answers with [`keyward::http::rejection`]: 401 `invalid_token`, 403
 //!    `insufficient_scope`, 429 with `Retry-After`, or 503 when the key store is down (also
@@ -187,69 +191,165 @@ where
 {
     type Response = Response;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, S::Error>> + Send>>;
+    type Future = KeywardFuture<S::Future, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        // The clone is not ready; the instance polled ready is the one to call.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let config = Arc::clone(&self.config);
-        Box::pin(async move {
-            match authenticate(&config, req.uri(), req.headers()).await {
-                Ok(identity) => {
-                    req.extensions_mut().insert(identity);
-                    // Anything downstream that prints the headers shows `Sensitive`, not the key.
-                    // (An accepted request carries exactly one credential header.)
-                    for name in [http::header::AUTHORIZATION, keyward::http::X_API_KEY] {
-                        if let Some(value) = req.headers_mut().get_mut(&name) {
-                            value.set_sensitive(true);
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        match decide(&self.config, req.uri(), req.headers()) {
+            // The common case, a cached key: no allocation, the route's future as it is.
+            Decision::Accepted(identity) => KeywardFuture::new(State::Route {
+                future: self.inner.call(accepted(req, identity)),
+            }),
+            Decision::Refused(response) => KeywardFuture::new(State::Refused {
+                ready: std::future::ready(Ok(response)),
+            }),
+            Decision::NeedsStore(key) => {
+                // The clone is not ready; the instance polled ready is the one to call.
+                let clone = self.inner.clone();
+                let mut inner = std::mem::replace(&mut self.inner, clone);
+                let config = Arc::clone(&self.config);
+                KeywardFuture::new(State::Pending {
+                    future: Box::pin(async move {
+                        let outcome = config.manager.verify_key(&key, &config.requirements).await;
+                        let decided = settle(&config, &key, outcome);
+                        drop(key); // zeroized before the route runs
+                        match decided {
+                            Ok(identity) => inner
+                                .call(accepted(req, identity))
+                                .await
+                                .map(IntoResponse::into_response),
+                            Err(refused) => Ok(refused),
                         }
-                    }
-                    inner.call(req).await.map(IntoResponse::into_response)
-                }
-                Err(rejected) => Ok(rejected),
+                    }),
+                })
             }
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`KeywardService`]: the route's own future when the key was decided
+    /// from the verify cache (no allocation), a ready refusal, or, when the store is needed
+    /// (a cold verify, credits), a boxed future that verifies and then calls the route.
+    pub struct KeywardFuture<F, E> {
+        #[pin]
+        state: State<F, E>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = StateProj]
+    enum State<F, E> {
+        // The key was accepted without waiting; the route runs.
+        Route { #[pin] future: F },
+        // The request was refused without waiting.
+        Refused { #[pin] ready: std::future::Ready<Result<Response, E>> },
+        // The key store is being asked; then the route runs.
+        Pending { future: Pin<Box<dyn Future<Output = Result<Response, E>> + Send>> },
+    }
+}
+
+impl<F, E> KeywardFuture<F, E> {
+    fn new(state: State<F, E>) -> Self {
+        Self { state }
+    }
+}
+
+impl<F, R, E> Future for KeywardFuture<F, E>
+where
+    F: Future<Output = Result<R, E>>,
+    R: IntoResponse,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Route { future } => future.poll(cx).map_ok(IntoResponse::into_response),
+            StateProj::Refused { ready } => ready.poll(cx),
+            StateProj::Pending { future } => future.as_mut().poll(cx),
+        }
+    }
+}
+
+impl<F, E> fmt::Debug for KeywardFuture<F, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self.state {
+            State::Route { .. } => "KeywardFuture(route)",
+            State::Refused { .. } => "KeywardFuture(refused)",
+            State::Pending { .. } => "KeywardFuture(verifying)",
         })
     }
 }
 
-/// Steps 1 to 3 of the module docs. The parsed key (and its secret) is dropped, and
-/// zeroized, before the route runs.
-async fn authenticate(
-    config: &Config,
-    uri: &http::Uri,
-    headers: &http::HeaderMap,
-) -> Result<Identity, Response> {
+/// What steps 1 to 3 of the module docs decide before anything waits.
+enum Decision {
+    Accepted(Identity),
+    Refused(Response),
+    /// The verify cache cannot decide: the store must be asked.
+    NeedsStore(keyward::ApiKey),
+}
+
+/// Steps 1 to 3 without waiting: the query string, the credential, and the verify cache.
+/// The parsed key (and its secret) is dropped, and zeroized, before the route runs.
+fn decide(config: &Config, uri: &http::Uri, headers: &http::HeaderMap) -> Decision {
     let manager = &config.manager;
     let refuse =
         |e: &keyward::AuthError| into_response(auth_rejection(e, &config.realm, manager.now()));
     if let Err(e) = reject_key_in_query(uri) {
         tracing::warn!("refused a request with an API key in its query string");
-        return Err(refuse(&e));
+        return Decision::Refused(refuse(&e));
     }
-    let key = extract_key(headers).map_err(|e| refuse(&e))?;
-    match manager.verify_key(&key, &config.requirements).await {
-        Ok(identity) => Ok(identity),
-        Err(e) => {
-            match &e {
-                Error::Auth(_) => {
-                    tracing::debug!(key.id = %key.id(), error = %e, "rejected API key");
-                }
-                _ => {
-                    tracing::error!(
-                        key.id = %key.id(),
-                        error = %e,
-                        "could not verify an API key: the key service is unavailable"
-                    );
-                }
+    let key = match extract_key(headers) {
+        Ok(key) => key,
+        Err(e) => return Decision::Refused(refuse(&e)),
+    };
+    match manager.verify_cached(&key, &config.requirements) {
+        Some(outcome) => match settle(config, &key, outcome) {
+            Ok(identity) => Decision::Accepted(identity),
+            Err(refused) => Decision::Refused(refused),
+        },
+        None => Decision::NeedsStore(key),
+    }
+}
+
+/// The outcome of a verification as the route's identity or the answer to send; a store
+/// failure is logged, with the key's public id only.
+fn settle(
+    config: &Config,
+    key: &keyward::ApiKey,
+    outcome: Result<Identity, Error>,
+) -> Result<Identity, Response> {
+    outcome.map_err(|e| {
+        match &e {
+            Error::Auth(_) => {
+                tracing::debug!(key.id = %key.id(), error = %e, "rejected API key");
             }
-            Err(into_response(rejection(&e, &config.realm, manager.now())))
+            _ => {
+                tracing::error!(
+                    key.id = %key.id(),
+                    error = %e,
+                    "could not verify an API key: the key service is unavailable"
+                );
+            }
+        }
+        into_response(rejection(&e, &config.realm, config.manager.now()))
+    })
+}
+
+/// Step 4: the identity into the request's extensions, the credential headers marked
+/// sensitive so that anything downstream that prints them shows `Sensitive`, not the key.
+/// (An accepted request carries exactly one credential header.)
+fn accepted<B>(mut req: Request<B>, identity: Identity) -> Request<B> {
+    req.extensions_mut().insert(identity);
+    for name in [http::header::AUTHORIZATION, keyward::http::X_API_KEY] {
+        if let Some(value) = req.headers_mut().get_mut(&name) {
+            value.set_sensitive(true);
         }
     }
+    req
 }
 
 /// A [`Rejection`] as an axum response with a JSON body.
