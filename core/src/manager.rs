@@ -1055,8 +1055,8 @@ impl KeyManager {
         // The checksum is no MAC: someone could rewrite the prefix or environment of a key
         // and fix the checksum. The record's binding is authoritative.
         if !verdict.matches
-            || record.prefix != key.prefix()
-            || record.environment != key.environment()
+            || !key.has_prefix(&record.prefix)
+            || !key.has_environment(&record.environment)
         {
             tracing::debug!(key.id = %id, "rejected API key: invalid");
             return Err(AuthError::Invalid.into());
@@ -1073,8 +1073,8 @@ impl KeyManager {
     ) -> Result<Identity, Error> {
         let record = &entry.record;
         if !entry.digest.matches(digest)
-            || record.prefix != key.prefix()
-            || record.environment != key.environment()
+            || !key.has_prefix(&record.prefix)
+            || !key.has_environment(&record.environment)
         {
             tracing::debug!(key.id = %record.id, "rejected API key: invalid (cached id)");
             return Err(AuthError::Invalid.into());
@@ -1176,13 +1176,18 @@ impl KeyManager {
     /// # Errors
     /// [`AuthError::WrongPrefix`] or [`AuthError::WrongEnvironment`].
     pub fn check_format(&self, key: &ApiKey) -> Result<(), AuthError> {
-        if key.prefix() != self.inner.prefix {
+        if !key.has_prefix(&self.inner.prefix) {
             return Err(AuthError::WrongPrefix {
                 expected: self.inner.prefix,
                 found: key.prefix(),
             });
         }
-        if !self.inner.environments.contains(&key.environment()) {
+        if !self
+            .inner
+            .environments
+            .iter()
+            .any(|e| key.has_environment(e))
+        {
             return Err(AuthError::WrongEnvironment {
                 found: key.environment(),
                 accepted: self.inner.environments.clone(),
