@@ -214,15 +214,15 @@ where
                 KeywardFuture::new(State::Pending {
                     future: Box::pin(async move {
                         let outcome = config.manager.verify_key(&key, &config.requirements).await;
-                        let decided = settle(&config, &key, outcome);
+                        let identity = match outcome {
+                            Ok(identity) => identity,
+                            Err(e) => return Ok(refusal(&config, &key, &e)),
+                        };
                         drop(key); // zeroized before the route runs
-                        match decided {
-                            Ok(identity) => inner
-                                .call(accepted(req, identity))
-                                .await
-                                .map(IntoResponse::into_response),
-                            Err(refused) => Ok(refused),
-                        }
+                        inner
+                            .call(accepted(req, identity))
+                            .await
+                            .map(IntoResponse::into_response)
                     }),
                 })
             }
@@ -307,36 +307,28 @@ fn decide(config: &Config, uri: &http::Uri, headers: &http::HeaderMap) -> Decisi
         Err(e) => return Decision::Refused(refuse(&e)),
     };
     match manager.verify_cached(&key, &config.requirements) {
-        Some(outcome) => match settle(config, &key, outcome) {
-            Ok(identity) => Decision::Accepted(identity),
-            Err(refused) => Decision::Refused(refused),
-        },
+        Some(Ok(identity)) => Decision::Accepted(identity),
+        Some(Err(e)) => Decision::Refused(refusal(config, &key, &e)),
         None => Decision::NeedsStore(key),
     }
 }
 
-/// The outcome of a verification as the route's identity or the answer to send; a store
-/// failure is logged, with the key's public id only.
-fn settle(
-    config: &Config,
-    key: &keyward::ApiKey,
-    outcome: Result<Identity, Error>,
-) -> Result<Identity, Response> {
-    outcome.map_err(|e| {
-        match &e {
-            Error::Auth(_) => {
-                tracing::debug!(key.id = %key.id(), error = %e, "rejected API key");
-            }
-            _ => {
-                tracing::error!(
-                    key.id = %key.id(),
-                    error = %e,
-                    "could not verify an API key: the key service is unavailable"
-                );
-            }
+/// The answer to a failed verification; a store failure is also logged, with the key's
+/// public id only.
+fn refusal(config: &Config, key: &keyward::ApiKey, e: &Error) -> Response {
+    match e {
+        Error::Auth(_) => {
+            tracing::debug!(key.id = %key.id(), error = %e, "rejected API key");
         }
-        into_response(rejection(&e, &config.realm, config.manager.now()))
-    })
+        _ => {
+            tracing::error!(
+                key.id = %key.id(),
+                error = %e,
+                "could not verify an API key: the key service is unavailable"
+            );
+        }
+    }
+    into_response(rejection(e, &config.realm, config.manager.now()))
 }
 
 /// Step 4: the identity into the request's extensions, the credential headers marked
