@@ -1,5 +1,5 @@
 //! Where a warm verify's time goes: each step of the warm path (DESIGN §4, §5) measured on
-//! its own with the same building blocks (parse, keyed BLAKE3 digest, moka lookup,
+//! its own with the same building blocks (parse, keyed BLAKE3 digest, quick_cache lookup,
 //! constant-time compare, clock, the identity returned), next to the whole call.
 //!
 //! The steps are re-enacted with public APIs and the same crates, so their sum is an
@@ -7,7 +7,7 @@
 //! last-used bookkeeping) is the difference between the sum and `verify`.
 //!
 //! `warm_scaling` splits one batch over 1 and 2 tasks for three jobs: work with no shared
-//! state (the machine's own scaling at that moment), lookups in one shared moka cache, and
+//! state (the machine's own scaling at that moment), lookups in one shared quick_cache map, and
 //! whole warm verifies; it tells a busy machine apart from contention in the cache.
 
 #![forbid(unsafe_code)]
@@ -27,7 +27,7 @@ const BATCH: usize = 4096;
 #[derive(Debug, Clone, Copy)]
 enum Job {
     PureCpu,
-    MokaGet,
+    CacheGet,
     Verify,
 }
 
@@ -35,7 +35,7 @@ impl Job {
     fn name(self) -> &'static str {
         match self {
             Job::PureCpu => "parse_and_digest_no_shared_state",
-            Job::MokaGet => "moka_get_shared_cache",
+            Job::CacheGet => "cache_get_shared_map",
             Job::Verify => "verify_warm",
         }
     }
@@ -47,7 +47,7 @@ impl Job {
         text: &str,
         id: KeyId,
         req: &Requirements,
-        cache: &moka::sync::Cache<KeyId, Arc<u64>>,
+        cache: &quick_cache::sync::Cache<KeyId, Arc<u64>>,
     ) {
         let digest_key = [9u8; 32];
         for _ in 0..n {
@@ -57,7 +57,7 @@ impl Job {
                     let secret = &key.expose_secret().as_bytes()[text.len() - 49..text.len() - 6];
                     black_box(blake3::keyed_hash(&digest_key, secret));
                 }
-                Job::MokaGet => {
+                Job::CacheGet => {
                     black_box(cache.get(&id).unwrap());
                 }
                 Job::Verify => {
@@ -144,12 +144,10 @@ fn main() {
     g.bench_function("ct_eq_32B", |b| {
         b.iter(|| bool::from(black_box(&d1).ct_eq(black_box(&d2))))
     });
-    // The verify cache's map: moka, as configured by CacheConfig::default, holding 100,000
-    // keys (just under its capacity: full, without evictions; with few keys it is faster).
-    let cache: moka::sync::Cache<KeyId, Arc<u64>> = moka::sync::Cache::builder()
-        .max_capacity(100_000)
-        .time_to_live(Duration::from_secs(300))
-        .build();
+    // The verify cache's map: quick_cache, as core builds it for CacheConfig::default
+    // (capacity 100,000; core checks the TTL against an instant stored in the entry),
+    // holding 100,000 keys.
+    let cache: quick_cache::sync::Cache<KeyId, Arc<u64>> = quick_cache::sync::Cache::new(100_000);
     let n = if keyward_benches::is_bench_run() {
         99_990
     } else {
@@ -164,8 +162,7 @@ fn main() {
         }
     }
     cache.insert(key.id(), Arc::new(0));
-    cache.run_pending_tasks();
-    g.bench_function("moka_get", |b| b.iter(|| cache.get(black_box(&key.id()))));
+    g.bench_function("cache_get", |b| b.iter(|| cache.get(black_box(&key.id()))));
     g.bench_function("clock_now", |b| b.iter(|| SystemClock.now()));
     g.bench_function("identity_clone_drop", |b| {
         b.iter(|| black_box(&identity).clone())
@@ -174,7 +171,7 @@ fn main() {
 
     // Does the warm path scale over cores? The same batch split over 1 and 2 tasks, for a
     // job with no shared state (parse + keyed digest: the machine's own scaling), a lookup
-    // in one shared moka cache, and the whole warm verify (each task with its own key).
+    // in one shared quick_cache map, and the whole warm verify (each task with its own key).
     let cache = Arc::new(cache);
     let ids = filler_ids;
     let mut keys = vec![text.clone()];
@@ -197,7 +194,7 @@ fn main() {
     let (keys, ids, req) = (Arc::new(keys), Arc::new(ids), Arc::new(req));
     let mut g = c.benchmark_group("warm_scaling");
     g.throughput(Throughput::Elements(BATCH as u64));
-    for job in [Job::PureCpu, Job::MokaGet, Job::Verify] {
+    for job in [Job::PureCpu, Job::CacheGet, Job::Verify] {
         for k in [1usize, 2] {
             let id = BenchmarkId::new(job.name(), k);
             g.bench_with_input(id, &k, |b, &k| {
