@@ -4,19 +4,13 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
 
+mod common;
+
+use common::Run;
 use keyward::ApiKey;
-
-/// What one CLI run produced.
-#[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
+use keyward::conformance::fix_checksum;
 
 /// A temporary working directory holding the store `keys.db`.
 struct Cli {
@@ -41,7 +35,7 @@ impl Cli {
     fn run_with(&self, args: &[&str], vars: &[(&str, &str)], stdin: Option<&str>) -> Run {
         let mut all = vec!["--db", "sqlite:keys.db"];
         all.extend_from_slice(args);
-        let run = run_keyward(self.dir.path(), &all, vars, stdin);
+        let run = common::run(self.dir.path(), &all, vars, stdin);
         self.seen.borrow_mut().push(run.stderr.clone());
         run
     }
@@ -86,42 +80,6 @@ impl Cli {
             assert!(!text.contains(key), "the key leaked: {text}");
             assert!(!text.contains(secret), "the secret leaked: {text}");
         }
-    }
-}
-
-fn run_keyward(dir: &Path, args: &[&str], vars: &[(&str, &str)], stdin: Option<&str>) -> Run {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_keyward"));
-    cmd.args(args)
-        .current_dir(dir)
-        .env("KEYWARD_INSECURE_FAST_HASH", "1")
-        .env_remove("KEYWARD_KEY")
-        .env_remove("KEYWARD_DB")
-        .env_remove("KEYWARD_PREFIX")
-        .env_remove("RUST_LOG")
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in vars {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
     }
 }
 
@@ -315,34 +273,6 @@ fn issue_verify_list_rotate_revoke_end_to_end() {
     cli.assert_never_leaked(&forged);
 }
 
-/// Recomputes a key's checksum (CRC32 of everything before it, 6 base62 digits).
-fn fix_checksum(key: &str) -> String {
-    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    let body = &key[..key.len() - 6];
-    let mut crc = crc32(body.as_bytes());
-    let mut digits = [b'0'; 6];
-    for d in digits.iter_mut().rev() {
-        *d = ALPHABET[(crc % 62) as usize];
-        crc /= 62;
-    }
-    format!("{body}{}", std::str::from_utf8(&digits).unwrap())
-}
-
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
-
 #[test]
 fn verify_reads_the_key_from_stdin() {
     let cli = Cli::new();
@@ -414,7 +344,7 @@ fn prefix_option_sets_the_prefix_issued_and_accepted() {
 #[test]
 fn default_store_is_keyward_db_in_the_current_directory() {
     let dir = tempfile::tempdir().unwrap();
-    let run = run_keyward(
+    let run = common::run(
         dir.path(),
         &["issue", "--project", "p", "--env", "dev", "--scope", "read"],
         &[],
@@ -476,7 +406,7 @@ fn usage_errors_exit_2() {
 #[test]
 fn store_errors_exit_2() {
     let dir = tempfile::tempdir().unwrap();
-    let postgres = run_keyward(
+    let postgres = common::run(
         dir.path(),
         // Loopback port 1: nothing listens, so the store cannot be reached.
         &["--db", "postgres://admin:hunter2@127.0.0.1:1/keys", "list"],
@@ -490,14 +420,14 @@ fn store_errors_exit_2() {
     );
     assert!(!postgres.stderr.contains("hunter2"), "{postgres:?}");
 
-    let unknown = run_keyward(dir.path(), &["--db", "mysql://h/db", "list"], &[], None);
+    let unknown = common::run(dir.path(), &["--db", "mysql://h/db", "list"], &[], None);
     assert_eq!(unknown.code, 2, "{unknown:?}");
     assert!(
         unknown.stderr.contains("unknown store URL scheme"),
         "{unknown:?}"
     );
 
-    let unopenable = run_keyward(
+    let unopenable = common::run(
         dir.path(),
         &["--db", "sqlite:no/such/directory/keys.db", "list"],
         &[],
@@ -541,7 +471,7 @@ fn doctor(value: Option<&str>, args: &[&str]) -> Run {
     let mut all = vec!["doctor"];
     all.extend_from_slice(args);
     let vars: Vec<(&str, &str)> = value.map(|v| ("KEYWARD_KEY", v)).into_iter().collect();
-    let run = run_keyward(dir.path(), &all, &vars, None);
+    let run = common::run(dir.path(), &all, &vars, None);
     if let Some(v) = value.filter(|v| v.len() > 20) {
         let secret = v
             .trim()
@@ -622,7 +552,7 @@ fn doctor_accepts_a_well_formed_key() {
 
     // Another variable, via --var.
     let dir = tempfile::tempdir().unwrap();
-    let run = run_keyward(
+    let run = common::run(
         dir.path(),
         &["doctor", "--var", "MY_API_KEY", "--prefix", "av"],
         &[("MY_API_KEY", &key)],

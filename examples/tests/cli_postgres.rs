@@ -3,8 +3,9 @@
 //! that it was skipped, unless `KEYWARD_REQUIRE_POSTGRES=1` (CI), which makes it fail.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::{Command, Output};
+mod common;
 
+use common::{keyward, ok};
 use sqlx::Connection;
 
 fn database_url() -> Option<String> {
@@ -19,30 +20,6 @@ fn database_url() -> Option<String> {
             None
         }
     }
-}
-
-fn keyward(db: &str, args: &[&str], key: Option<&str>) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_keyward"));
-    cmd.arg("--db")
-        .arg(db)
-        .args(args)
-        .env("KEYWARD_INSECURE_FAST_HASH", "1")
-        .env_remove("KEYWARD_KEY")
-        .env_remove("RUST_LOG");
-    if let Some(k) = key {
-        cmd.env("KEYWARD_KEY", k);
-    }
-    cmd.output().unwrap()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[tokio::test]

@@ -1,31 +1,14 @@
 //! The CLI's quota, usage and credit options, end to end on a temporary SQLite file.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
-fn keyward(db: &Path, args: &[&str], key: Option<&str>) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_keyward"));
-    cmd.arg("--db")
-        .arg(format!("sqlite:{}", db.display()))
-        .args(args)
-        .env("KEYWARD_INSECURE_FAST_HASH", "1")
-        .env_remove("KEYWARD_KEY")
-        .env_remove("RUST_LOG");
-    if let Some(k) = key {
-        cmd.env("KEYWARD_KEY", k);
-    }
-    cmd.output().unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use common::{keyward, text};
 
 #[test]
 fn quota_set_show_usage_and_credits_work_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("keys.db");
+    let db = format!("sqlite:{}", dir.path().join("keys.db").display());
 
     let out = keyward(&db, &["quota", "show", "--project", "web-app"], None);
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -13,7 +13,10 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+mod common;
+
 use base64::Engine as _;
+use common::Run;
 use keyward::{ApiKey, AuthError, Error, HashParams, IssueRequest, KeyManager, Requirements};
 use keyward_examples::server;
 use keyward_sqlite::SqliteStore;
@@ -189,41 +192,11 @@ async fn the_sqlite_store_at_trace_logs_no_secret_on_any_path() {
 // ---------------------------------------------------------------------------------------
 // The CLI binary
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
+/// The CLI on `keys.db` in `dir`, logging at TRACE, with an empty stdin unless given one.
 fn cli(dir: &Path, args: &[&str], vars: &[(&str, &str)], stdin: Option<&str>) -> Run {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_keyward"));
-    cmd.arg("--db")
-        .arg("sqlite:keys.db")
-        .args(args)
-        .current_dir(dir)
-        .env("KEYWARD_INSECURE_FAST_HASH", "1")
-        .env("RUST_LOG", "trace")
-        .env_remove("KEYWARD_KEY")
-        .env_remove("KEYWARD_DB")
-        .env_remove("KEYWARD_PREFIX")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in vars {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let mut input = child.stdin.take().unwrap();
-    if let Some(s) = stdin {
-        input.write_all(s.as_bytes()).unwrap();
-    }
-    drop(input);
-    let out = child.wait_with_output().unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    let all = [&["--db", "sqlite:keys.db"][..], args].concat();
+    let vars = [&[("RUST_LOG", "trace")][..], vars].concat();
+    common::run(dir, &all, &vars, Some(stdin.unwrap_or("")))
 }
 
 #[test]

@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+mod common;
+
 use axum::Router;
 use axum::body::Body;
 use axum::routing::get;
@@ -105,7 +107,8 @@ struct TestServer {
     manager: KeyManager,
     clock: ManualClock,
     db_url: String,
-    dir: tempfile::TempDir,
+    /// Holds the SQLite file until the server is dropped.
+    _dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<io::Result<()>>>,
 }
@@ -148,7 +151,7 @@ impl TestServer {
             manager,
             clock,
             db_url,
-            dir,
+            _dir: dir,
             stop: Some(tx),
             task: Some(task),
         }
@@ -1094,27 +1097,13 @@ async fn a_cached_key_is_decided_without_a_boxed_future_and_a_cold_one_with_the_
 // ---------------------------------------------------------------------------------------
 // With the CLI and the real binary
 
-fn keyward_cli(dir: &std::path::Path, db: &str, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_keyward"))
-        .current_dir(dir)
-        .arg("--db")
-        .arg(db)
-        .args(args)
-        .env("KEYWARD_INSECURE_FAST_HASH", "1")
-        .env_remove("KEYWARD_DB")
-        .env_remove("KEYWARD_PREFIX")
-        .env_remove("KEYWARD_KEY")
-        .output()
-        .unwrap()
-}
-
 /// The first admin key, issued with the CLI on the server's database.
-fn cli_issue(dir: &std::path::Path, db: &str, scopes: &[&str]) -> String {
+fn cli_issue(db: &str, scopes: &[&str]) -> String {
     let mut args = vec!["issue", "--project", "web-app", "--env", "dev"];
     for s in scopes {
         args.extend(["--scope", s]);
     }
-    let out = keyward_cli(dir, db, &args);
+    let out = common::keyward(db, &args, None);
     assert!(out.status.success(), "{out:?}");
     let key = String::from_utf8(out.stdout).unwrap().trim_end().to_owned();
     ApiKey::parse(&key).unwrap();
@@ -1125,7 +1114,7 @@ fn cli_issue(dir: &std::path::Path, db: &str, scopes: &[&str]) -> String {
 async fn the_first_admin_key_comes_from_the_cli_on_the_same_database() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite:{}", dir.path().join("keys.db").display());
-    let admin = cli_issue(dir.path(), &db, &["admin"]);
+    let admin = cli_issue(&db, &["admin"]);
     let s = TestServer::start_on(dir, db, |s| s).await;
     let r = s
         .post_json(
@@ -1139,10 +1128,10 @@ async fn the_first_admin_key_comes_from_the_cli_on_the_same_database() {
     assert_eq!(s.ping(&key).await.status, StatusCode::OK);
     // The CLI sees the key issued over HTTP, and a revocation by the CLI (another process)
     // reaches the server through the store's change feed within its poll interval.
-    let out = keyward_cli(s.dir.path(), &s.db_url, &["list", "--json"]);
+    let out = common::keyward(&s.db_url, &["list", "--json"], None);
     let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 2);
-    let out = keyward_cli(s.dir.path(), &s.db_url, &["revoke", &id_of(&key)]);
+    let out = common::keyward(&s.db_url, &["revoke", &id_of(&key)], None);
     assert!(out.status.success(), "{out:?}");
     let start = Instant::now();
     loop {
@@ -1182,8 +1171,8 @@ fn free_port() -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_real_binary_serves_and_stops_gracefully_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let db = "sqlite:keys.db";
-    let key = cli_issue(dir.path(), db, &["read", "admin"]);
+    let db = &format!("sqlite:{}", dir.path().join("keys.db").display());
+    let key = cli_issue(db, &["read", "admin"]);
     let addr = format!("127.0.0.1:{}", free_port());
     let mut child = Command::new(env!("CARGO_BIN_EXE_keyward-server"))
         .current_dir(dir.path())
@@ -1257,7 +1246,7 @@ async fn the_real_binary_serves_and_stops_gracefully_on_sigterm() {
         !stderr.contains(&key[key.len() - 49..]),
         "the key was logged"
     );
-    let out = keyward_cli(dir.path(), db, &["list", "--json"]);
+    let out = common::keyward(db, &["list", "--json"], None);
     let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(listed[0]["last_used_at"].is_string(), "{listed}");
 }
