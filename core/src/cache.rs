@@ -13,6 +13,13 @@
 //! notification latency (PostgreSQL) or the poll interval plus one query (SQLite). Entries
 //! also expire after [`CacheConfig::ttl`], which bounds staleness if the feed itself fails.
 //!
+//! **Expiry.** An expired entry is not served, but it is kept until evicted. When its key is
+//! presented again with the same secret, one store read revalidates it, with no Argon2,
+//! provided the stored hash is still the one that secret was verified against. The fresh
+//! record then decides the state, scopes and binding. Otherwise (another hash, a hash due for
+//! re-hashing, another secret) the verify is cold. A TTL refresh of an active key therefore
+//! costs a store read, not an Argon2.
+//!
 //! **Races.** Every invalidation advances an epoch; a cold verify only caches its result if no
 //! invalidation happened since it read the store, so a verify racing a revocation can never
 //! re-insert the revoked key's old state.
@@ -41,15 +48,19 @@ use crate::store::{ChangeEvent, KeyRecord, KeyStore};
 pub struct CacheConfig {
     /// Most keys held (least recently used beyond this are evicted).
     pub capacity: u64,
-    /// How long an entry lives at most; bounds staleness if the change feed fails.
+    /// How long an entry is served without asking the store; bounds staleness if the change
+    /// feed fails. After it, the key's next verify reads the store again (and runs Argon2 only
+    /// if the stored hash changed).
     pub ttl: Duration,
     /// How often stores without a push feed are polled for changes made elsewhere.
     pub poll_interval: Duration,
     /// Failed cold attempts (wrong secret, Argon2 run) allowed per id per `failure_window`;
     /// beyond that, attempts are refused with [`AuthError::RateLimited`](crate::AuthError)
     /// without running Argon2. Trade-off: someone who knows a key's (public) id can keep it
-    /// at the limit on instances where the key is not cached yet, so the real key gets 429
-    /// there until the window passes; where it is cached, it is served without this check.
+    /// at the limit on instances that have not verified the key since they started (or since
+    /// the key was changed), so the real key gets 429 there until the window passes. Where
+    /// the key was verified once, it is served without this check, even after its entry
+    /// expired (revalidated with a store read).
     pub max_failures: u32,
     /// The window of `max_failures`.
     pub failure_window: Duration,
@@ -97,6 +108,9 @@ pub(crate) struct Entry {
     pub(crate) noted_at: std::sync::atomic::AtomicI64,
     /// When the entry stops being served ([`CacheConfig::ttl`] after it was cached).
     expires: std::time::Instant,
+    /// The record's hash was weaker than the policy when verified (a re-hash was due): an
+    /// expired entry like this is not revalidated, so the next verify re-hashes.
+    pub(crate) obsolete: bool,
 }
 
 pub(crate) struct VerifyCache {
@@ -158,13 +172,21 @@ impl VerifyCache {
         Digest(*blake3::keyed_hash(&self.key, secret).as_bytes())
     }
 
+    /// The entry of `id` if it is within its TTL.
     pub(crate) fn get(&self, id: &KeyId) -> Option<Arc<Entry>> {
         let entry = self.entries.get(id)?;
-        if std::time::Instant::now() < entry.expires {
-            return Some(entry);
-        }
-        self.entries.remove_if(id, |e| Arc::ptr_eq(e, &entry));
-        None
+        (std::time::Instant::now() < entry.expires).then_some(entry)
+    }
+
+    /// The entry of `id` if it is past its TTL. It is not served, but it proves which secret
+    /// was verified against which hash: if the store still holds that hash, a presented secret
+    /// with the same digest needs a store read to be accepted again, not Argon2.
+    /// Invalidations remove entries, so an expired entry has seen no change through the
+    /// manager or the feed; the fresh record decides everything else.
+    pub(crate) fn get_expired(&self, id: &KeyId) -> Option<Arc<Entry>> {
+        self.entries
+            .peek(id)
+            .filter(|entry| std::time::Instant::now() >= entry.expires)
     }
 
     pub(crate) fn epoch(&self) -> u64 {
@@ -172,7 +194,13 @@ impl VerifyCache {
     }
 
     /// Caches a verified key unless an invalidation happened since `epoch` was read.
-    pub(crate) fn insert_if_unchanged(&self, epoch: u64, digest: Digest, record: KeyRecord) {
+    pub(crate) fn insert_if_unchanged(
+        &self,
+        epoch: u64,
+        digest: Digest,
+        record: KeyRecord,
+        obsolete: bool,
+    ) {
         let Ok(_guard) = self.epoch_lock.lock() else {
             return;
         };
@@ -182,6 +210,7 @@ impl VerifyCache {
                 record,
                 noted_at: std::sync::atomic::AtomicI64::new(i64::MIN),
                 expires: std::time::Instant::now() + self.config.ttl,
+                obsolete,
             };
             self.entries.insert(entry.record.id, Arc::new(entry));
         }

@@ -1008,6 +1008,12 @@ impl KeyManager {
         if let Some(entry) = cache.get(&id) {
             return self.accept_warm(key, &entry, &digest, req);
         }
+        if let Some(expired) = cache.get_expired(&id)
+            && expired.digest.matches(&digest)
+            && let Some(outcome) = self.revalidate(key, &expired, digest.clone(), req).await
+        {
+            return outcome;
+        }
         if cache.too_many_failures(&id) {
             tracing::debug!(key.id = %id, "rejected API key: too many failed attempts");
             return Err(AuthError::RateLimited {
@@ -1023,7 +1029,7 @@ impl KeyManager {
         let epoch = cache.epoch();
         match self.cold_verify(key).await {
             Ok((record, obsolete)) => {
-                cache.insert_if_unchanged(epoch, digest, record.clone());
+                cache.insert_if_unchanged(epoch, digest, record.clone(), obsolete);
                 self.accept(key, record, obsolete, req).await
             }
             Err(Error::Auth(AuthError::Invalid)) => {
@@ -1032,6 +1038,43 @@ impl KeyManager {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// A key whose cache entry outlived its TTL, presented with the secret that entry was
+    /// verified with: one store read, and no Argon2 if the stored hash is still the one that
+    /// secret was verified against (same PHC string: same salt, parameters and output). The
+    /// fresh record decides the binding and the state; it is cached again. `None` when the hash
+    /// changed, was due for a re-hash, or the key is gone: the caller verifies cold.
+    ///
+    /// So a TTL refresh costs a store read rather than an Argon2 per active key, and a key
+    /// whose id someone floods with wrong secrets (the failed-attempt limit) keeps working
+    /// for its holder on instances that cached it once.
+    async fn revalidate(
+        &self,
+        key: &ApiKey,
+        expired: &Entry,
+        digest: crate::cache::Digest,
+        req: &Requirements,
+    ) -> Option<Result<Identity, Error>> {
+        let cache = self.inner.cache.as_ref()?;
+        if expired.obsolete {
+            return None; // a re-hash is due: verify cold, which re-hashes
+        }
+        let epoch = cache.epoch();
+        let record = match self.inner.store.get(&key.id()).await {
+            Ok(Some(record)) => record,
+            Ok(None) => return None,
+            Err(e) => return Some(Err(e.into())),
+        };
+        if record.secret_hash != expired.record.secret_hash
+            || !key.has_prefix(&record.prefix)
+            || !key.has_environment(&record.environment)
+        {
+            return None;
+        }
+        tracing::trace!(key.id = %record.id, "revalidated an expired cache entry");
+        cache.insert_if_unchanged(epoch, digest, record.clone(), false);
+        Some(self.accept(key, record, false, req).await)
     }
 
     /// Store lookup and Argon2: the record if the secret and the binding match.

@@ -253,6 +253,7 @@ async fn an_entry_older_than_the_ttl_is_verified_against_the_store_again() {
     m.verify(text, &Requirements::none()).await.unwrap();
     m.verify(text, &Requirements::none()).await.unwrap();
     assert_eq!(counting.gets(), 1, "within the TTL: served from the cache");
+    let runs = m.hasher().runs();
     tokio::time::sleep(ttl + Duration::from_millis(20)).await;
     m.verify(text, &Requirements::none()).await.unwrap();
     assert_eq!(
@@ -260,6 +261,117 @@ async fn an_entry_older_than_the_ttl_is_verified_against_the_store_again() {
         2,
         "after the TTL: read from the store again"
     );
+    assert_eq!(
+        m.hasher().runs(),
+        runs,
+        "the stored hash is the one the secret was verified against: no Argon2"
+    );
+    m.verify(text, &Requirements::none()).await.unwrap();
+    assert_eq!(counting.gets(), 2, "cached again for another TTL");
+}
+
+/// A manager whose cache entries expire after `ttl` and whose change feed is not polled
+/// within a test: only the TTL and the manager's own invalidations act.
+fn manager_with_ttl(store: Arc<dyn KeyStore>, ttl: Duration, max_failures: u32) -> KeyManager {
+    manager_on(
+        store,
+        CacheConfig {
+            ttl,
+            max_failures,
+            poll_interval: Duration::from_secs(3600),
+            ..CacheConfig::default()
+        },
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_ttl_the_fresh_record_decides_and_a_changed_hash_or_wrong_secret_runs_argon2() {
+    let store: Arc<dyn KeyStore> = Arc::new(MemoryStore::new());
+    let ttl = Duration::from_millis(50);
+    let m = manager_with_ttl(store.clone(), ttl, 10);
+    let none = Requirements::none();
+    let revoked = m.issue(request()).await.unwrap();
+    let rehashed = m.issue(request()).await.unwrap();
+    let wrong = m.issue(request()).await.unwrap();
+    for k in [&revoked.key, &rehashed.key, &wrong.key] {
+        m.verify_key(k, &none).await.unwrap();
+    }
+    // Changes made behind the manager's back (no invalidation, no feed within the test).
+    store
+        .update(
+            &revoked.key.id(),
+            &keyward::KeyChange {
+                revoke_at: Some(keyward::Timestamp::now()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let other_hash = m.hasher().hash(b"another secret entirely").await.unwrap();
+    store
+        .update(
+            &rehashed.key.id(),
+            &keyward::KeyChange {
+                secret_hash: Some(other_hash),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(ttl + Duration::from_millis(20)).await;
+
+    let runs = m.hasher().runs();
+    assert!(matches!(
+        m.verify_key(&revoked.key, &none).await,
+        Err(Error::Auth(AuthError::Revoked { .. }))
+    ));
+    assert_eq!(
+        m.hasher().runs(),
+        runs,
+        "same hash: the state comes from the store"
+    );
+    assert!(matches!(
+        m.verify_key(&rehashed.key, &none).await,
+        Err(Error::Auth(AuthError::Invalid))
+    ));
+    assert_eq!(m.hasher().runs(), runs + 1, "another hash: Argon2 decides");
+    let guess: keyward::ApiKey = wrong_secret(wrong.key.expose_secret()).parse().unwrap();
+    assert!(matches!(
+        m.verify_key(&guess, &none).await,
+        Err(Error::Auth(AuthError::Invalid))
+    ));
+    assert_eq!(
+        m.hasher().runs(),
+        runs + 2,
+        "another secret: Argon2 decides"
+    );
+    m.verify_key(&wrong.key, &none).await.unwrap();
+    assert_eq!(m.hasher().runs(), runs + 2, "the right one is revalidated");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guessing_against_a_known_id_does_not_lock_out_a_holder_whose_entry_expired() {
+    let ttl = Duration::from_millis(50);
+    let m = manager_with_ttl(Arc::new(MemoryStore::new()), ttl, 3);
+    let none = Requirements::none();
+    let issued = m.issue(request()).await.unwrap();
+    m.verify_key(&issued.key, &none).await.unwrap();
+    tokio::time::sleep(ttl + Duration::from_millis(20)).await;
+    // Someone who read the public id in a log floods it with guesses: after 3, the id is
+    // refused without Argon2.
+    let guess: keyward::ApiKey = wrong_secret(issued.key.expose_secret()).parse().unwrap();
+    for _ in 0..3 {
+        assert!(matches!(
+            m.verify_key(&guess, &none).await,
+            Err(Error::Auth(AuthError::Invalid))
+        ));
+    }
+    assert!(matches!(
+        m.verify_key(&guess, &none).await,
+        Err(Error::Auth(AuthError::RateLimited { .. }))
+    ));
+    // The holder's secret matches the expired entry: revalidated, not locked out.
+    m.verify_key(&issued.key, &none).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -327,4 +439,62 @@ async fn verify_cached_leaves_keys_with_credits_to_the_store() {
         m.verify_key(&issued.key, &req).await,
         Err(Error::Auth(AuthError::CreditsExhausted { .. }))
     ));
+}
+
+/// Fails `update` while `fail` is set; everything else passes through.
+struct FailUpdates(Arc<std::sync::atomic::AtomicBool>);
+
+impl keyward::conformance::StoreHook for FailUpdates {
+    fn before(&self, method: &'static str) -> Result<(), keyward::StoreError> {
+        if method == "update" && self.0.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(keyward::StoreError::backend(
+                "memory",
+                "updates are failing",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_entry_whose_re_hash_failed_is_verified_cold_and_re_hashed() {
+    let memory: Arc<dyn KeyStore> = Arc::new(MemoryStore::new());
+    let weak = manager_on(Arc::clone(&memory), CacheConfig::default());
+    let issued = weak.issue(request()).await.unwrap();
+    let fail = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let store: Arc<dyn KeyStore> = Arc::new(keyward::conformance::Wrapped::with_hook(
+        Arc::clone(&memory),
+        FailUpdates(Arc::clone(&fail)),
+    ));
+    let ttl = Duration::from_millis(50);
+    let stronger = HashParams {
+        m_cost: 256,
+        t_cost: 2,
+        p_cost: 1,
+    };
+    let strong = KeyManager::builder_arc(store)
+        .serve("dev".parse().unwrap())
+        .hash_params(stronger)
+        .cache(CacheConfig {
+            ttl,
+            poll_interval: Duration::from_secs(3600),
+            ..CacheConfig::default()
+        })
+        .build()
+        .unwrap();
+    let none = Requirements::none();
+    // The re-hash fails: the key is served, its weak hash stays.
+    strong.verify_key(&issued.key, &none).await.unwrap();
+    let params = |r: keyward::KeyRecord| r.secret_hash.params().unwrap();
+    let stored = memory.get(&issued.record.id).await.unwrap().unwrap();
+    assert_ne!(params(stored), stronger);
+    // After the TTL, the entry is not revalidated with a store read: Argon2 runs again and
+    // the re-hash is retried, this time with success.
+    fail.store(false, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(ttl + Duration::from_millis(20)).await;
+    let runs = strong.hasher().runs();
+    strong.verify_key(&issued.key, &none).await.unwrap();
+    assert!(strong.hasher().runs() > runs, "verified cold");
+    let stored = memory.get(&issued.record.id).await.unwrap().unwrap();
+    assert_eq!(params(stored), stronger);
 }
