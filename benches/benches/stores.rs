@@ -43,6 +43,9 @@ enum Config {
     /// The cache on, with no failed-attempt limit, so a wrong secret for an uncached id
     /// always costs a store read and an Argon2 run (the limiter is measured separately).
     NoFailureLimit,
+    /// The cache with a zero TTL: every verify of a verified key finds its entry expired and
+    /// revalidates it with one store read (no Argon2: the stored hash is unchanged).
+    Expired,
 }
 
 fn manager(store: Arc<dyn KeyStore>, config: Config) -> KeyManager {
@@ -54,6 +57,10 @@ fn manager(store: Arc<dyn KeyStore>, config: Config) -> KeyManager {
         Config::Uncached => b.without_cache(),
         Config::NoFailureLimit => b.cache(CacheConfig {
             max_failures: u32::MAX,
+            ..CacheConfig::default()
+        }),
+        Config::Expired => b.cache(CacheConfig {
+            ttl: Duration::ZERO,
             ..CacheConfig::default()
         }),
     }
@@ -179,6 +186,21 @@ async fn prove_paths(store: &Arc<dyn KeyStore>, t: &Texts) {
         let (r, gets, runs) = cost(&counted, &m, m.verify(&t.wrong, &req)).await;
         assert!(is_invalid(&r), "{r:?}");
         assert_eq!((gets, runs), (0, 0), "wrong secret, cached id: reads, runs");
+    }
+
+    // An expired entry, presented with its secret: one store read, no Argon2.
+    let expired = manager(as_store(), Config::Expired);
+    let (r, gets, runs) = cost(&counted, &expired, expired.verify(key, &req)).await;
+    assert!(is_ok(&r), "{r:?}");
+    assert_eq!((gets, runs), (1, 1), "first verify, zero TTL: reads, runs");
+    for _ in 0..3 {
+        let (r, gets, runs) = cost(&counted, &expired, expired.verify(key, &req)).await;
+        assert!(is_ok(&r), "{r:?}");
+        assert_eq!(
+            (gets, runs),
+            (1, 0),
+            "expired entry revalidated: reads, runs"
+        );
     }
 
     // Without the cache, every verify is one store read and one Argon2.
@@ -388,6 +410,11 @@ fn bench_store(c: &mut Criterion, rt: &Runtime, kind: StoreKind) {
         is_rate_limited,
         0,
     );
+
+    // An expired entry: revalidated with one store read (the first verify ran Argon2).
+    let expired = manager(Arc::clone(&store), Config::Expired);
+    rt.block_on(expired.verify(key, &req)).unwrap();
+    bench_verify(&mut g, rt, "verify_expired", &expired, key, &req, is_ok, 0);
 
     // Revoke: a different filler record each iteration (cycling if there are too few).
     let next = Cell::new(0usize);

@@ -30,6 +30,7 @@ const PATHS: &[(&str, &str)] = &[
     ("verify_warm", "warm"),
     ("wrong_secret_cached", "wrong secret, cached id"),
     ("rate_limited", "rate limited"),
+    ("verify_expired", "expired entry (store read)"),
     ("verify_cold", "cold"),
     ("wrong_secret_uncached", "wrong secret, uncached id"),
     ("unknown_id", "unknown id"),
