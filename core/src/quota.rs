@@ -224,7 +224,10 @@ impl QuotaUsage {
 /// Per-process, per-key rate limiters (GCRA) on the manager's clock.
 pub(crate) struct RateLimiters {
     clock: GovernorClock,
-    limiters: moka::sync::Cache<crate::KeyId, Arc<(RateLimit, Limiter)>>,
+    /// Bounded, as the verify cache is, with quick_cache: a read takes a shard's read lock and
+    /// nothing else (moka's reads queue bookkeeping that did not scale over cores). An
+    /// evicted limiter comes back fresh, as a long-idle one would be.
+    limiters: quick_cache::sync::Cache<crate::KeyId, Arc<(RateLimit, Limiter)>>,
 }
 
 type Limiter = governor::RateLimiter<
@@ -249,7 +252,7 @@ impl governor::clock::Clock for GovernorClock {
 impl fmt::Debug for RateLimiters {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimiters")
-            .field("keys", &self.limiters.entry_count())
+            .field("keys", &self.limiters.len())
             .finish()
     }
 }
@@ -258,10 +261,7 @@ impl RateLimiters {
     pub(crate) fn new(clock: Arc<dyn Clock>) -> Self {
         Self {
             clock: GovernorClock(clock),
-            limiters: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_idle(Duration::from_secs(3600))
-                .build(),
+            limiters: quick_cache::sync::Cache::new(100_000),
         }
     }
 
