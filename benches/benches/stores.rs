@@ -411,6 +411,31 @@ fn bench_store(c: &mut Criterion, rt: &Runtime, kind: StoreKind) {
         0,
     );
 
+    // A warm verify of a key with a per-key rate limit it never reaches: the limiter lookup
+    // and GCRA check on top of a warm verify.
+    let limited = rt.block_on(async {
+        let req = issue_request().limits(keyward::KeyLimits {
+            rate_limit: Some(keyward::RateLimit {
+                requests: u32::MAX,
+                per_seconds: 1,
+            }),
+            ..Default::default()
+        });
+        let text = m.issue(req).await.unwrap().key.expose_secret().to_owned();
+        m.verify(&text, &requirements()).await.unwrap();
+        text
+    });
+    bench_verify(
+        &mut g,
+        rt,
+        "verify_warm_rate_limit",
+        &m,
+        &limited,
+        &req,
+        is_ok,
+        0,
+    );
+
     // An expired entry: revalidated with one store read (the first verify ran Argon2).
     let expired = manager(Arc::clone(&store), Config::Expired);
     rt.block_on(expired.verify(key, &req)).unwrap();
