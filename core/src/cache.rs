@@ -113,12 +113,20 @@ pub(crate) struct Entry {
     pub(crate) obsolete: bool,
 }
 
+/// Failed cold attempts of one id, in the window opened by the first of them.
+struct Failures {
+    since: std::time::Instant,
+    count: AtomicU32,
+}
+
 pub(crate) struct VerifyCache {
     config: CacheConfig,
     key: Zeroizing<[u8; 32]>,
     /// Bounded (S3-FIFO eviction); entries carry their own expiry instant.
     entries: quick_cache::sync::Cache<KeyId, Arc<Entry>>,
-    failures: moka::sync::Cache<KeyId, Arc<AtomicU32>>,
+    /// Failed cold attempts per id (quick_cache, as the entries: a lookup on every attempt
+    /// against an uncached id, the hot path of a guessing flood).
+    failures: quick_cache::sync::Cache<KeyId, Arc<Failures>>,
     /// Serialises inserts against invalidations (held for a map operation only, never across
     /// an await).
     epoch_lock: Mutex<()>,
@@ -151,10 +159,11 @@ impl VerifyCache {
                     .unwrap_or(usize::MAX)
                     .max(1),
             ),
-            failures: moka::sync::Cache::builder()
-                .max_capacity(config.capacity)
-                .time_to_live(config.failure_window)
-                .build(),
+            failures: quick_cache::sync::Cache::new(
+                usize::try_from(config.capacity)
+                    .unwrap_or(usize::MAX)
+                    .max(1),
+            ),
             config,
             key,
             epoch_lock: Mutex::new(()),
@@ -239,16 +248,32 @@ impl VerifyCache {
     }
 
     /// Whether this id has used up its failed cold attempts.
-    pub(crate) fn too_many_failures(&self, id: &KeyId) -> bool {
-        self.failures
-            .get(id)
-            .is_some_and(|n| n.load(Ordering::Relaxed) >= self.config.max_failures)
+    /// The failures of `id` in a window that has not ended.
+    fn current_failures(&self, id: &KeyId) -> Option<Arc<Failures>> {
+        let failures = self.failures.get(id)?;
+        (failures.since.elapsed() < self.config.failure_window).then_some(failures)
     }
 
+    pub(crate) fn too_many_failures(&self, id: &KeyId) -> bool {
+        self.current_failures(id)
+            .is_some_and(|f| f.count.load(Ordering::Relaxed) >= self.config.max_failures)
+    }
+
+    /// Counts a failed cold attempt. The caller holds the id's single-flight lock, so two
+    /// failures of one id never race to open a window.
     pub(crate) fn record_failure(&self, id: &KeyId) {
-        self.failures
-            .get_with(*id, || Arc::new(AtomicU32::new(0)))
-            .fetch_add(1, Ordering::Relaxed);
+        match self.current_failures(id) {
+            Some(failures) => {
+                failures.count.fetch_add(1, Ordering::Relaxed);
+            }
+            None => self.failures.insert(
+                *id,
+                Arc::new(Failures {
+                    since: std::time::Instant::now(),
+                    count: AtomicU32::new(1),
+                }),
+            ),
+        }
     }
 
     /// The single-flight lock of one id.

@@ -128,6 +128,54 @@ async fn failed_cold_attempts_per_id_are_limited_before_argon2() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_failed_attempt_limit_lifts_when_its_window_ends() {
+    let window = Duration::from_millis(100);
+    let cache = CacheConfig {
+        max_failures: 2,
+        failure_window: window,
+        ..CacheConfig::default()
+    };
+    let m = manager_on(Arc::new(MemoryStore::new()), cache);
+    let issued = m.issue(request()).await.unwrap();
+    let guess = wrong_secret(issued.key.expose_secret());
+    let outcome = |r: Result<keyward::Identity, Error>| match r {
+        Err(Error::Auth(AuthError::Invalid)) => "invalid",
+        Err(Error::Auth(AuthError::RateLimited { .. })) => "limited",
+        other => panic!("unexpected {other:?}"),
+    };
+    let opened = Instant::now();
+    assert_eq!(
+        outcome(m.verify(&guess, &Requirements::none()).await),
+        "invalid"
+    );
+    assert_eq!(
+        outcome(m.verify(&guess, &Requirements::none()).await),
+        "invalid"
+    );
+    let limited = outcome(m.verify(&guess, &Requirements::none()).await);
+    if opened.elapsed() < window {
+        assert_eq!(limited, "limited", "2 failures within the window");
+    }
+    tokio::time::sleep(window + Duration::from_millis(20)).await;
+    // A new window: the next guess runs Argon2 again and is counted from 1.
+    let runs = m.hasher().runs();
+    let reopened = Instant::now();
+    assert_eq!(
+        outcome(m.verify(&guess, &Requirements::none()).await),
+        "invalid"
+    );
+    assert_eq!(m.hasher().runs(), runs + 1);
+    assert_eq!(
+        outcome(m.verify(&guess, &Requirements::none()).await),
+        "invalid"
+    );
+    let limited = outcome(m.verify(&guess, &Requirements::none()).await);
+    if reopened.elapsed() < window {
+        assert_eq!(limited, "limited", "2 failures within the new window");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revocation_through_another_manager_reaches_the_cache_within_the_poll_interval() {
     let store: Arc<dyn KeyStore> = Arc::new(MemoryStore::new());
     let poll = Duration::from_millis(20);
