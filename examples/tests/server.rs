@@ -1168,23 +1168,38 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A child process that is killed (and reaped) if the test panics before it took it back.
+struct KillOnDrop(Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_real_binary_serves_and_stops_gracefully_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let db = &format!("sqlite:{}", dir.path().join("keys.db").display());
     let key = cli_issue(db, &["read", "admin"]);
     let addr = format!("127.0.0.1:{}", free_port());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_keyward-server"))
-        .current_dir(dir.path())
-        .args(["--db", db, "--addr", &addr, "--env", "dev", "--env", "stg"])
-        .env("KEYWARD_INSECURE_FAST_HASH", "1")
-        .env("RUST_LOG", "debug")
-        .env_remove("KEYWARD_DB")
-        .env_remove("KEYWARD_PREFIX")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut server = KillOnDrop(Some(
+        Command::new(env!("CARGO_BIN_EXE_keyward-server"))
+            .current_dir(dir.path())
+            .args(["--db", db, "--addr", &addr, "--env", "dev", "--env", "stg"])
+            .env("KEYWARD_INSECURE_FAST_HASH", "1")
+            .env("RUST_LOG", "debug")
+            .env_remove("KEYWARD_DB")
+            .env_remove("KEYWARD_PREFIX")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
+    let child = server.0.as_mut().unwrap();
     let client = reqwest::Client::new();
     let base = format!("http://{addr}");
     let start = Instant::now();
@@ -1195,7 +1210,7 @@ async fn the_real_binary_serves_and_stops_gracefully_on_sigterm() {
             break;
         }
         if let Some(status) = child.try_wait().unwrap() {
-            let out = child.wait_with_output().unwrap();
+            let out = server.0.take().unwrap().wait_with_output().unwrap();
             panic!("the server exited early ({status}): {out:?}");
         }
         assert!(
@@ -1231,12 +1246,11 @@ async fn the_real_binary_serves_and_stops_gracefully_on_sigterm() {
             break status;
         }
         if start.elapsed() > Duration::from_secs(15) {
-            let _ = child.kill();
             panic!("the server did not stop within 15 s of SIGTERM");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let out = child.wait_with_output().unwrap();
+    let out = server.0.take().unwrap().wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(status.success(), "{status}: {stderr}");
