@@ -153,17 +153,12 @@ impl VerifyCache {
         rand::rngs::SysRng
             .try_fill_bytes(&mut key[..])
             .map_err(crate::key::RandomError::from_sys)?;
+        let capacity = usize::try_from(config.capacity)
+            .unwrap_or(usize::MAX)
+            .max(1);
         Ok(Self {
-            entries: quick_cache::sync::Cache::new(
-                usize::try_from(config.capacity)
-                    .unwrap_or(usize::MAX)
-                    .max(1),
-            ),
-            failures: quick_cache::sync::Cache::new(
-                usize::try_from(config.capacity)
-                    .unwrap_or(usize::MAX)
-                    .max(1),
-            ),
+            entries: quick_cache::sync::Cache::new(capacity),
+            failures: quick_cache::sync::Cache::new(capacity),
             config,
             key,
             epoch_lock: Mutex::new(()),
@@ -247,13 +242,13 @@ impl VerifyCache {
         }
     }
 
-    /// Whether this id has used up its failed cold attempts.
     /// The failures of `id` in a window that has not ended.
     fn current_failures(&self, id: &KeyId) -> Option<Arc<Failures>> {
         let failures = self.failures.get(id)?;
         (failures.since.elapsed() < self.config.failure_window).then_some(failures)
     }
 
+    /// Whether this id has used up its failed cold attempts.
     pub(crate) fn too_many_failures(&self, id: &KeyId) -> bool {
         self.current_failures(id)
             .is_some_and(|f| f.count.load(Ordering::Relaxed) >= self.config.max_failures)

@@ -992,9 +992,9 @@ impl KeyManager {
         })
     }
 
-    /// Authentication without usage limits.
+    /// Authentication without usage limits, after [`KeyManager::verify_cached`] (which has
+    /// checked the format) could not decide.
     async fn authenticate(&self, key: &ApiKey, req: &Requirements) -> Result<Identity, Error> {
-        self.check_format(key)?;
         self.inner
             .started
             .get_or_init(|| self.start_background())
@@ -1010,7 +1010,9 @@ impl KeyManager {
         }
         if let Some(expired) = cache.get_expired(&id)
             && expired.digest.matches(&digest)
-            && let Some(outcome) = self.revalidate(key, &expired, digest.clone(), req).await
+            && let Some(outcome) = self
+                .revalidate(cache, key, &expired, digest.clone(), req)
+                .await
         {
             return outcome;
         }
@@ -1051,12 +1053,12 @@ impl KeyManager {
     /// for its holder on instances that cached it once.
     async fn revalidate(
         &self,
+        cache: &VerifyCache,
         key: &ApiKey,
         expired: &Entry,
         digest: crate::cache::Digest,
         req: &Requirements,
     ) -> Option<Result<Identity, Error>> {
-        let cache = self.inner.cache.as_ref()?;
         if expired.obsolete {
             return None; // a re-hash is due: verify cold, which re-hashes
         }

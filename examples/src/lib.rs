@@ -2,7 +2,7 @@
 //!
 //! This library holds the code the binaries share: opening a store from a URL
 //! ([`open_store`]), choosing the hash parameters ([`hash_params_from_env`]) and rendering key
-//! lists ([`render_table`]), plus an axum adapter ([`axum_keyward`]) and the example ingestion
+//! lists ([`render_table`]), running a binary's async `main` ([`run_main`]), plus an axum adapter ([`axum_keyward`]) and the example ingestion
 //! server ([`server`]).
 #![forbid(unsafe_code)]
 
@@ -13,6 +13,35 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use keyward::{HashParams, KeyInfo, KeyStore, StoreError, Timestamp};
+
+/// Runs `work` on a multi-thread Tokio runtime and turns its outcome into the process's exit
+/// status: success, or the error printed as `error: …` on stderr and a failure status.
+///
+/// ```
+/// let code = keyward_examples::run_main(async { Ok(()) });
+/// assert_eq!(code, std::process::ExitCode::SUCCESS);
+/// ```
+pub fn run_main(
+    work: impl std::future::Future<Output = Result<(), String>>,
+) -> std::process::ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(work) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
 
 /// The store the CLI uses when neither `--db` nor `KEYWARD_DB` is given: a SQLite file
 /// `keyward.db` in the current directory.

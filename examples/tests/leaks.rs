@@ -7,7 +7,7 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{self, Read, Write};
+use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -38,23 +38,11 @@ fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
             .with_env_filter(tracing_subscriber::EnvFilter::new("trace,reqwest=off"))
             .with_span_events(tracing_subscriber::fmt::format::FmtSpan::FULL)
             .with_ansi(false)
-            .with_writer(move || Sink(Arc::clone(&sink)))
+            .with_writer(move || common::LogSink(Arc::clone(&sink)))
             .try_init()
             .expect("one subscriber per test binary");
         buf
     })
-}
-
-struct Sink(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Sink {
-    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }
 
 fn logged() -> String {

@@ -6,7 +6,7 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{self, Write};
+use std::io;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -44,22 +44,10 @@ fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
                 "keyward=debug,keyward_examples=debug",
             ))
             .with_ansi(false)
-            .with_writer(move || LogWriter(Arc::clone(&sink)))
+            .with_writer(move || common::LogSink(Arc::clone(&sink)))
             .try_init();
         buf
     })
-}
-
-struct LogWriter(Arc<Mutex<Vec<u8>>>);
-
-impl Write for LogWriter {
-    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }
 
 fn logged() -> String {

@@ -71,24 +71,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    keyward_examples::run_main(run(Args::parse()))
 }
 
 /// A server started in-process on its own runtime (own threads), with a temporary store.
@@ -116,31 +99,7 @@ fn self_host() -> Result<SelfHosted, String> {
         };
         runtime.block_on(async move {
             let started = async {
-                let store = keyward_examples::open_store(&url)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                // Default (OWASP) hash parameters, as in production: the first verify runs
-                // Argon2 once, later ones hit the verify cache.
-                let manager = KeyManager::builder_arc(store)
-                    .serve(
-                        "dev"
-                            .parse()
-                            .map_err(|e: keyward::InvalidValue| e.to_string())?,
-                    )
-                    .build()
-                    .map_err(|e| e.to_string())?;
-                let req = IssueRequest::new(
-                    "bench"
-                        .parse()
-                        .map_err(|e: keyward::InvalidValue| e.to_string())?,
-                    "dev"
-                        .parse()
-                        .map_err(|e: keyward::InvalidValue| e.to_string())?,
-                )
-                .scopes(["read"])
-                .map_err(|e| e.to_string())?
-                .name("loadgen");
-                let issued = manager.issue(req).await.map_err(|e| e.to_string())?;
+                let (manager, issued) = bench_key(&url).await?;
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
                     .await
                     .map_err(|e| e.to_string())?;
@@ -332,12 +291,11 @@ where
     Ok(start.elapsed().as_nanos() as f64 / n as f64)
 }
 
-/// `--no-network`: the same comparison without sockets, one request at a time.
-async fn no_network(args: &Args) -> Result<(), String> {
-    use tower::ServiceExt as _;
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let url = format!("sqlite:{}", dir.path().join("keys.db").display());
-    let store = keyward_examples::open_store(&url)
+/// A manager serving `dev` on the store at `url`, and a key of project `bench` with scope
+/// `read` issued through it. Default (OWASP) hash parameters, as in production: the first
+/// verify runs Argon2 once, later ones hit the verify cache.
+async fn bench_key(url: &str) -> Result<(KeyManager, keyward::IssuedKey), String> {
+    let store = keyward_examples::open_store(url)
         .await
         .map_err(|e| e.to_string())?;
     let env: keyward::Environment = "dev"
@@ -347,15 +305,23 @@ async fn no_network(args: &Args) -> Result<(), String> {
         .serve(env)
         .build()
         .map_err(|e| e.to_string())?;
-    let req = IssueRequest::new(
-        "bench"
-            .parse()
-            .map_err(|e: keyward::InvalidValue| e.to_string())?,
-        env,
-    )
-    .scopes(["read"])
-    .map_err(|e| e.to_string())?;
+    let project = "bench"
+        .parse()
+        .map_err(|e: keyward::InvalidValue| e.to_string())?;
+    let req = IssueRequest::new(project, env)
+        .scopes(["read"])
+        .map_err(|e| e.to_string())?
+        .name("loadgen");
     let issued = manager.issue(req).await.map_err(|e| e.to_string())?;
+    Ok((manager, issued))
+}
+
+/// `--no-network`: the same comparison without sockets, one request at a time.
+async fn no_network(args: &Args) -> Result<(), String> {
+    use tower::ServiceExt as _;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let url = format!("sqlite:{}", dir.path().join("keys.db").display());
+    let (manager, issued) = bench_key(&url).await?;
     let key = issued.key;
     let read = keyward::Requirements::scopes(["read"]).map_err(|e| e.to_string())?;
     manager
