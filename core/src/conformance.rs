@@ -22,12 +22,13 @@ use futures_util::future::join_all;
 
 use crate::error::{AuthError, Error, StoreError};
 use crate::hash::{HashParams, SecretHash};
-use crate::key::{ApiKey, Environment, KeyId, Project};
+use crate::key::{ApiKey, Environment, KeyId};
 use crate::manager::{IssueRequest, KeyManager, Requirements};
+use crate::name::Project;
 use crate::scope::ScopeSet;
 use crate::store::{
     ChangeEvent, Changes, Consumption, KeyChange, KeyLimits, KeyRecord, KeyStore, ListQuery,
-    UsageBucket,
+    RecordStore, UsageBucket, UsageStore,
 };
 use crate::time::{ManualClock, Timestamp};
 
@@ -786,7 +787,7 @@ pub async fn manager_revokes_rotates_and_expires_keys(store: &Arc<dyn KeyStore>)
         .await
         .expect("list");
     assert_eq!(listed.len(), 4);
-    let statuses: Vec<&str> = listed.iter().map(|k| k.status).collect();
+    let statuses: Vec<&str> = listed.iter().map(|k| k.status.as_str()).collect();
     assert_eq!(statuses, ["revoked", "expired", "active", "expired"]);
     assert!(listed.iter().all(|k| k.masked.ends_with("_…")));
 }
@@ -1336,7 +1337,7 @@ impl<H> Wrapped<H> {
 }
 
 #[async_trait]
-impl<H: StoreHook> KeyStore for Wrapped<H> {
+impl<H: StoreHook> RecordStore for Wrapped<H> {
     async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError> {
         self.hook.before("insert")?;
         self.inner.insert(record).await
@@ -1365,6 +1366,20 @@ impl<H: StoreHook> KeyStore for Wrapped<H> {
         self.hook.before("record_usage")?;
         self.inner.record_usage(used).await
     }
+    async fn changes_since(&self, revision: u64) -> Result<Changes, StoreError> {
+        self.hook.before("changes_since")?;
+        self.inner.changes_since(revision).await
+    }
+    async fn subscribe(
+        &self,
+    ) -> Result<Option<tokio::sync::mpsc::Receiver<ChangeEvent>>, StoreError> {
+        self.hook.before("subscribe")?;
+        self.inner.subscribe().await
+    }
+}
+
+#[async_trait]
+impl<H: StoreHook> UsageStore for Wrapped<H> {
     async fn consume(
         &self,
         bucket: &UsageBucket,
@@ -1393,16 +1408,6 @@ impl<H: StoreHook> KeyStore for Wrapped<H> {
     ) -> Result<(), StoreError> {
         self.hook.before("put_setting")?;
         self.inner.put_setting(name, value).await
-    }
-    async fn changes_since(&self, revision: u64) -> Result<Changes, StoreError> {
-        self.hook.before("changes_since")?;
-        self.inner.changes_since(revision).await
-    }
-    async fn subscribe(
-        &self,
-    ) -> Result<Option<tokio::sync::mpsc::Receiver<ChangeEvent>>, StoreError> {
-        self.hook.before("subscribe")?;
-        self.inner.subscribe().await
     }
 }
 

@@ -1,5 +1,6 @@
-//! Errors: the credential's outcome ([`AuthError`]), the store failing ([`StoreError`]),
-//! bad input to an admin operation ([`InvalidValue`]) and their union ([`Error`]).
+//! Errors: the credential's outcome ([`AuthError`]), the store failing ([`StoreError`]) and
+//! the union of every failure ([`Error`]), which sits above the value types and the hasher
+//! (docs/ARCHITECTURE.md, "Layers").
 //!
 //! No error ever contains a secret or a full key: values presented by a client are described
 //! (length, position, character class), not repeated.
@@ -7,104 +8,12 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::key::{Environment, KeyId, MalformedKey, Prefix, Project};
+use crate::hash::HashError;
+use crate::invalid::InvalidValue;
+use crate::key::{Environment, KeyId, MalformedKey, Prefix, RandomError};
+use crate::name::Project;
 use crate::scope::ScopeSet;
 use crate::time::Timestamp;
-
-/// Which kind of value was invalid.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ValueKind {
-    /// A key prefix.
-    Prefix,
-    /// An environment name.
-    Environment,
-    /// A key id.
-    KeyId,
-    /// A project name.
-    Project,
-    /// A scope name.
-    Scope,
-    /// A key's display name.
-    Name,
-    /// A key's metadata.
-    Metadata,
-    /// A duration such as `30d`.
-    Duration,
-    /// A configuration value.
-    Config,
-}
-
-impl fmt::Display for ValueKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ValueKind::Prefix => "key prefix (2-10 of a-z, 0-9, starting with a letter)",
-            ValueKind::Environment => "environment (2-10 of a-z, 0-9, starting with a letter)",
-            ValueKind::KeyId => "key id (12 of 0-9, A-Z, a-z)",
-            ValueKind::Project => {
-                "project name (1-64 of a-z, 0-9, '.', '_', '-', starting with a letter or digit)"
-            }
-            ValueKind::Scope => {
-                "scope (1-64 of a-z, 0-9, ':', '.', '_', '-', starting with a letter or digit)"
-            }
-            ValueKind::Name => "key name (up to 128 characters, no control characters)",
-            ValueKind::Metadata => "metadata (a JSON value of at most 16 KiB)",
-            ValueKind::Duration => "duration (a number and a unit: 90s, 15m, 24h, 30d)",
-            ValueKind::Config => "configuration value",
-        })
-    }
-}
-
-/// A value given to Keyward breaks its rule. The message names the rule and, where it helps,
-/// the first offending character's position; it does not repeat the value.
-///
-/// ```
-/// let err = "Web App".parse::<keyward::Project>().unwrap_err();
-/// assert_eq!(err.to_string(), "invalid project name (1-64 of a-z, 0-9, '.', '_', '-', starting with a letter or digit): the character 'W' at position 0 is not allowed");
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid {kind}: {reason}")]
-pub struct InvalidValue {
-    /// What kind of value it was.
-    pub kind: ValueKind,
-    /// Why it was rejected.
-    pub reason: String,
-}
-
-impl InvalidValue {
-    pub(crate) fn new(kind: ValueKind, reason: &str) -> Self {
-        Self {
-            kind,
-            reason: reason.to_owned(),
-        }
-    }
-
-    pub(crate) fn too_long(kind: ValueKind, max: usize) -> Self {
-        Self {
-            kind,
-            reason: format!("is longer than {max} bytes"),
-        }
-    }
-
-    /// Names the byte at `i`: printable ASCII is shown (it is never part of a secret when the
-    /// value is a name), anything else is described.
-    pub(crate) fn bad_char(kind: ValueKind, s: &[u8], i: usize) -> Self {
-        let b = s.get(i).copied().unwrap_or(0);
-        let what = if b.is_ascii_graphic() && kind != ValueKind::KeyId {
-            format!("the character '{}'", b as char)
-        } else if b == b' ' {
-            "a space".to_owned()
-        } else if b >= 0x80 {
-            "a non-ASCII character".to_owned()
-        } else {
-            "a character".to_owned()
-        };
-        Self {
-            kind,
-            reason: format!("{what} at position {i} is not allowed"),
-        }
-    }
-}
 
 /// The outcome of presenting a credential, when it is not accepted.
 ///
@@ -256,9 +165,6 @@ pub enum StoreError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    /// The store does not implement this operation (quotas need `release` and settings).
-    #[error("this store does not support `{0}`; upgrade the store crate")]
-    Unsupported(&'static str),
     /// The store holds data that Keyward cannot read back.
     #[error(
         "the {store} store holds a record that cannot be read ({message}); was it edited by hand?"
@@ -318,10 +224,10 @@ pub enum Error {
     Invalid(#[from] InvalidValue),
     /// Hashing failed or a stored hash cannot be read.
     #[error(transparent)]
-    Hash(#[from] crate::hash::HashError),
+    Hash(HashError),
     /// The random number generator failed.
     #[error(transparent)]
-    Random(#[from] crate::key::RandomError),
+    Random(#[from] RandomError),
     /// Too much hashing work is queued; try again shortly (HTTP 503).
     #[error("the server is overloaded with key verifications; retry shortly")]
     Overloaded,
@@ -340,5 +246,16 @@ impl Error {
 impl From<MalformedKey> for Error {
     fn from(e: MalformedKey) -> Self {
         Error::Auth(AuthError::Malformed(e))
+    }
+}
+
+impl From<HashError> for Error {
+    /// A full hashing queue is [`Error::Overloaded`] (HTTP 503 with a retry hint); every other
+    /// hashing failure is [`Error::Hash`].
+    fn from(e: HashError) -> Self {
+        match e {
+            HashError::Overloaded => Error::Overloaded,
+            other => Error::Hash(other),
+        }
     }
 }

@@ -3,7 +3,7 @@
 //! The hash is computed over the secret's 43 ASCII bytes with no pepper, so standard tools
 //! (argon2-cffi, libargon2) verify it. Hashing runs on a bounded set of blocking workers that
 //! reuse their memory blocks: memory stays at `workers × m_cost` KiB however many requests
-//! arrive, and a full queue is [`Error::Overloaded`].
+//! arrive, and a full queue is [`HashError::Overloaded`].
 
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,7 +16,7 @@ use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 use zeroize::Zeroizing;
 
-use crate::error::{Error, InvalidValue, ValueKind};
+use crate::invalid::{InvalidValue, ValueKind};
 
 /// Argon2id cost parameters.
 ///
@@ -145,6 +145,10 @@ pub enum HashError {
     /// A hashing worker stopped unexpectedly.
     #[error("a hashing worker stopped unexpectedly")]
     Worker,
+    /// Too much hashing work is queued; try again shortly (the manager reports it as
+    /// `Error::Overloaded`, HTTP 503).
+    #[error("the server is overloaded with key verifications; retry shortly")]
+    Overloaded,
 }
 
 /// The result of checking a secret against a stored hash.
@@ -208,7 +212,7 @@ impl Hasher {
     }
 
     /// A hasher with `workers` concurrent Argon2 computations and at most `max_queued` jobs
-    /// waiting; beyond that, calls fail fast with [`Error::Overloaded`].
+    /// waiting; beyond that, calls fail fast with [`HashError::Overloaded`].
     ///
     /// # Errors
     /// [`InvalidValue`] when the parameters are invalid or `workers` is zero.
@@ -252,9 +256,9 @@ impl Hasher {
     /// Hashes a secret into a PHC string with a fresh random salt.
     ///
     /// # Errors
-    /// [`Error::Overloaded`] when the queue is full; [`Error::Hash`] or [`Error::Random`] when
+    /// [`HashError::Overloaded`] when the queue is full; another [`HashError`] when
     /// hashing fails.
-    pub async fn hash(&self, secret: &[u8]) -> Result<SecretHash, Error> {
+    pub async fn hash(&self, secret: &[u8]) -> Result<SecretHash, HashError> {
         let mut salt = [0u8; SALT_LEN];
         rand::rngs::SysRng
             .try_fill_bytes(&mut salt)
@@ -286,9 +290,9 @@ impl Hasher {
     /// string names; reports whether the hash is obsolete under the current policy.
     ///
     /// # Errors
-    /// [`Error::Overloaded`] when the queue is full; [`Error::Hash`] when the stored string is
+    /// [`HashError::Overloaded`] when the queue is full; another [`HashError`] when the stored string is
     /// unreadable or hashing fails.
-    pub async fn verify(&self, secret: &[u8], stored: &SecretHash) -> Result<Verdict, Error> {
+    pub async fn verify(&self, secret: &[u8], stored: &SecretHash) -> Result<Verdict, HashError> {
         let parsed =
             PasswordHash::new(stored.as_str()).map_err(|e| HashError::Unreadable(e.to_string()))?;
         let algorithm = Algorithm::try_from(parsed.algorithm.as_str())
@@ -323,7 +327,7 @@ impl Hasher {
         Ok(Verdict { matches, obsolete })
     }
 
-    async fn run<T, F>(&self, params: Params, job: F) -> Result<T, Error>
+    async fn run<T, F>(&self, params: Params, job: F) -> Result<T, HashError>
     where
         T: Send + 'static,
         F: FnOnce(&Argon2<'static>, &mut [Block]) -> Result<T, HashError> + Send + 'static,
@@ -338,7 +342,7 @@ impl Hasher {
         version: Version,
         params: Params,
         job: F,
-    ) -> Result<T, Error>
+    ) -> Result<T, HashError>
     where
         T: Send + 'static,
         F: FnOnce(&Argon2<'static>, &mut [Block]) -> Result<T, HashError> + Send + 'static,
@@ -346,12 +350,12 @@ impl Hasher {
         let inner = &self.inner;
         if inner.queued.fetch_add(1, Ordering::AcqRel) >= inner.max_queued + inner.worker_count {
             inner.queued.fetch_sub(1, Ordering::AcqRel);
-            return Err(Error::Overloaded);
+            return Err(HashError::Overloaded);
         }
         let permit = inner.workers.clone().acquire_owned().await;
         let Ok(permit) = permit else {
             inner.queued.fetch_sub(1, Ordering::AcqRel);
-            return Err(HashError::Worker.into());
+            return Err(HashError::Worker);
         };
         let blocks_needed = params.block_count();
         let pooled = blocks_needed == inner.argon_params.block_count();
@@ -379,8 +383,8 @@ impl Hasher {
         .await;
         inner.queued.fetch_sub(1, Ordering::AcqRel);
         match result {
-            Ok(r) => r.map_err(Error::from),
-            Err(_) => Err(HashError::Worker.into()),
+            Ok(r) => r,
+            Err(_) => Err(HashError::Worker),
         }
     }
 }
@@ -427,7 +431,7 @@ mod tests {
             // With one worker and no queue, a second concurrent job is refused.
             let blocker = h.inner.workers.clone().acquire_owned().await.unwrap();
             h.inner.queued.fetch_add(1, Ordering::AcqRel);
-            assert!(matches!(h.hash(SECRET).await, Err(Error::Overloaded)));
+            assert!(matches!(h.hash(SECRET).await, Err(HashError::Overloaded)));
             h.inner.queued.fetch_sub(1, Ordering::AcqRel);
             drop(blocker);
             assert!(h.hash(SECRET).await.is_ok());

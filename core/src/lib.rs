@@ -2,13 +2,17 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+// What may import what: docs/ARCHITECTURE.md, "Layers".
 pub mod cache;
 pub mod client;
 pub mod error;
 pub mod hash;
+pub mod invalid;
 pub mod key;
 pub mod manager;
+pub mod name;
 pub mod quota;
+mod ratelimit;
 pub mod scope;
 pub mod store;
 pub mod time;
@@ -20,20 +24,23 @@ pub mod http;
 pub mod conformance;
 
 pub use cache::CacheConfig;
-pub use error::{AuthError, Error, InvalidValue, StoreError, ValueKind};
+pub use error::{AuthError, Error, StoreError};
 pub use hash::{HashError, HashParams, Hasher, SecretHash, Verdict};
+pub use invalid::{InvalidValue, ValueKind};
 pub use key::{
-    ApiKey, CharDescription, Environment, KeyId, MalformedKey, MaskedKey, Prefix, Project,
-    RandomError, SCANNER_REGEX,
+    ApiKey, CharDescription, Environment, KeyId, MalformedKey, MaskedKey, Prefix, RandomError,
+    SCANNER_REGEX,
 };
 pub use manager::{
-    Identity, IssueRequest, IssuedKey, KeyInfo, KeyManager, KeyManagerBuilder, Requirements,
+    EventsAccepted, Identity, IssueRequest, IssuedKey, KeyInfo, KeyManager, KeyManagerBuilder,
+    KeyStatus, KeyUsage, QUOTA_SETTING_TTL, Requirements, UsageReport,
 };
+pub use name::Project;
 pub use quota::{Credits, Period, Quota, QuotaUsage, RateLimit, Refill};
 pub use scope::{Scope, ScopeSet};
 pub use store::{
-    ChangeEvent, Changes, Consumption, KeyChange, KeyLimits, KeyRecord, KeyStore, ListQuery,
-    UsageBucket,
+    ChangeEvent, Changes, Consumption, Counter, DEFAULT_CHANGE_LOG_LEN, KeyChange, KeyLimits,
+    KeyRecord, KeyStore, ListQuery, RecordStore, Setting, UsageBucket, UsageStore,
 };
 pub use time::{Clock, ManualClock, SystemClock, Timestamp, parse_duration};
 

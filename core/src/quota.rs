@@ -1,7 +1,7 @@
 //! Usage limits: event quotas per project and per key, credits per key with refills, and
 //! per-key rate limits.
 //!
-//! - **Event quotas** and **credits** are counted by the store ([`KeyStore::consume`](crate::KeyStore::consume)), so
+//! - **Event quotas** and **credits** are counted by the store ([`UsageStore::consume`](crate::UsageStore::consume)), so
 //!   every instance sharing the store shares one budget, and concurrent consumers never
 //!   over-spend. A batch that would cross the limit is refused whole.
 //! - **Rate limits** (requests per interval, GCRA via `governor`) are enforced **per
@@ -12,15 +12,12 @@
 //! the Unix epoch.
 
 use std::fmt;
-use std::num::NonZeroU32;
 use std::str::FromStr;
-use std::sync::Arc;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{InvalidValue, ValueKind};
-use crate::time::{Clock, Timestamp};
+use crate::invalid::{InvalidValue, ValueKind};
+use crate::time::Timestamp;
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -218,83 +215,6 @@ impl QuotaUsage {
             period_start,
             resets_at,
         }
-    }
-}
-
-/// Per-process, per-key rate limiters (GCRA) on the manager's clock.
-pub(crate) struct RateLimiters {
-    clock: GovernorClock,
-    /// Bounded, as the verify cache is, with quick_cache: a read takes a shard's read lock and
-    /// nothing else (moka's reads queue bookkeeping that did not scale over cores). An
-    /// evicted limiter comes back fresh, as a long-idle one would be.
-    limiters: quick_cache::sync::Cache<crate::KeyId, Arc<(RateLimit, Limiter)>>,
-}
-
-type Limiter = governor::RateLimiter<
-    governor::state::NotKeyed,
-    governor::state::InMemoryState,
-    GovernorClock,
-    governor::middleware::NoOpMiddleware<Duration>,
->;
-
-/// The manager's injectable clock, as governor's clock (time since the Unix epoch).
-#[derive(Clone)]
-struct GovernorClock(Arc<dyn Clock>);
-
-impl governor::clock::Clock for GovernorClock {
-    type Instant = Duration;
-
-    fn now(&self) -> Duration {
-        Duration::from_millis(u64::try_from(self.0.now().unix_millis()).unwrap_or(0))
-    }
-}
-
-impl fmt::Debug for RateLimiters {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RateLimiters")
-            .field("keys", &self.limiters.len())
-            .finish()
-    }
-}
-
-impl RateLimiters {
-    pub(crate) fn new(clock: Arc<dyn Clock>) -> Self {
-        Self {
-            clock: GovernorClock(clock),
-            limiters: quick_cache::sync::Cache::new(100_000),
-        }
-    }
-
-    /// `Err(retry_after)` when the key is over its rate.
-    pub(crate) fn check(&self, id: crate::KeyId, limit: RateLimit) -> Result<(), Duration> {
-        let (Some(requests), Some(per)) = (
-            NonZeroU32::new(limit.requests),
-            NonZeroU32::new(limit.per_seconds),
-        ) else {
-            return Err(Duration::from_secs(u64::from(limit.per_seconds.max(1))));
-        };
-        let mut entry = self.limiters.get(&id);
-        if entry.as_ref().is_none_or(|e| e.0 != limit) {
-            let period = Duration::from_secs(u64::from(per.get())) / requests.get();
-            let quota = governor::Quota::with_period(period.max(Duration::from_nanos(1)))
-                .map(|q| q.allow_burst(requests));
-            let Some(quota) = quota else {
-                return Ok(());
-            };
-            let fresh = Arc::new((
-                limit,
-                governor::RateLimiter::direct_with_clock(quota, self.clock.clone()),
-            ));
-            self.limiters.insert(id, Arc::clone(&fresh));
-            entry = Some(fresh);
-        }
-        let Some(entry) = entry else {
-            return Ok(());
-        };
-        entry
-            .1
-            .check()
-            .map_err(|not_until| not_until.wait_time_from(governor::clock::Clock::now(&self.clock)))
     }
 }
 

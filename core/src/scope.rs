@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{InvalidValue, ValueKind};
-use crate::key::validate_name;
+use crate::invalid::{InvalidValue, ValueKind};
+use crate::name::validate_name;
 
 /// One scope: `[a-z0-9][a-z0-9:._-]{0,63}`.
 ///

@@ -187,7 +187,7 @@ impl Clock for ManualClock {
 /// # Errors
 /// [`InvalidValue`](crate::InvalidValue) when the text is not a number followed by a unit.
 pub fn parse_duration(s: &str) -> Result<Duration, crate::InvalidValue> {
-    use crate::error::{InvalidValue, ValueKind};
+    use crate::invalid::{InvalidValue, ValueKind};
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);

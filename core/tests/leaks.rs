@@ -9,6 +9,7 @@
 //! its public key ids *were* captured (so an empty buffer cannot pass).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use keyward::RecordStore;
 use std::io::{self, Write};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,8 +23,8 @@ use keyward::conformance::{FailingStore, fix_checksum};
 use keyward::http::{extract_key, reject_key_in_query, rejection};
 use keyward::{
     ApiKey, AuthError, CacheConfig, Clock, Credits, Error, HashParams, Hasher, IssueRequest,
-    IssuedKey, KeyInfo, KeyLimits, KeyManager, KeyRecord, KeyStore, ManualClock, Period, Quota,
-    RateLimit, Requirements, SecretHash, Timestamp,
+    IssuedKey, KeyInfo, KeyLimits, KeyManager, KeyRecord, ManualClock, Period, Quota, RateLimit,
+    Requirements, SecretHash, Timestamp,
 };
 use tracing_subscriber::fmt::format::FmtSpan;
 

@@ -195,7 +195,7 @@ pub fn render_table(keys: &[KeyInfo]) -> String {
                 } else {
                     k.scopes.to_string()
                 },
-                k.status.to_owned(),
+                k.status.to_string(),
                 format_time(k.created_at),
                 opt_time(k.expires_at),
                 opt_time(k.last_used_at),

@@ -31,7 +31,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use keyward::manager::EventsAccepted;
+use keyward::EventsAccepted;
 use keyward::{
     ApiKey, Environment, Error, Identity, IssueRequest, IssuedKey, KeyId, KeyInfo, KeyManager,
     ListQuery, Project, Scope, Timestamp, parse_duration,

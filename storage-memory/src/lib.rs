@@ -6,19 +6,18 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use keyward::{
-    Changes, Consumption, KeyChange, KeyId, KeyRecord, KeyStore, ListQuery, StoreError, Timestamp,
-    UsageBucket, async_trait,
+    ChangeEvent, Changes, Consumption, DEFAULT_CHANGE_LOG_LEN, KeyChange, KeyId, KeyRecord,
+    ListQuery, RecordStore, StoreError, Timestamp, UsageBucket, UsageStore, async_trait,
 };
 
 const STORE: &str = "memory";
-/// How many change-log entries are kept; a reader further behind is told to resync.
-const CHANGE_LOG_LEN: usize = 65_536;
 
-/// A [`KeyStore`] in process memory. Clones share the same data.
+/// A [`KeyStore`](keyward::KeyStore) in process memory. Clones share the same data. Its
+/// change log keeps the last [`DEFAULT_CHANGE_LOG_LEN`] changes.
 ///
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-/// use keyward::KeyStore;
+/// use keyward::RecordStore;
 /// let store = keyward_memory::MemoryStore::new();
 /// assert!(store.get(&"7Kq2mZ9xA1bC".parse()?).await?.is_none());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -52,7 +51,7 @@ impl MemoryStore {
 }
 
 #[async_trait]
-impl KeyStore for MemoryStore {
+impl RecordStore for MemoryStore {
     async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError> {
         let mut s = self.lock()?;
         if s.records.contains_key(&record.id) {
@@ -111,7 +110,7 @@ impl KeyStore for MemoryStore {
         s.revision += 1;
         let rev = s.revision;
         s.log.push_back((rev, *id));
-        if s.log.len() > CHANGE_LOG_LEN {
+        if s.log.len() as u64 > DEFAULT_CHANGE_LOG_LEN {
             s.log.pop_front();
         }
         Ok(Some(updated))
@@ -127,6 +126,28 @@ impl KeyStore for MemoryStore {
         Ok(())
     }
 
+    async fn changes_since(&self, revision: u64) -> Result<Changes, StoreError> {
+        let s = self.lock()?;
+        let ids = s
+            .log
+            .iter()
+            .filter(|(rev, _)| *rev > revision)
+            .map(|(_, id)| *id)
+            .collect();
+        let oldest = s.log.front().map(|(rev, _)| *rev);
+        Ok(Changes::from_log(revision, s.revision, oldest, ids))
+    }
+
+    /// No push feed: the manager polls [`RecordStore::changes_since`].
+    async fn subscribe(
+        &self,
+    ) -> Result<Option<tokio::sync::mpsc::Receiver<ChangeEvent>>, StoreError> {
+        Ok(None)
+    }
+}
+
+#[async_trait]
+impl UsageStore for MemoryStore {
     async fn consume(
         &self,
         bucket: &UsageBucket,
@@ -170,20 +191,5 @@ impl KeyStore for MemoryStore {
 
     async fn usage(&self, bucket: &UsageBucket) -> Result<u64, StoreError> {
         Ok(self.lock()?.usage.get(bucket).copied().unwrap_or(0))
-    }
-
-    async fn changes_since(&self, revision: u64) -> Result<Changes, StoreError> {
-        let s = self.lock()?;
-        let oldest_kept = s.log.front().map_or(s.revision, |(rev, _)| rev - 1);
-        Ok(Changes {
-            revision: s.revision,
-            ids: s
-                .log
-                .iter()
-                .filter(|(rev, _)| *rev > revision)
-                .map(|(_, id)| *id)
-                .collect(),
-            resync: revision < oldest_kept,
-        })
     }
 }

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keyward::{
-    ChangeEvent, Changes, Consumption, KeyChange, KeyId, KeyLimits, KeyRecord, KeyStore, ListQuery,
-    ScopeSet, SecretHash, StoreError, Timestamp, UsageBucket, async_trait,
+    ChangeEvent, Changes, Consumption, KeyChange, KeyId, KeyLimits, KeyRecord, ListQuery,
+    RecordStore, ScopeSet, SecretHash, StoreError, Timestamp, UsageBucket, UsageStore, async_trait,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{Connection, PgConnection, PgPool, Postgres, QueryBuilder, Row};
@@ -451,7 +451,7 @@ fn is_duplicate_key(e: &sqlx::Error) -> bool {
 }
 
 #[async_trait]
-impl KeyStore for PostgresStore {
+impl RecordStore for PostgresStore {
     #[tracing::instrument(skip_all, fields(key.id = %record.id))]
     async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError> {
         let result = sqlx::query(INSERT)
@@ -643,6 +643,34 @@ impl KeyStore for PostgresStore {
         Ok(())
     }
 
+    #[tracing::instrument(skip_all, fields(revision))]
+    async fn changes_since(&self, revision: u64) -> Result<Changes, StoreError> {
+        let since = i64::try_from(revision).unwrap_or(i64::MAX);
+        let row = sqlx::query(CHANGES_SINCE)
+            .bind(since)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)?;
+        let current = u64_of(col(&row, "revision")?, "the revision")?;
+        let oldest: i64 = col(&row, "oldest")?;
+        let ids: Vec<String> = col(&row, "ids")?;
+        Ok(Changes {
+            revision: current,
+            ids: ids
+                .iter()
+                .map(|i| KeyId::new(i).map_err(|e| corrupt(format_args!("change log: {e}"))))
+                .collect::<Result<_, _>>()?,
+            resync: since < oldest,
+        })
+    }
+
+    async fn subscribe(&self) -> Result<Option<mpsc::Receiver<ChangeEvent>>, StoreError> {
+        self.listen().await.map(Some)
+    }
+}
+
+#[async_trait]
+impl UsageStore for PostgresStore {
     #[tracing::instrument(skip_all, fields(counter = %bucket.counter, amount, limit))]
     async fn consume(
         &self,
@@ -723,31 +751,6 @@ impl KeyStore for PostgresStore {
             .await
             .map_err(backend)?;
         used.map_or(Ok(0), |u| u64_of(u, "a usage count"))
-    }
-
-    #[tracing::instrument(skip_all, fields(revision))]
-    async fn changes_since(&self, revision: u64) -> Result<Changes, StoreError> {
-        let since = i64::try_from(revision).unwrap_or(i64::MAX);
-        let row = sqlx::query(CHANGES_SINCE)
-            .bind(since)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(backend)?;
-        let current = u64_of(col(&row, "revision")?, "the revision")?;
-        let oldest: i64 = col(&row, "oldest")?;
-        let ids: Vec<String> = col(&row, "ids")?;
-        Ok(Changes {
-            revision: current,
-            ids: ids
-                .iter()
-                .map(|i| KeyId::new(i).map_err(|e| corrupt(format_args!("change log: {e}"))))
-                .collect::<Result<_, _>>()?,
-            resync: since < oldest,
-        })
-    }
-
-    async fn subscribe(&self) -> Result<Option<mpsc::Receiver<ChangeEvent>>, StoreError> {
-        self.listen().await.map(Some)
     }
 }
 

@@ -6,13 +6,14 @@
 
 mod common;
 
+use keyward::RecordStore;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{TestSchema, next_event};
 use keyward::conformance::sample_record;
-use keyward::{ChangeEvent, KeyChange, KeyId, KeyStore, Project, Timestamp};
+use keyward::{ChangeEvent, KeyChange, KeyId, Project, Timestamp};
 use keyward_postgres::PostgresStore;
 use tokio::io::copy_bidirectional;
 use tokio::net::{TcpListener, TcpStream};

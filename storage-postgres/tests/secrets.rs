@@ -5,13 +5,14 @@
 
 mod common;
 
+use keyward::UsageStore;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::TestSchema;
 use keyward::key::SECRET_LEN;
-use keyward::{HashParams, IssueRequest, KeyManager, KeyStore, Requirements, UsageBucket};
+use keyward::{HashParams, IssueRequest, KeyManager, Requirements, UsageBucket};
 use keyward_postgres::PostgresStore;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,15 +6,15 @@
 
 mod common;
 
+use keyward::RecordStore;
+use keyward::UsageStore;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::TestSchema;
 use keyward::conformance::sample_record;
-use keyward::{
-    Consumption, KeyChange, KeyId, KeyStore, Project, StoreError, Timestamp, UsageBucket,
-};
+use keyward::{Consumption, KeyChange, KeyId, Project, StoreError, Timestamp, UsageBucket};
 use keyward_postgres::PostgresStore;
 
 fn t(ms: i64) -> Timestamp {

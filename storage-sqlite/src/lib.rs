@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keyward::{
-    Changes, Consumption, KeyChange, KeyId, KeyRecord, KeyStore, ListQuery, StoreError, Timestamp,
-    UsageBucket, async_trait,
+    Changes, Consumption, KeyChange, KeyId, KeyRecord, ListQuery, RecordStore, StoreError,
+    Timestamp, UsageBucket, UsageStore, async_trait,
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
@@ -449,7 +449,7 @@ fn to_u64(v: i64, what: &str) -> Result<u64, StoreError> {
 }
 
 #[async_trait]
-impl KeyStore for SqliteStore {
+impl RecordStore for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all, fields(key.id = %record.id))]
     async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError> {
         let row = InsertRow::new(record)?;
@@ -630,6 +630,66 @@ impl KeyStore for SqliteStore {
         .await
     }
 
+    async fn changes_since(&self, revision: u64) -> Result<Changes, StoreError> {
+        self.read(move |conn| {
+            // One read transaction: the bounds and the ids come from the same snapshot.
+            let tx = conn.transaction().map_err(backend)?;
+            let (oldest, newest): (Option<i64>, Option<i64>) = tx
+                .query_row(
+                    "SELECT MIN(revision), MAX(revision) FROM changes",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(backend)?;
+            let current = to_u64(newest.unwrap_or(0), "a revision")?;
+            // The log holds every change after `oldest_kept`.
+            let oldest_kept = match oldest {
+                Some(o) => to_u64(o, "a revision")?.saturating_sub(1),
+                None => current,
+            };
+            let mut ids = Vec::new();
+            {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "SELECT key_id FROM changes WHERE revision > ?1 ORDER BY revision",
+                    )
+                    .map_err(backend)?;
+                let mut rows = stmt
+                    .query(params![revision_param(revision)])
+                    .map_err(backend)?;
+                while let Some(row) = rows.next().map_err(backend)? {
+                    let raw: String = row.get(0).map_err(|_| {
+                        StoreError::corrupt(STORE, "the change log holds a key id that is not text")
+                    })?;
+                    let id = raw.parse::<KeyId>().map_err(|e| {
+                        StoreError::corrupt(
+                            STORE,
+                            format!("the change log holds a bad key id: {e}"),
+                        )
+                    })?;
+                    ids.push(id);
+                }
+            }
+            tx.commit().map_err(backend)?;
+            Ok(Changes {
+                revision: current,
+                ids,
+                resync: revision < oldest_kept,
+            })
+        })
+        .await
+    }
+
+    /// No push feed: the manager polls [`RecordStore::changes_since`].
+    async fn subscribe(
+        &self,
+    ) -> Result<Option<tokio::sync::mpsc::Receiver<keyward::ChangeEvent>>, StoreError> {
+        Ok(None)
+    }
+}
+
+#[async_trait]
+impl UsageStore for SqliteStore {
     async fn consume(
         &self,
         bucket: &UsageBucket,
@@ -755,56 +815,6 @@ impl KeyStore for SqliteStore {
                 })
                 .map_err(backend)?;
             to_u64(used.unwrap_or(0), "a usage count")
-        })
-        .await
-    }
-
-    async fn changes_since(&self, revision: u64) -> Result<Changes, StoreError> {
-        self.read(move |conn| {
-            // One read transaction: the bounds and the ids come from the same snapshot.
-            let tx = conn.transaction().map_err(backend)?;
-            let (oldest, newest): (Option<i64>, Option<i64>) = tx
-                .query_row(
-                    "SELECT MIN(revision), MAX(revision) FROM changes",
-                    [],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .map_err(backend)?;
-            let current = to_u64(newest.unwrap_or(0), "a revision")?;
-            // The log holds every change after `oldest_kept`.
-            let oldest_kept = match oldest {
-                Some(o) => to_u64(o, "a revision")?.saturating_sub(1),
-                None => current,
-            };
-            let mut ids = Vec::new();
-            {
-                let mut stmt = tx
-                    .prepare_cached(
-                        "SELECT key_id FROM changes WHERE revision > ?1 ORDER BY revision",
-                    )
-                    .map_err(backend)?;
-                let mut rows = stmt
-                    .query(params![revision_param(revision)])
-                    .map_err(backend)?;
-                while let Some(row) = rows.next().map_err(backend)? {
-                    let raw: String = row.get(0).map_err(|_| {
-                        StoreError::corrupt(STORE, "the change log holds a key id that is not text")
-                    })?;
-                    let id = raw.parse::<KeyId>().map_err(|e| {
-                        StoreError::corrupt(
-                            STORE,
-                            format!("the change log holds a bad key id: {e}"),
-                        )
-                    })?;
-                    ids.push(id);
-                }
-            }
-            tx.commit().map_err(backend)?;
-            Ok(Changes {
-                revision: current,
-                ids,
-                resync: revision < oldest_kept,
-            })
         })
         .await
     }

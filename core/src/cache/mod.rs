@@ -1,4 +1,5 @@
-//! The verify cache: why Argon2 does not cost every request (DESIGN §5).
+//! The verify cache: why Argon2 does not cost every request (docs/ARCHITECTURE.md, "The
+//! verify cache").
 //!
 //! After a successful cold verify (store read + Argon2), the manager caches, per key id, a
 //! keyed BLAKE3 digest of the secret (the key is random per process) together with the record.
@@ -8,7 +9,7 @@
 //! **Coherence.** Changes made through a manager invalidate its entry before the call returns.
 //! Changes made by other processes arrive through the store's change feed: PostgreSQL
 //! `LISTEN/NOTIFY` (a push; on reconnect the whole cache is dropped), or, for stores without a
-//! push feed (SQLite, memory), [`KeyStore::changes_since`] polled every
+//! push feed (SQLite, memory), [`RecordStore::changes_since`](crate::RecordStore::changes_since) polled every
 //! [`CacheConfig::poll_interval`]. The staleness bound for a change made elsewhere is thus the
 //! notification latency (PostgreSQL) or the poll interval plus one query (SQLite). Entries
 //! also expire after [`CacheConfig::ttl`], which bounds staleness if the feed itself fails.
@@ -23,6 +24,12 @@
 //! **Races.** Every invalidation advances an epoch; a cold verify only caches its result if no
 //! invalidation happened since it read the store, so a verify racing a revocation can never
 //! re-insert the revoked key's old state.
+//!
+//! **The rules live here.** The verify path asks [`VerifyCache::lookup`] and, on a miss,
+//! [`VerifyCache::cold`]; what it gets back says what to do and carries the means to finish:
+//! a [`Renewal`] caches a revalidated record, a [`ColdGuard`] holds the id's single-flight
+//! lock and the epoch, and caches the verified record or counts the failure. Epochs, the
+//! single-flight map and the failure counters are not reachable from outside this module.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -34,8 +41,12 @@ use rand::TryRng;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use crate::key::KeyId;
-use crate::store::{ChangeEvent, KeyRecord, KeyStore};
+use crate::key::{ApiKey, KeyId, RandomError};
+use crate::store::KeyRecord;
+
+mod feed;
+
+pub(crate) use feed::{establish, watch_changes};
 
 /// Verify cache settings.
 ///
@@ -101,16 +112,40 @@ impl Drop for Digest {
     }
 }
 
+/// A verified key: the digest of the secret it was verified with, and its record.
 pub(crate) struct Entry {
-    pub(crate) digest: Digest,
-    pub(crate) record: KeyRecord,
+    digest: Digest,
+    record: KeyRecord,
     /// When a use of this key was last queued for the last-used batch (unix ms).
-    pub(crate) noted_at: std::sync::atomic::AtomicI64,
+    noted_at: std::sync::atomic::AtomicI64,
     /// When the entry stops being served ([`CacheConfig::ttl`] after it was cached).
     expires: std::time::Instant,
     /// The record's hash was weaker than the policy when verified (a re-hash was due): an
     /// expired entry like this is not revalidated, so the next verify re-hashes.
-    pub(crate) obsolete: bool,
+    obsolete: bool,
+}
+
+impl Entry {
+    /// The record the key was verified against.
+    pub(crate) fn record(&self) -> &KeyRecord {
+        &self.record
+    }
+
+    /// Whether `digest` is of the secret this entry was verified with (constant time).
+    pub(crate) fn matches(&self, digest: &Digest) -> bool {
+        self.digest.matches(digest)
+    }
+
+    /// Whether a use at `now_ms` should be queued for the last-used batch: true at most once
+    /// per `interval_ms` per entry (the caller queues it then).
+    pub(crate) fn note_use(&self, now_ms: i64, interval_ms: i64) -> bool {
+        let noted = self.noted_at.load(Ordering::Relaxed);
+        if now_ms.saturating_sub(noted) >= interval_ms {
+            self.noted_at.store(now_ms, Ordering::Relaxed);
+            return true;
+        }
+        false
+    }
 }
 
 /// Failed cold attempts of one id, in the window opened by the first of them.
@@ -148,11 +183,11 @@ impl fmt::Debug for VerifyCache {
 }
 
 impl VerifyCache {
-    pub(crate) fn new(config: CacheConfig) -> Result<Self, crate::RandomError> {
+    pub(crate) fn new(config: CacheConfig) -> Result<Self, RandomError> {
         let mut key = Zeroizing::new([0u8; 32]);
         rand::rngs::SysRng
             .try_fill_bytes(&mut key[..])
-            .map_err(crate::key::RandomError::from_sys)?;
+            .map_err(RandomError::from_sys)?;
         let capacity = usize::try_from(config.capacity)
             .unwrap_or(usize::MAX)
             .max(1);
@@ -168,7 +203,7 @@ impl VerifyCache {
         })
     }
 
-    pub(crate) fn config(&self) -> &CacheConfig {
+    fn config(&self) -> &CacheConfig {
         &self.config
     }
 
@@ -182,29 +217,65 @@ impl VerifyCache {
         (std::time::Instant::now() < entry.expires).then_some(entry)
     }
 
-    /// The entry of `id` if it is past its TTL. It is not served, but it proves which secret
-    /// was verified against which hash: if the store still holds that hash, a presented secret
-    /// with the same digest needs a store read to be accepted again, not Argon2.
-    /// Invalidations remove entries, so an expired entry has seen no change through the
-    /// manager or the feed; the fresh record decides everything else.
-    pub(crate) fn get_expired(&self, id: &KeyId) -> Option<Arc<Entry>> {
-        self.entries
-            .peek(id)
-            .filter(|entry| std::time::Instant::now() >= entry.expires)
+    /// What the cache knows of `id` for a verify that could not be decided by
+    /// [`VerifyCache::get`]: a live entry, an expired one that a store read may renew, or
+    /// nothing (then verify cold through [`VerifyCache::cold`]).
+    ///
+    /// An expired entry is not served, but it proves which secret was verified against which
+    /// hash: if the store still holds that hash, a presented secret with the same digest
+    /// needs a store read to be accepted again, not Argon2. Invalidations remove entries, so
+    /// an expired entry has seen no change through the manager or the feed; the fresh record
+    /// decides everything else. An entry whose hash was due for a re-hash is not renewed, so
+    /// the cold verify re-hashes.
+    pub(crate) fn lookup(&self, id: &KeyId, digest: &Digest) -> Lookup<'_> {
+        if let Some(entry) = self.get(id) {
+            return Lookup::Hit(entry);
+        }
+        match self.entries.peek(id) {
+            Some(entry)
+                if std::time::Instant::now() >= entry.expires
+                    && entry.digest.matches(digest)
+                    && !entry.obsolete =>
+            {
+                Lookup::Expired(Renewal {
+                    cache: self,
+                    // Read before the caller reads the store: a change after it forbids caching.
+                    epoch: self.epoch(),
+                    digest: digest.clone(),
+                    entry,
+                })
+            }
+            _ => Lookup::Miss,
+        }
     }
 
-    pub(crate) fn epoch(&self) -> u64 {
+    /// Admits a cold verify of `id` (store read and Argon2): refused while the id has used up
+    /// its failed attempts; otherwise under the id's single-flight lock, so concurrent cold
+    /// verifies of one id run Argon2 once (a verify that waited for the lock finds the entry
+    /// the first one cached).
+    pub(crate) async fn cold(&self, id: KeyId, digest: Digest) -> Cold<'_> {
+        if self.too_many_failures(&id) {
+            return Cold::Refused {
+                retry_after: self.config.failure_window,
+            };
+        }
+        let flight = self.lock_id(id).await;
+        if let Some(entry) = self.get(&id) {
+            return Cold::Hit(entry);
+        }
+        Cold::Verify(ColdGuard {
+            epoch: self.epoch(),
+            digest,
+            flight,
+        })
+    }
+
+    fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::SeqCst)
     }
 
     /// Caches a verified key unless an invalidation happened since `epoch` was read.
-    pub(crate) fn insert_if_unchanged(
-        &self,
-        epoch: u64,
-        digest: Digest,
-        record: KeyRecord,
-        obsolete: bool,
-    ) {
+    fn insert_if_unchanged(&self, epoch: u64, digest: Digest, record: KeyRecord, obsolete: bool) {
         let Ok(_guard) = self.epoch_lock.lock() else {
             return;
         };
@@ -220,12 +291,14 @@ impl VerifyCache {
         }
     }
 
+    /// Drops the entry of `id`: a change made through this manager, or reported by the feed.
     pub(crate) fn invalidate(&self, id: &KeyId) {
         let _guard = self.epoch_lock.lock();
         self.epoch.fetch_add(1, Ordering::SeqCst);
         self.entries.remove(id);
     }
 
+    /// Drops every entry: the feed may have missed changes.
     pub(crate) fn invalidate_all(&self) {
         let _guard = self.epoch_lock.lock();
         self.epoch.fetch_add(1, Ordering::SeqCst);
@@ -249,14 +322,14 @@ impl VerifyCache {
     }
 
     /// Whether this id has used up its failed cold attempts.
-    pub(crate) fn too_many_failures(&self, id: &KeyId) -> bool {
+    fn too_many_failures(&self, id: &KeyId) -> bool {
         self.current_failures(id)
             .is_some_and(|f| f.count.load(Ordering::Relaxed) >= self.config.max_failures)
     }
 
     /// Counts a failed cold attempt. The caller holds the id's single-flight lock, so two
     /// failures of one id never race to open a window.
-    pub(crate) fn record_failure(&self, id: &KeyId) {
+    fn record_failure(&self, id: &KeyId) {
         match self.current_failures(id) {
             Some(failures) => {
                 failures.count.fetch_add(1, Ordering::Relaxed);
@@ -272,7 +345,7 @@ impl VerifyCache {
     }
 
     /// The single-flight lock of one id.
-    pub(crate) async fn lock_id(&self, id: KeyId) -> InflightGuard<'_> {
+    async fn lock_id(&self, id: KeyId) -> InflightGuard<'_> {
         let lock = match self.inflight.lock() {
             Ok(mut map) => Arc::clone(map.entry(id).or_default()),
             Err(_) => Arc::new(tokio::sync::Mutex::new(())),
@@ -284,6 +357,76 @@ impl VerifyCache {
             lock,
             _guard: guard,
         }
+    }
+}
+
+/// The answer of [`VerifyCache::lookup`].
+pub(crate) enum Lookup<'a> {
+    /// A live entry: decide from it.
+    Hit(Arc<Entry>),
+    /// An expired entry verified with the presented secret: read the record from the store
+    /// and pass it to [`Renewal::renew`]; if that declines, verify cold.
+    Expired(Renewal<'a>),
+    /// Nothing usable: verify cold through [`VerifyCache::cold`].
+    Miss,
+}
+
+/// An expired entry that one store read may renew (see [`VerifyCache::lookup`]).
+pub(crate) struct Renewal<'a> {
+    cache: &'a VerifyCache,
+    epoch: u64,
+    digest: Digest,
+    entry: Arc<Entry>,
+}
+
+impl Renewal<'_> {
+    /// Renews the entry with the fresh `record` if it still holds the hash the secret was
+    /// verified against (same PHC string: same salt, parameters and output) and binds `key`.
+    /// Returns the record to decide from (cached again unless an invalidation came between),
+    /// or `None`: the hash changed or the binding does not hold, so verify cold.
+    pub(crate) fn renew(self, key: &ApiKey, record: KeyRecord) -> Option<KeyRecord> {
+        if record.secret_hash != self.entry.record.secret_hash || !record.binds(key) {
+            return None;
+        }
+        tracing::trace!(key.id = %record.id, "revalidated an expired cache entry");
+        self.cache
+            .insert_if_unchanged(self.epoch, self.digest, record.clone(), false);
+        Some(record)
+    }
+}
+
+/// The answer of [`VerifyCache::cold`].
+pub(crate) enum Cold<'a> {
+    /// Another verify of this id cached it while this one waited.
+    Hit(Arc<Entry>),
+    /// The id has used up its failed cold attempts in the current window.
+    Refused {
+        /// When the window ends.
+        retry_after: Duration,
+    },
+    /// Verify cold (store read and Argon2) and report the outcome to the guard.
+    Verify(ColdGuard<'a>),
+}
+
+/// Held while one cold verify of an id runs: the id's single-flight lock, and the epoch read
+/// before the store was, so a result that raced an invalidation is not cached.
+pub(crate) struct ColdGuard<'a> {
+    epoch: u64,
+    digest: Digest,
+    flight: InflightGuard<'a>,
+}
+
+impl ColdGuard<'_> {
+    /// The secret and binding were proven: cache the record (unless invalidated meanwhile).
+    pub(crate) fn verified(self, record: KeyRecord, obsolete: bool) {
+        self.flight
+            .cache
+            .insert_if_unchanged(self.epoch, self.digest, record, obsolete);
+    }
+
+    /// The id is unknown or the secret wrong: count a failed attempt.
+    pub(crate) fn failed(self) {
+        self.flight.cache.record_failure(&self.flight.id);
     }
 }
 
@@ -300,89 +443,6 @@ impl Drop for InflightGuard<'_> {
             // The map, this guard and the held lock hold 3 references when no one waits.
             if Arc::strong_count(&self.lock) <= 3 {
                 map.remove(&self.id);
-            }
-        }
-    }
-}
-
-/// Where the change feed stands once a baseline is established.
-pub(crate) enum Feed {
-    /// A push feed (PostgreSQL `LISTEN/NOTIFY`).
-    Push(tokio::sync::mpsc::Receiver<ChangeEvent>),
-    /// Polling from this revision (`None`: the baseline could not be read yet).
-    Poll(Option<u64>),
-}
-
-/// Establishes the change-feed baseline; caching is allowed from here on.
-pub(crate) async fn establish(store: &dyn KeyStore, cache: &VerifyCache) -> Feed {
-    match store.subscribe().await {
-        Ok(Some(feed)) => {
-            tracing::debug!("verify cache follows the store's push change feed");
-            cache.set_ready(true);
-            return Feed::Push(feed);
-        }
-        Ok(None) => {}
-        Err(e) => {
-            tracing::warn!(error = %e, "could not subscribe to the store's change feed; polling instead")
-        }
-    }
-    match store.changes_since(u64::MAX).await {
-        Ok(changes) => {
-            cache.set_ready(true);
-            Feed::Poll(Some(changes.revision))
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "could not read the store's revision; caching waits");
-            Feed::Poll(None)
-        }
-    }
-}
-
-/// Keeps the cache coherent with changes made by other processes, until aborted.
-pub(crate) async fn watch_changes(store: Arc<dyn KeyStore>, cache: Arc<VerifyCache>, feed: Feed) {
-    let revision = match feed {
-        Feed::Push(mut feed) => {
-            while let Some(event) = feed.recv().await {
-                match event {
-                    ChangeEvent::Changed(id) => cache.invalidate(&id),
-                    ChangeEvent::Resync => cache.invalidate_all(),
-                }
-            }
-            tracing::warn!("the store's change feed ended; falling back to polling");
-            cache.set_ready(false);
-            None
-        }
-        Feed::Poll(revision) => revision,
-    };
-    poll_changes(store, cache, revision).await;
-}
-
-async fn poll_changes(
-    store: Arc<dyn KeyStore>,
-    cache: Arc<VerifyCache>,
-    mut revision: Option<u64>,
-) {
-    let interval = cache.config().poll_interval;
-    loop {
-        tokio::time::sleep(interval).await;
-        match store.changes_since(revision.unwrap_or(u64::MAX)).await {
-            Ok(changes) => {
-                if revision.is_none() {
-                    cache.set_ready(true);
-                } else if changes.resync {
-                    cache.invalidate_all();
-                } else {
-                    for id in &changes.ids {
-                        cache.invalidate(id);
-                    }
-                }
-                revision = Some(changes.revision);
-            }
-            Err(e) => {
-                // Unknown what changed meanwhile: no caching until a new baseline.
-                tracing::warn!(error = %e, "polling the store for changes failed");
-                cache.set_ready(false);
-                revision = None;
             }
         }
     }

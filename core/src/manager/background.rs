@@ -1,0 +1,153 @@
+//! The manager's background tasks: following the store's change feed (cache coherence) and
+//! writing last-used times in batches. They are started in one place
+//! ([`Background::start_once`], on the first verify) and stopped in one place
+//! ([`Background::stop`], from [`KeyManager::shutdown`] or when the last manager clone drops).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::OnceCell;
+use tokio::task::AbortHandle;
+
+use crate::cache::{VerifyCache, establish, watch_changes};
+use crate::error::{Error, StoreError};
+use crate::key::KeyId;
+use crate::store::KeyStore;
+use crate::time::Timestamp;
+
+use super::KeyManager;
+
+/// Last-used times waiting to be written in one batch.
+#[derive(Debug, Default)]
+pub(super) struct LastUsedBatch {
+    pending: Mutex<HashMap<KeyId, Timestamp>>,
+}
+
+impl LastUsedBatch {
+    /// Queues a use of `id` at `at` (the latest time per key is kept).
+    pub(super) fn note(&self, id: KeyId, at: Timestamp) {
+        if let Ok(mut p) = self.pending.lock() {
+            let slot = p.entry(id).or_insert(at);
+            *slot = (*slot).max(at);
+        }
+    }
+
+    /// Writes the queued times in one store call; on failure they are kept for the next.
+    async fn flush(&self, store: &dyn KeyStore) -> Result<(), StoreError> {
+        let batch: Vec<(KeyId, Timestamp)> = match self.pending.lock() {
+            Ok(mut p) => p.drain().collect(),
+            Err(_) => return Ok(()),
+        };
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let result = store.record_usage(&batch).await;
+        if result.is_err() {
+            for (id, at) in batch {
+                self.note(id, at);
+            }
+        }
+        result
+    }
+}
+
+/// The running background tasks of one manager.
+#[derive(Debug, Default)]
+pub(super) struct Background {
+    started: OnceCell<()>,
+    tasks: Mutex<Vec<AbortHandle>>,
+}
+
+impl Background {
+    /// Starts the tasks once, on the current Tokio runtime: establishes the change-feed
+    /// baseline before anything is cached, then follows the feed; and flushes last-used times
+    /// every `every`.
+    async fn start_once(
+        &self,
+        store: &Arc<dyn KeyStore>,
+        cache: Option<&Arc<VerifyCache>>,
+        last_used: &Arc<LastUsedBatch>,
+        every: Duration,
+    ) {
+        self.started
+            .get_or_init(|| async {
+                let mut handles = Vec::new();
+                if let Some(cache) = cache {
+                    let feed = establish(store.as_ref(), cache).await;
+                    let task =
+                        tokio::spawn(watch_changes(Arc::clone(store), Arc::clone(cache), feed));
+                    handles.push(task.abort_handle());
+                }
+                let (last_used, store) = (Arc::clone(last_used), Arc::clone(store));
+                let task = tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(every);
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    tick.tick().await;
+                    loop {
+                        tick.tick().await;
+                        if let Err(e) = last_used.flush(store.as_ref()).await {
+                            tracing::warn!(error = %e, "could not record last-used times; will retry");
+                        }
+                    }
+                });
+                handles.push(task.abort_handle());
+                if let Ok(mut tasks) = self.tasks.lock() {
+                    tasks.extend(handles);
+                }
+            })
+            .await;
+    }
+
+    /// Stops every task (idempotent).
+    fn stop(&self) {
+        if let Ok(tasks) = self.tasks.lock() {
+            for t in tasks.iter() {
+                t.abort();
+            }
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl KeyManager {
+    /// Starts the background tasks if this is the first verify.
+    pub(super) async fn start_background(&self) {
+        let inner = &self.inner;
+        inner
+            .background
+            .start_once(
+                &inner.store,
+                inner.cache.as_ref(),
+                &inner.last_used,
+                inner.usage_flush_interval,
+            )
+            .await;
+    }
+
+    /// Writes pending last-used times to the store now.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the store fails (the times are kept for the next flush).
+    pub async fn flush_usage(&self) -> Result<(), Error> {
+        Ok(self
+            .inner
+            .last_used
+            .flush(self.inner.store.as_ref())
+            .await?)
+    }
+
+    /// Graceful shutdown: writes pending last-used times and stops background tasks.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the final flush fails.
+    pub async fn shutdown(&self) -> Result<(), Error> {
+        self.inner.background.stop();
+        self.flush_usage().await
+    }
+}

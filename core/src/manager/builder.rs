@@ -1,0 +1,139 @@
+//! [`KeyManagerBuilder`]: a manager's settings, with their defaults.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::OnceCell;
+
+use crate::cache::{CacheConfig, VerifyCache};
+use crate::hash::{HashParams, Hasher};
+use crate::invalid::{InvalidValue, ValueKind};
+use crate::key::{Environment, Prefix};
+use crate::ratelimit::RateLimiters;
+use crate::store::KeyStore;
+use crate::time::{Clock, SystemClock};
+
+use super::background::{Background, LastUsedBatch};
+use super::usage::ProjectQuotas;
+use super::{Inner, KeyManager};
+
+/// Builds a [`KeyManager`].
+#[derive(Debug)]
+pub struct KeyManagerBuilder {
+    store: Arc<dyn KeyStore>,
+    prefix: Prefix,
+    environments: Vec<Environment>,
+    hash_params: HashParams,
+    clock: Arc<dyn Clock>,
+    hasher: Option<Hasher>,
+    cache: Option<CacheConfig>,
+    usage_flush_interval: Duration,
+}
+
+impl KeyManagerBuilder {
+    /// The defaults: prefix `kw`, no environment served, OWASP-minimum hashing, the system
+    /// clock, the verify cache with [`CacheConfig::default`], last-used times written every 5 s.
+    pub(super) fn new(store: Arc<dyn KeyStore>) -> Self {
+        Self {
+            store,
+            prefix: Prefix::default(),
+            environments: Vec::new(),
+            hash_params: HashParams::default(),
+            clock: Arc::new(SystemClock),
+            hasher: None,
+            cache: Some(CacheConfig::default()),
+            usage_flush_interval: Duration::from_secs(5),
+        }
+    }
+
+    /// Verify cache settings (the cache is on by default with [`CacheConfig::default`]).
+    pub fn cache(mut self, config: CacheConfig) -> Self {
+        self.cache = Some(config);
+        self
+    }
+
+    /// Turns the verify cache off: every verify reads the store and runs Argon2.
+    pub fn without_cache(mut self) -> Self {
+        self.cache = None;
+        self
+    }
+
+    /// How often last-used times are written to the store in one batch (default 5 s). Call
+    /// [`KeyManager::shutdown`] on graceful shutdown to write the last batch.
+    pub fn usage_flush_interval(mut self, interval: Duration) -> Self {
+        self.usage_flush_interval = interval;
+        self
+    }
+
+    /// The prefix new keys get and verified keys must have (default `kw`).
+    pub fn prefix(mut self, prefix: Prefix) -> Self {
+        self.prefix = prefix;
+        self
+    }
+
+    /// An environment this service serves: keys of other environments are rejected before
+    /// any store access. Call once per environment. With none, every key is rejected.
+    pub fn serve(mut self, environment: Environment) -> Self {
+        if !self.environments.contains(&environment) {
+            self.environments.push(environment);
+        }
+        self
+    }
+
+    /// Argon2id parameters for new hashes (default: OWASP minimum). Keys hashed with weaker
+    /// parameters are re-hashed on their next successful verify.
+    pub fn hash_params(mut self, params: HashParams) -> Self {
+        self.hash_params = params;
+        self
+    }
+
+    /// Shares a [`Hasher`] (its worker pool) between managers.
+    pub fn hasher(mut self, hasher: Hasher) -> Self {
+        self.hasher = Some(hasher);
+        self
+    }
+
+    /// The clock (default: system time). Inject a [`ManualClock`](crate::ManualClock) in tests.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Builds the manager. Background tasks (cache coherence, last-used flushing) start on
+    /// the first verify, on the Tokio runtime it runs on.
+    ///
+    /// # Errors
+    /// [`InvalidValue`] when the hash parameters are invalid or the random generator fails.
+    pub fn build(self) -> Result<KeyManager, InvalidValue> {
+        let hasher = match self.hasher {
+            Some(h) => h,
+            None => Hasher::new(self.hash_params)?,
+        };
+        let rate_limiters = RateLimiters::new(Arc::clone(&self.clock));
+        let cache = match self.cache {
+            Some(config) => Some(Arc::new(VerifyCache::new(config).map_err(|e| {
+                InvalidValue {
+                    kind: ValueKind::Config,
+                    reason: e.to_string(),
+                }
+            })?)),
+            None => None,
+        };
+        Ok(KeyManager {
+            inner: Arc::new(Inner {
+                store: self.store,
+                prefix: self.prefix,
+                environments: self.environments,
+                hasher,
+                clock: self.clock,
+                decoy: OnceCell::new(),
+                cache,
+                last_used: Arc::new(LastUsedBatch::default()),
+                usage_flush_interval: self.usage_flush_interval,
+                background: Background::default(),
+                rate_limiters,
+                project_quotas: ProjectQuotas::new(),
+            }),
+        })
+    }
+}

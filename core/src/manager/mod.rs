@@ -1,0 +1,148 @@
+//! The [`KeyManager`]: issue, verify, revoke, rotate, list and expire keys over any
+//! [`KeyStore`], one concern a file (docs/ARCHITECTURE.md, "The manager"):
+//!
+//! - `model`: the values it takes and gives;
+//! - `builder`: its settings;
+//! - `admin`: issuing and the admin operations (rotate, revoke, update, list);
+//! - `verify`: the verify pipeline over the verify cache;
+//! - `usage`: event quotas, credits and usage reports;
+//! - `background`: the tasks it runs (cache coherence, last-used batches), started and
+//!   stopped in one place.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::OnceCell;
+
+use crate::cache::VerifyCache;
+use crate::hash::{Hasher, SecretHash};
+use crate::key::{Environment, Prefix};
+use crate::ratelimit::RateLimiters;
+use crate::store::KeyStore;
+use crate::time::{Clock, Timestamp};
+
+mod admin;
+mod background;
+mod builder;
+mod model;
+mod usage;
+mod verify;
+
+pub use builder::KeyManagerBuilder;
+pub use model::{Identity, IssueRequest, IssuedKey, KeyInfo, KeyStatus, Requirements};
+pub use usage::{EventsAccepted, KeyUsage, QUOTA_SETTING_TTL, UsageReport};
+
+use background::{Background, LastUsedBatch};
+use usage::ProjectQuotas;
+
+/// Issues, verifies, revokes, rotates and lists keys. Cheap to clone (an `Arc` inside).
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use keyward::{HashParams, IssueRequest, KeyManager, Requirements, AuthError, Error};
+///
+/// let store = keyward_memory::MemoryStore::new(); // or keyward-sqlite, keyward-postgres
+/// let manager = KeyManager::builder(store)
+///     .prefix("av".parse()?)
+///     .serve("dev".parse()?)
+///     .hash_params(HashParams::INSECURE_TEST_ONLY) // tests only: the default is OWASP's
+///     .build()?;
+///
+/// let issued = manager
+///     .issue(IssueRequest::new("web-app".parse()?, "dev".parse()?).scopes(["write"])?)
+///     .await?;
+/// let text = issued.key.expose_secret(); // show once
+///
+/// let who = manager.verify(text, &Requirements::scopes(["write"])?).await?;
+/// assert_eq!(who.project.as_str(), "web-app");
+///
+/// let err = manager.verify(text, &Requirements::scopes(["read"])?).await.unwrap_err();
+/// assert!(matches!(err, Error::Auth(AuthError::InsufficientScope { .. })));
+///
+/// manager.revoke(&who.id).await?;
+/// assert!(matches!(
+///     manager.verify(text, &Requirements::none()).await,
+///     Err(Error::Auth(AuthError::Revoked { .. }))
+/// ));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct KeyManager {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn KeyStore>,
+    prefix: Prefix,
+    environments: Vec<Environment>,
+    hasher: Hasher,
+    clock: Arc<dyn Clock>,
+    /// A hash of a random secret, verified against when the id is unknown, so an unknown id
+    /// costs the same Argon2 work as a wrong secret.
+    decoy: OnceCell<SecretHash>,
+    cache: Option<Arc<VerifyCache>>,
+    last_used: Arc<LastUsedBatch>,
+    usage_flush_interval: Duration,
+    /// The background tasks; dropping the last manager clone stops them.
+    background: Background,
+    rate_limiters: RateLimiters,
+    /// Project quotas read from the store, kept for [`QUOTA_SETTING_TTL`].
+    project_quotas: ProjectQuotas,
+}
+
+impl fmt::Debug for KeyManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyManager")
+            .field("store", &self.inner.store)
+            .field("prefix", &self.inner.prefix)
+            .field("environments", &self.inner.environments)
+            .field("hasher", &self.inner.hasher)
+            .finish()
+    }
+}
+
+impl KeyManager {
+    /// Starts building a manager over `store`.
+    pub fn builder<S: KeyStore>(store: S) -> KeyManagerBuilder {
+        Self::builder_arc(Arc::new(store))
+    }
+
+    /// Starts building a manager over a shared store.
+    pub fn builder_arc(store: Arc<dyn KeyStore>) -> KeyManagerBuilder {
+        KeyManagerBuilder::new(store)
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn KeyStore> {
+        &self.inner.store
+    }
+
+    /// The prefix this manager issues and accepts.
+    pub fn prefix(&self) -> Prefix {
+        self.inner.prefix
+    }
+
+    /// The environments this manager accepts at verify.
+    pub fn environments(&self) -> &[Environment] {
+        &self.inner.environments
+    }
+
+    /// The hasher (its [`Hasher::runs`] counts Argon2 computations).
+    pub fn hasher(&self) -> &Hasher {
+        &self.inner.hasher
+    }
+
+    /// The current time on the manager's clock.
+    pub fn now(&self) -> Timestamp {
+        self.inner.clock.now()
+    }
+
+    /// Drops this manager's cache entry of `id` (after a change made through it).
+    fn invalidate(&self, id: &crate::key::KeyId) {
+        if let Some(cache) = &self.inner.cache {
+            cache.invalidate(id);
+        }
+    }
+}

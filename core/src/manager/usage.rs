@@ -1,0 +1,342 @@
+//! Usage limits through the manager: event quotas of projects and keys, credits spent per
+//! verify, and usage reports. Every count lives in the store's [`UsageStore`], so every
+//! instance sharing the store shares one budget; counters are named through [`Counter`] only.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::error::{AuthError, Error, StoreError};
+use crate::key::KeyId;
+use crate::name::Project;
+use crate::quota::{Credits, Quota, QuotaUsage};
+use crate::store::{Consumption, Counter, KeyRecord, ListQuery, Setting, UsageBucket};
+use crate::time::Timestamp;
+
+use super::KeyManager;
+use super::model::Identity;
+
+/// How long a project's quota setting is cached: a changed limit takes effect within this
+/// time in every instance (at once in the instance that changed it).
+pub const QUOTA_SETTING_TTL: Duration = Duration::from_secs(10);
+
+/// Project quotas read from the store, each kept for [`QUOTA_SETTING_TTL`]. A quick_cache map
+/// with the fetch time in each entry, as the verify cache's entries carry their expiry.
+pub(super) struct ProjectQuotas {
+    map: quick_cache::sync::Cache<Project, (Option<Quota>, Instant)>,
+}
+
+impl ProjectQuotas {
+    pub(super) fn new() -> Self {
+        Self {
+            map: quick_cache::sync::Cache::new(10_000),
+        }
+    }
+
+    /// The cached setting (`Some(None)`: known to be unset), if fetched within the TTL.
+    fn get(&self, project: &Project) -> Option<Option<Quota>> {
+        let (quota, fetched) = self.map.get(project)?;
+        (fetched.elapsed() < QUOTA_SETTING_TTL).then_some(quota)
+    }
+
+    fn insert(&self, project: &Project, quota: Option<Quota>) {
+        self.map.insert(project.clone(), (quota, Instant::now()));
+    }
+}
+
+/// The events a batch was counted against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct EventsAccepted {
+    /// Events counted.
+    pub accepted: u64,
+    /// The project's quota after counting, if it has one.
+    pub project: Option<QuotaUsage>,
+    /// The key's own quota after counting, if it has one.
+    pub key: Option<QuotaUsage>,
+}
+
+/// Usage of a project, or of one key, in the current period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UsageReport {
+    /// The project.
+    pub project: Project,
+    /// The project's event quota, if set.
+    pub project_quota: Option<QuotaUsage>,
+    /// Per key: its own event quota and credits, where set.
+    pub keys: Vec<KeyUsage>,
+}
+
+/// One key's usage in the current period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyUsage {
+    /// The key's id.
+    pub id: KeyId,
+    /// The key's own event quota.
+    pub quota: Option<QuotaUsage>,
+    /// The key's credits.
+    pub credits: Option<QuotaUsage>,
+}
+
+/// A key's credit budget in the current period: its bucket, the limit, and when it refills.
+struct CreditWindow {
+    bucket: UsageBucket,
+    limit: u64,
+    resets_at: Option<Timestamp>,
+}
+
+impl KeyManager {
+    /// Spends one of a proven key's credits in the store.
+    ///
+    /// # Errors
+    /// [`AuthError::CreditsExhausted`]; [`Error::Store`] when the store fails.
+    pub(super) async fn spend_credit(&self, who: &Identity, credits: Credits) -> Result<(), Error> {
+        let window = self.credit_window(who.id, who.created_at, credits);
+        match self
+            .inner
+            .store
+            .consume(&window.bucket, 1, window.limit)
+            .await?
+        {
+            Consumption::Granted { .. } => Ok(()),
+            Consumption::Refused { .. } => Err(AuthError::CreditsExhausted {
+                id: who.id,
+                resets_at: window.resets_at,
+            }
+            .into()),
+        }
+    }
+
+    /// The credit budget of a key created at `created_at`, now: without refill one bucket
+    /// for the key's life; with a refill, one per period, the first of which (the one the
+    /// key was created in) holds the initial amount.
+    fn credit_window(&self, id: KeyId, created_at: Timestamp, credits: Credits) -> CreditWindow {
+        let counter = Counter::KeyCredits(id);
+        match credits.refill {
+            None => CreditWindow {
+                bucket: counter.bucket(Timestamp::from_unix_millis(0)),
+                limit: credits.amount,
+                resets_at: None,
+            },
+            Some(refill) => {
+                let (start, end) = refill.period.window(self.now());
+                CreditWindow {
+                    bucket: counter.bucket(start),
+                    limit: if created_at >= start {
+                        credits.amount
+                    } else {
+                        refill.amount
+                    },
+                    resets_at: Some(end),
+                }
+            }
+        }
+    }
+
+    /// The bucket of `counter` in the current period of `quota`, and when that period ends.
+    fn event_bucket(&self, counter: Counter<'_>, quota: Quota) -> (UsageBucket, Timestamp) {
+        let (start, end) = quota.period.window(self.now());
+        (counter.bucket(start), end)
+    }
+
+    /// Counts `events` against the key's own quota and its project's quota (both atomic in
+    /// the store, shared by every instance). A batch that would cross either limit is refused
+    /// whole with [`AuthError::QuotaExceeded`] (HTTP 429), and nothing of it is counted.
+    ///
+    /// # Errors
+    /// [`Error::Auth`] with `QuotaExceeded`; [`Error::Store`] when the store fails.
+    pub async fn consume_events(
+        &self,
+        who: &Identity,
+        events: u64,
+    ) -> Result<EventsAccepted, Error> {
+        let mut accepted = EventsAccepted {
+            accepted: events,
+            project: None,
+            key: None,
+        };
+        if events == 0 {
+            return Ok(accepted);
+        }
+        let mut key_bucket = None;
+        if let Some(quota) = who.limits.quota {
+            let (bucket, end) = self.event_bucket(Counter::KeyEvents(who.id), quota);
+            match self
+                .inner
+                .store
+                .consume(&bucket, events, quota.limit)
+                .await?
+            {
+                Consumption::Granted { used } => {
+                    accepted.key = Some(QuotaUsage::new(
+                        quota.limit,
+                        used,
+                        bucket.period_start,
+                        Some(end),
+                    ));
+                    key_bucket = Some(bucket);
+                }
+                Consumption::Refused { used } => {
+                    return Err(AuthError::QuotaExceeded {
+                        scope: "key",
+                        limit: quota.limit,
+                        used,
+                        requested: events,
+                        resets_at: end,
+                    }
+                    .into());
+                }
+            }
+        }
+        if let Some(quota) = self.project_quota(&who.project).await? {
+            let (bucket, end) = self.event_bucket(Counter::ProjectEvents(&who.project), quota);
+            match self.inner.store.consume(&bucket, events, quota.limit).await {
+                Ok(Consumption::Granted { used }) => {
+                    accepted.project = Some(QuotaUsage::new(
+                        quota.limit,
+                        used,
+                        bucket.period_start,
+                        Some(end),
+                    ));
+                }
+                refused_or_failed => {
+                    // Give the key's units back: the batch is refused whole.
+                    if let Some(kb) = &key_bucket
+                        && let Err(e) = self.inner.store.release(kb, events).await
+                    {
+                        tracing::warn!(key.id = %who.id, error = %e, "could not give back key quota units");
+                    }
+                    return match refused_or_failed? {
+                        Consumption::Refused { used } => Err(AuthError::QuotaExceeded {
+                            scope: "project",
+                            limit: quota.limit,
+                            used,
+                            requested: events,
+                            resets_at: end,
+                        }
+                        .into()),
+                        Consumption::Granted { .. } => Ok(accepted),
+                    };
+                }
+            }
+        }
+        Ok(accepted)
+    }
+
+    /// Sets (or, with `None`, removes) a project's event quota, shared by all its keys.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the store fails.
+    pub async fn set_project_quota(
+        &self,
+        project: &Project,
+        quota: Option<Quota>,
+    ) -> Result<(), Error> {
+        let value = quota
+            .map(|q| serde_json::to_value(q).map_err(|e| StoreError::corrupt("settings", e)))
+            .transpose()?;
+        self.inner
+            .store
+            .put_setting(&Setting::ProjectQuota(project).name(), value.as_ref())
+            .await?;
+        self.inner.project_quotas.insert(project, quota);
+        Ok(())
+    }
+
+    /// A project's event quota (cached for [`QUOTA_SETTING_TTL`]).
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the store fails or the setting is unreadable.
+    pub async fn project_quota(&self, project: &Project) -> Result<Option<Quota>, Error> {
+        if let Some(q) = self.inner.project_quotas.get(project) {
+            return Ok(q);
+        }
+        let quota = match self
+            .inner
+            .store
+            .get_setting(&Setting::ProjectQuota(project).name())
+            .await?
+        {
+            Some(v) => Some(
+                serde_json::from_value::<Quota>(v)
+                    .map_err(|e| StoreError::corrupt("settings", e))?,
+            ),
+            None => None,
+        };
+        self.inner.project_quotas.insert(project, quota);
+        Ok(quota)
+    }
+
+    /// Usage in the current period of a project's quota and of its keys' quotas and credits.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the store fails.
+    pub async fn usage(&self, project: &Project) -> Result<UsageReport, Error> {
+        let project_quota = match self.project_quota(project).await? {
+            Some(q) => {
+                let (bucket, end) = self.event_bucket(Counter::ProjectEvents(project), q);
+                let used = self.inner.store.usage(&bucket).await?;
+                Some(QuotaUsage::new(
+                    q.limit,
+                    used,
+                    bucket.period_start,
+                    Some(end),
+                ))
+            }
+            None => None,
+        };
+        let mut keys = Vec::new();
+        let mut query = ListQuery {
+            project: Some(project.clone()),
+            limit: 500,
+            ..ListQuery::default()
+        };
+        loop {
+            let page = self.inner.store.list(&query).await?;
+            let Some(last) = page.last() else { break };
+            query.after = Some((last.created_at, last.id));
+            for r in &page {
+                if r.limits.quota.is_none() && r.limits.credits.is_none() {
+                    continue;
+                }
+                keys.push(self.key_usage_of(r).await?);
+            }
+        }
+        Ok(UsageReport {
+            project: project.clone(),
+            project_quota,
+            keys,
+        })
+    }
+
+    async fn key_usage_of(&self, r: &KeyRecord) -> Result<KeyUsage, Error> {
+        let quota = match r.limits.quota {
+            Some(q) => {
+                let (bucket, end) = self.event_bucket(Counter::KeyEvents(r.id), q);
+                Some(QuotaUsage::new(
+                    q.limit,
+                    self.inner.store.usage(&bucket).await?,
+                    bucket.period_start,
+                    Some(end),
+                ))
+            }
+            None => None,
+        };
+        let credits = match r.limits.credits {
+            Some(c) => {
+                let window = self.credit_window(r.id, r.created_at, c);
+                Some(QuotaUsage::new(
+                    window.limit,
+                    self.inner.store.usage(&window.bucket).await?,
+                    window.bucket.period_start,
+                    window.resets_at,
+                ))
+            }
+            None => None,
+        };
+        Ok(KeyUsage {
+            id: r.id,
+            quota,
+            credits,
+        })
+    }
+}

@@ -1,0 +1,315 @@
+//! The verify pipeline (docs/ARCHITECTURE.md, "The verify pipeline"): the key's text
+//! (parse, checksum, prefix, environment), then the verify cache, and only on a miss the
+//! store and Argon2; the state, project and scope outcomes only once the secret is proven;
+//! then the per-key rate limit and credits. The cache's rules (single flight, epochs, the
+//! failure limit) are the cache's own: this file only acts on what it answers.
+
+use crate::cache::{Cold, Entry, Lookup, VerifyCache};
+use crate::error::{AuthError, Error};
+use crate::hash::SecretHash;
+use crate::key::{ApiKey, Environment};
+use crate::store::{KeyChange, KeyRecord};
+use crate::time::Timestamp;
+
+use super::KeyManager;
+use super::model::{Identity, Requirements};
+
+impl KeyManager {
+    /// Verifies a presented key against the requirements (docs/ARCHITECTURE.md, "The verify
+    /// pipeline"): parse and checksum, prefix and environment (no store access), store
+    /// lookup, constant-time Argon2 check, and only then revoked / expired / project / scope
+    /// outcomes.
+    ///
+    /// # Errors
+    /// [`Error::Auth`] with the credential's outcome; [`Error::Store`] when the store fails;
+    /// [`Error::Overloaded`] when too many verifications are queued.
+    pub async fn verify(&self, presented: &str, req: &Requirements) -> Result<Identity, Error> {
+        let key = ApiKey::parse(presented)?;
+        self.verify_key(&key, req).await
+    }
+
+    /// Like [`KeyManager::verify`] for an already parsed key.
+    ///
+    /// # Errors
+    /// As [`KeyManager::verify`].
+    pub async fn verify_key(&self, key: &ApiKey, req: &Requirements) -> Result<Identity, Error> {
+        if let Some(outcome) = self.verify_cached(key, req) {
+            return outcome;
+        }
+        // Boxed: the cold path's state (store read, single flight, Argon2) is large, and
+        // keeping it out of this future keeps every warm call small.
+        Box::pin(self.verify_uncached(key, req)).await
+    }
+
+    /// Verifies from the verify cache alone, without waiting for anything
+    /// (docs/ARCHITECTURE.md, "The verify cache"): `Some(outcome)` when the key's text or
+    /// the cache decides, `None` when the store is needed, i.e. the id is not cached (a cold
+    /// verify) or the key spends credits (charged in the store). Call
+    /// [`KeyManager::verify_key`] on `None`.
+    ///
+    /// The outcome is the one [`KeyManager::verify_key`] would give: a wrong prefix or
+    /// environment, a wrong secret for a cached id (constant-time digest comparison, no
+    /// Argon2), a revoked or expired key, missing scopes, the rate limit. This is for
+    /// synchronous fast paths such as a tower layer that only allocates a future on a miss.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use keyward::{HashParams, IssueRequest, KeyManager, Requirements};
+    /// let manager = KeyManager::builder(keyward_memory::MemoryStore::new())
+    ///     .serve("dev".parse()?)
+    ///     .hash_params(HashParams::INSECURE_TEST_ONLY)
+    ///     .build()?;
+    /// let issued = manager.issue(IssueRequest::new("web-app".parse()?, "dev".parse()?)).await?;
+    /// let req = Requirements::none();
+    /// assert!(manager.verify_cached(&issued.key, &req).is_none()); // not cached yet
+    /// manager.verify_key(&issued.key, &req).await?;                 // cold: store + Argon2
+    /// let outcome = manager.verify_cached(&issued.key, &req);       // warm: no waiting
+    /// assert_eq!(outcome.transpose()?.map(|who| who.id), Some(issued.key.id()));
+    /// # Ok(()) }
+    /// ```
+    pub fn verify_cached(
+        &self,
+        key: &ApiKey,
+        req: &Requirements,
+    ) -> Option<Result<Identity, Error>> {
+        if let Err(e) = self.check_format(key) {
+            return Some(Err(e.into()));
+        }
+        let cache = self.inner.cache.as_ref()?;
+        let entry = cache.get(&key.id())?;
+        if entry.record().limits.credits.is_some() {
+            return None;
+        }
+        let digest = cache.digest(key.secret_bytes());
+        Some(
+            self.accept_warm(key, &entry, &digest, req)
+                .and_then(|who| self.check_rate_limit(&who).map(|()| who)),
+        )
+    }
+
+    /// The checks that need only the key text: prefix and environment.
+    ///
+    /// # Errors
+    /// [`AuthError::WrongPrefix`] or [`AuthError::WrongEnvironment`].
+    pub fn check_format(&self, key: &ApiKey) -> Result<(), AuthError> {
+        if !key.has_prefix(&self.inner.prefix) {
+            return Err(AuthError::WrongPrefix {
+                expected: self.inner.prefix,
+                found: key.prefix(),
+            });
+        }
+        if !self
+            .inner
+            .environments
+            .iter()
+            .any(|e| key.has_environment(e))
+        {
+            return Err(AuthError::WrongEnvironment {
+                found: key.environment(),
+                accepted: self.inner.environments.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn verify_uncached(&self, key: &ApiKey, req: &Requirements) -> Result<Identity, Error> {
+        let identity = self.authenticate(key, req).await?;
+        self.check_rate_limit(&identity)?;
+        if let Some(credits) = identity.limits.credits {
+            self.spend_credit(&identity, credits).await?;
+        }
+        Ok(identity)
+    }
+
+    /// The per-process rate limit of a proven key.
+    fn check_rate_limit(&self, who: &Identity) -> Result<(), Error> {
+        if let Some(limit) = who.limits.rate_limit
+            && let Err(retry_after) = self.inner.rate_limiters.check(who.id, limit)
+        {
+            return Err(AuthError::RateLimited { retry_after }.into());
+        }
+        Ok(())
+    }
+
+    /// Authentication without usage limits, after [`KeyManager::verify_cached`] (which has
+    /// checked the format) could not decide.
+    async fn authenticate(&self, key: &ApiKey, req: &Requirements) -> Result<Identity, Error> {
+        self.start_background().await;
+        let Some(cache) = &self.inner.cache else {
+            let (record, obsolete) = self.cold_verify(key).await?;
+            return self.accept(key, record, obsolete, req).await;
+        };
+        let id = key.id();
+        let digest = cache.digest(key.secret_bytes());
+        match cache.lookup(&id, &digest) {
+            Lookup::Hit(entry) => return self.accept_warm(key, &entry, &digest, req),
+            Lookup::Expired(renewal) => {
+                // One store read, no Argon2, if the stored hash is the one this secret was
+                // verified against; otherwise verify cold.
+                if let Some(record) = self.inner.store.get(&id).await?
+                    && let Some(record) = renewal.renew(key, record)
+                {
+                    return self.accept(key, record, false, req).await;
+                }
+            }
+            Lookup::Miss => {}
+        }
+        self.authenticate_cold(cache, key, digest, req).await
+    }
+
+    /// Store read and Argon2, as the cache admits them.
+    async fn authenticate_cold(
+        &self,
+        cache: &VerifyCache,
+        key: &ApiKey,
+        digest: crate::cache::Digest,
+        req: &Requirements,
+    ) -> Result<Identity, Error> {
+        let guard = match cache.cold(key.id(), digest.clone()).await {
+            Cold::Hit(entry) => return self.accept_warm(key, &entry, &digest, req),
+            Cold::Refused { retry_after } => {
+                tracing::debug!(key.id = %key.id(), "rejected API key: too many failed attempts");
+                return Err(AuthError::RateLimited { retry_after }.into());
+            }
+            Cold::Verify(guard) => guard,
+        };
+        match self.cold_verify(key).await {
+            Ok((record, obsolete)) => {
+                guard.verified(record.clone(), obsolete);
+                self.accept(key, record, obsolete, req).await
+            }
+            Err(Error::Auth(AuthError::Invalid)) => {
+                guard.failed();
+                Err(AuthError::Invalid.into())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Store lookup and Argon2: the record if the secret and the binding match.
+    async fn cold_verify(&self, key: &ApiKey) -> Result<(KeyRecord, bool), Error> {
+        let id = key.id();
+        let record = self.inner.store.get(&id).await?;
+        let Some(record) = record else {
+            // The same Argon2 work as a wrong secret. What remains is the store lookup itself
+            // (a hit decodes a record): about 0.2% of a verify with test parameters, far less
+            // with real ones (SECURITY.md, Timing). Ids are public in any case.
+            let decoy = self.decoy().await?;
+            let _ = self.inner.hasher.verify(key.secret_bytes(), decoy).await?;
+            tracing::debug!(key.id = %id, "rejected API key: invalid");
+            return Err(AuthError::Invalid.into());
+        };
+        let verdict = self
+            .inner
+            .hasher
+            .verify(key.secret_bytes(), &record.secret_hash)
+            .await?;
+        if !verdict.matches || !record.binds(key) {
+            tracing::debug!(key.id = %id, "rejected API key: invalid");
+            return Err(AuthError::Invalid.into());
+        }
+        Ok((record, verdict.obsolete))
+    }
+
+    /// Decides from a live cache entry: the digest and binding, then the state.
+    fn accept_warm(
+        &self,
+        key: &ApiKey,
+        entry: &Entry,
+        digest: &crate::cache::Digest,
+        req: &Requirements,
+    ) -> Result<Identity, Error> {
+        let record = entry.record();
+        if !entry.matches(digest) || !record.binds(key) {
+            tracing::debug!(key.id = %record.id, "rejected API key: invalid (cached id)");
+            return Err(AuthError::Invalid.into());
+        }
+        let now = self.now();
+        check_state(record, now, req)?;
+        // Queue the last-used time at most once per flush interval per key.
+        let interval =
+            i64::try_from(self.inner.usage_flush_interval.as_millis()).unwrap_or(i64::MAX);
+        if entry.note_use(now.unix_millis(), interval) {
+            self.inner.last_used.note(record.id, now);
+        }
+        Ok(Identity::of(record))
+    }
+
+    /// Decides from a record read from the store (secret and binding proven).
+    async fn accept(
+        &self,
+        key: &ApiKey,
+        record: KeyRecord,
+        obsolete: bool,
+        req: &Requirements,
+    ) -> Result<Identity, Error> {
+        let now = self.now();
+        check_state(&record, now, req)?;
+        if obsolete {
+            self.upgrade_hash(key).await;
+        }
+        self.inner.last_used.note(record.id, now);
+        tracing::debug!(key.id = %record.id, project = %record.project, "verified API key");
+        Ok(Identity::from_record(record))
+    }
+
+    async fn decoy(&self) -> Result<&SecretHash, Error> {
+        self.inner
+            .decoy
+            .get_or_try_init(|| async {
+                let key = ApiKey::generate(self.inner.prefix, Environment::new("decoy")?)?;
+                Ok(self.inner.hasher.hash(key.secret_bytes()).await?)
+            })
+            .await
+    }
+
+    /// Re-hashes a proven key's secret with the current parameters.
+    async fn upgrade_hash(&self, key: &ApiKey) {
+        let result = async {
+            let hash = self.inner.hasher.hash(key.secret_bytes()).await?;
+            let change = KeyChange {
+                secret_hash: Some(hash),
+                ..KeyChange::default()
+            };
+            self.inner.store.update(&key.id(), &change).await?;
+            self.invalidate(&key.id());
+            Ok::<_, Error>(())
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                tracing::info!(key.id = %key.id(), "re-hashed API key with current parameters")
+            }
+            Err(e) => tracing::warn!(key.id = %key.id(), error = %e, "could not re-hash API key"),
+        }
+    }
+}
+
+/// The outcomes decided once the secret is proven: revoked, expired, project, scopes.
+fn check_state(record: &KeyRecord, now: Timestamp, req: &Requirements) -> Result<(), AuthError> {
+    if let Some(at) = record.revoked_at {
+        return Err(AuthError::Revoked { id: record.id, at });
+    }
+    if let Some(at) = record.expires_at
+        && now >= at
+    {
+        return Err(AuthError::Expired { id: record.id, at });
+    }
+    if let Some(expected) = &req.project
+        && *expected != record.project
+    {
+        return Err(AuthError::WrongProject {
+            id: record.id,
+            expected: expected.clone(),
+            found: record.project.clone(),
+        });
+    }
+    // The common case (all scopes held) allocates nothing.
+    if !record.scopes.contains_all(&req.scopes) {
+        return Err(AuthError::InsufficientScope {
+            id: record.id,
+            missing: record.scopes.missing(&req.scopes),
+        });
+    }
+    Ok(())
+}

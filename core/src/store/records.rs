@@ -1,0 +1,114 @@
+//! The [`RecordStore`] contract: key records and the change feed that keeps every
+//! instance's verify cache coherent (docs/ARCHITECTURE.md, "The store contract").
+
+use async_trait::async_trait;
+use std::fmt;
+
+use crate::error::StoreError;
+use crate::key::KeyId;
+use crate::time::Timestamp;
+
+use super::record::{KeyChange, KeyRecord, ListQuery};
+
+/// How many change-log entries a store keeps unless configured otherwise: a reader further
+/// behind than this is told to resync (drop its whole cache) by
+/// [`RecordStore::changes_since`].
+pub const DEFAULT_CHANGE_LOG_LEN: u64 = 100_000;
+
+/// Keys changed since a revision, for cache invalidation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// The store's current revision; pass it to the next call.
+    pub revision: u64,
+    /// The ids changed after the revision asked for (possibly with repeats).
+    pub ids: Vec<KeyId>,
+    /// The store no longer knows all changes since that revision: drop every cached entry.
+    pub resync: bool,
+}
+
+/// A message from a push-based change feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeEvent {
+    /// This key changed (revoked, rotated, expiry, scopes, metadata…).
+    Changed(KeyId),
+    /// Changes may have been missed (e.g. the feed's connection dropped): drop every cached
+    /// entry.
+    Resync,
+}
+
+impl Changes {
+    /// The answer to `changes_since(asked)` of a store whose change log holds the ids
+    /// `ids` changed after `asked`, whose current revision is `current`, and whose oldest
+    /// logged revision is `oldest_logged` (`None` when the log is empty). The log holds every
+    /// change after `oldest_logged - 1`; a reader that asks for an older revision may have
+    /// missed changes and must resync. This is the one statement of that rule: every store
+    /// answers through it.
+    ///
+    /// ```
+    /// use keyward::Changes;
+    /// // The log holds revisions 5..=9 (older entries were trimmed).
+    /// assert!(!Changes::from_log(4, 9, Some(5), vec![]).resync); // 5..=9 are all logged
+    /// assert!(Changes::from_log(3, 9, Some(5), vec![]).resync);  // revision 4 is gone
+    /// assert!(!Changes::from_log(9, 9, None, vec![]).resync);    // nothing happened since
+    /// assert!(Changes::from_log(2, 9, None, vec![]).resync);     // an empty log after trimming
+    /// ```
+    pub fn from_log(asked: u64, current: u64, oldest_logged: Option<u64>, ids: Vec<KeyId>) -> Self {
+        let oldest_kept = oldest_logged.map_or(current, |oldest| oldest.saturating_sub(1));
+        Changes {
+            revision: current,
+            ids,
+            resync: asked < oldest_kept,
+        }
+    }
+}
+
+/// Key records and their change feed. Implementations must make every method atomic with
+/// respect to concurrent callers in any process sharing the backend. Part of [`KeyStore`](super::KeyStore).
+///
+/// The shared conformance suite (`keyward::conformance`, feature `test-util`) states the
+/// contract as tests; every store runs it.
+#[async_trait]
+pub trait RecordStore: Send + Sync + fmt::Debug + 'static {
+    /// Inserts a new record.
+    ///
+    /// # Errors
+    /// [`StoreError::AlreadyExists`] if the id is taken; otherwise the backend's failure.
+    async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError>;
+
+    /// Inserts many records (bulk loading, migrations between stores), in one transaction
+    /// where the backend has them. Fails on the first duplicate id (a store with
+    /// transactions inserts none of them then).
+    ///
+    /// # Errors
+    /// [`StoreError::AlreadyExists`] for a taken id; otherwise the backend's failure.
+    async fn insert_many(&self, records: &[KeyRecord]) -> Result<(), StoreError>;
+
+    /// Fetches a record by id; `Ok(None)` when there is none.
+    async fn get(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError>;
+
+    /// Lists records matching the query, ordered by `(created_at, id)`, at most `limit`.
+    async fn list(&self, query: &ListQuery) -> Result<Vec<KeyRecord>, StoreError>;
+
+    /// Applies a change atomically and returns the updated record (`Ok(None)` if the id is
+    /// unknown). Every successful update advances the store's revision and records the id as
+    /// changed.
+    async fn update(&self, id: &KeyId, change: &KeyChange)
+    -> Result<Option<KeyRecord>, StoreError>;
+
+    /// Records last-used times in one batch; a time earlier than the stored one is ignored.
+    /// Unknown ids are skipped. Does not advance the revision.
+    async fn record_usage(&self, used: &[(KeyId, Timestamp)]) -> Result<(), StoreError>;
+
+    /// The ids changed after `revision` and the current revision. A store that keeps a
+    /// bounded change log answers `resync: true` when `revision` is older than its log
+    /// (build the answer with [`Changes::from_log`]).
+    async fn changes_since(&self, revision: u64) -> Result<Changes, StoreError>;
+
+    /// A push-based change feed: `Ok(Some(receiver))` from a backend that has one
+    /// (PostgreSQL `LISTEN/NOTIFY`); `Ok(None)` from one that does not, whose changes the
+    /// manager then polls with [`RecordStore::changes_since`]. Either answer is a working
+    /// store: there is no default, so each store states which it is.
+    async fn subscribe(
+        &self,
+    ) -> Result<Option<tokio::sync::mpsc::Receiver<ChangeEvent>>, StoreError>;
+}

@@ -1,0 +1,133 @@
+//! The [`UsageStore`] contract: usage counters (quotas, credits) and named settings, and the
+//! one place where the persisted names of counters and settings are built.
+
+use std::fmt;
+
+use async_trait::async_trait;
+
+use crate::error::StoreError;
+use crate::key::KeyId;
+use crate::name::Project;
+use crate::time::Timestamp;
+
+/// Which usage counter: the persisted name of each is built by [`Counter::name`] and nowhere
+/// else, so a counter can never be split by a misspelt name.
+///
+/// ```
+/// use keyward::{Counter, Timestamp};
+/// let project = "web-app".parse()?;
+/// assert_eq!(Counter::ProjectEvents(&project).name(), "project:web-app:events");
+/// let bucket = Counter::ProjectEvents(&project).bucket(Timestamp::from_unix_millis(0));
+/// assert_eq!(bucket.counter, "project:web-app:events");
+/// # Ok::<(), keyward::InvalidValue>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Counter<'a> {
+    /// Events counted against a project's quota.
+    ProjectEvents(&'a Project),
+    /// Events counted against a key's own quota.
+    KeyEvents(KeyId),
+    /// Credits a key has spent.
+    KeyCredits(KeyId),
+}
+
+impl Counter<'_> {
+    /// The persisted name, e.g. `project:web-app:events` or `key:7Kq2mZ9xA1bC:credits`.
+    pub fn name(&self) -> String {
+        match self {
+            Counter::ProjectEvents(project) => format!("project:{project}:events"),
+            Counter::KeyEvents(id) => format!("key:{id}:events"),
+            Counter::KeyCredits(id) => format!("key:{id}:credits"),
+        }
+    }
+
+    /// This counter in the period that starts at `period_start`.
+    pub fn bucket(&self, period_start: Timestamp) -> UsageBucket {
+        UsageBucket {
+            counter: self.name(),
+            period_start,
+        }
+    }
+}
+
+/// Which named setting: the persisted name of each is built by [`Setting::name`] and nowhere
+/// else.
+///
+/// ```
+/// let project = "web-app".parse()?;
+/// assert_eq!(keyward::Setting::ProjectQuota(&project).name(), "quota:project:web-app");
+/// # Ok::<(), keyward::InvalidValue>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Setting<'a> {
+    /// A project's event quota (a JSON [`Quota`](crate::Quota)).
+    ProjectQuota(&'a Project),
+}
+
+impl Setting<'_> {
+    /// The persisted name, e.g. `quota:project:web-app`.
+    pub fn name(&self) -> String {
+        match self {
+            Setting::ProjectQuota(project) => format!("quota:project:{project}"),
+        }
+    }
+}
+
+/// A usage counter: a named bucket (e.g. a project's monthly events) in one period.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UsageBucket {
+    /// The counter's name, e.g. `project:web-app:events`.
+    pub counter: String,
+    /// The start of the period; a new period starts a new count at zero.
+    pub period_start: Timestamp,
+}
+
+/// The result of [`UsageStore::consume`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consumption {
+    /// The amount was added; `used` is the new total for the period.
+    Granted {
+        /// Total used in the period, including this amount.
+        used: u64,
+    },
+    /// Adding the amount would exceed the limit; nothing was added.
+    Refused {
+        /// Total used in the period (unchanged).
+        used: u64,
+    },
+}
+
+/// Usage counters and named settings. Implementations must make every method atomic with
+/// respect to concurrent callers in any process sharing the backend. Part of
+/// [`KeyStore`](super::KeyStore).
+#[async_trait]
+pub trait UsageStore: Send + Sync + fmt::Debug + 'static {
+    /// Atomically adds `amount` to the bucket's count if the result stays within `limit`;
+    /// otherwise adds nothing. Never over-spends under concurrency. SQL stores keep counts as
+    /// signed 64-bit integers: a total above `i64::MAX` is refused like one above the limit.
+    async fn consume(
+        &self,
+        bucket: &UsageBucket,
+        amount: u64,
+        limit: u64,
+    ) -> Result<Consumption, StoreError>;
+
+    /// Atomically subtracts up to `amount` from the bucket's count (never below zero): gives
+    /// back units consumed for a request that was then refused by another limit.
+    async fn release(&self, bucket: &UsageBucket, amount: u64) -> Result<(), StoreError>;
+
+    /// The bucket's count (zero when it has none).
+    async fn usage(&self, bucket: &UsageBucket) -> Result<u64, StoreError>;
+
+    /// Reads a named setting (e.g. a project's quota), `Ok(None)` when unset.
+    async fn get_setting(&self, name: &str) -> Result<Option<serde_json::Value>, StoreError>;
+
+    /// Writes (`Some`) or deletes (`None`) a named setting.
+    async fn put_setting(
+        &self,
+        name: &str,
+        value: Option<&serde_json::Value>,
+    ) -> Result<(), StoreError>;
+}
