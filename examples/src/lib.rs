@@ -60,14 +60,6 @@ pub enum OpenStoreError {
     /// The URL is empty.
     #[error("the store URL is empty: pass --db sqlite:keyward.db or set KEYWARD_DB")]
     Empty,
-    /// A store this build knows of but does not include yet.
-    #[error(
-        "{scheme}:// stores are not supported in this build yet; use a SQLite store (--db sqlite:keyward.db)"
-    )]
-    Unsupported {
-        /// The URL scheme, e.g. `postgres`.
-        scheme: String,
-    },
     /// A URL scheme no store answers to.
     #[error(
         "unknown store URL scheme '{scheme}': use sqlite:PATH, sqlite://PATH, sqlite::memory: or a file path"
@@ -92,7 +84,7 @@ pub enum OpenStoreError {
 /// This is the one place that maps URLs to stores: add a backend here.
 ///
 /// # Errors
-/// [`OpenStoreError`] for an empty, unsupported or unknown URL, or when the store fails to
+/// [`OpenStoreError`] for an empty URL or an unknown scheme, or when the store fails to
 /// open.
 pub async fn open_store(url: &str) -> Result<Arc<dyn KeyStore>, OpenStoreError> {
     let url = url.trim();
