@@ -1,8 +1,9 @@
 #![doc = include_str!("../README.md")]
 //!
 //! This library holds the code the binaries share: opening a store from a URL
-//! ([`open_store`]), choosing the hash parameters ([`hash_params_from_env`]) and rendering key
-//! lists ([`render_table`]), running a binary's async `main` ([`run_main`]), plus an axum adapter ([`axum_keyward`]) and the example ingestion
+//! ([`open_store`]), choosing the hash parameters ([`hash_params_from_env`]), rendering key
+//! lists ([`render_table`]), setting up logging ([`init_logging`]) and running a binary's async
+//! `main` ([`run_main`]), plus an axum adapter ([`axum_keyward`]) and the example ingestion
 //! server ([`server`]).
 #![forbid(unsafe_code)]
 
@@ -10,9 +11,11 @@ pub mod axum_keyward;
 pub mod server;
 
 use std::fmt::Write as _;
+use std::io::IsTerminal as _;
 use std::sync::Arc;
 
 use keyward::{HashParams, KeyInfo, KeyStore, StoreError, Timestamp};
+use tracing_subscriber::EnvFilter;
 
 /// Runs `work` on a multi-thread Tokio runtime and turns its outcome into the process's exit
 /// status: success, or the error printed as `error: …` on stderr and a failure status.
@@ -41,6 +44,22 @@ pub fn run_main(
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Installs the global `tracing` subscriber of a binary: logs go to stderr (with colours when
+/// stderr is a terminal), filtered by `RUST_LOG`, or by `default_filter` (e.g. `"warn"`) when
+/// `RUST_LOG` is unset or invalid.
+///
+/// Call it once, at the start of `main`: a second call panics, since the global subscriber can
+/// be set only once.
+pub fn init_logging(default_filter: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
 }
 
 /// The store the CLI uses when neither `--db` nor `KEYWARD_DB` is given: a SQLite file

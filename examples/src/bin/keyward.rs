@@ -21,7 +21,6 @@ use keyward::{
 use keyward_examples::{
     DEFAULT_DB_URL, OpenStoreError, format_time, hash_params_from_env, open_store, render_table,
 };
-use tracing_subscriber::EnvFilter;
 use zeroize::Zeroizing;
 
 /// The variable `verify` reads the key from (and `doctor` diagnoses by default).
@@ -232,7 +231,7 @@ impl From<keyward::InvalidValue> for Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse(); // exits 2 on a usage error, 0 for --help/--version
-    init_logging();
+    keyward_examples::init_logging("warn");
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -250,15 +249,6 @@ fn main() -> ExitCode {
             ExitCode::from(f.code)
         }
     }
-}
-
-fn init_logging() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(io::stderr)
-        .with_ansi(io::stderr().is_terminal())
-        .init();
 }
 
 async fn run(cli: Cli) -> Result<ExitCode, Failure> {
