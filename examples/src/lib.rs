@@ -1,10 +1,10 @@
 #![doc = include_str!("../README.md")]
 //!
 //! This library holds the code the binaries share: opening a store from a URL
-//! ([`open_store`]), choosing the hash parameters ([`hash_params_from_env`]), rendering key
-//! lists ([`render_table`]), setting up logging ([`init_logging`]) and running a binary's async
-//! `main` ([`run_main`]), plus an axum adapter ([`axum_keyward`]) and the example ingestion
-//! server ([`server`]).
+//! ([`open_store`]), choosing the hash parameters ([`hash_params_from_env`]), fetching and
+//! rendering key lists ([`list_all`], [`render_table`]), setting up logging ([`init_logging`])
+//! and running a binary's async `main` ([`run_main`]), plus an axum adapter ([`axum_keyward`])
+//! and the example ingestion server ([`server`]).
 #![forbid(unsafe_code)]
 
 pub mod axum_keyward;
@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 use std::io::IsTerminal as _;
 use std::sync::Arc;
 
-use keyward::{HashParams, KeyInfo, KeyStore, StoreError, Timestamp};
+use keyward::{Error, HashParams, KeyInfo, KeyManager, KeyStore, ListQuery, StoreError, Timestamp};
 use tracing_subscriber::EnvFilter;
 
 /// Runs `work` on a multi-thread Tokio runtime and turns its outcome into the process's exit
@@ -135,6 +135,26 @@ fn scheme_of(url: &str) -> Option<&str> {
     valid.then_some(scheme)
 }
 
+/// Lists every key that `query`'s filters select, fetching [`KeyManager::list`] page after page
+/// of `query.limit` keys (each page starting after the last key of the one before), from
+/// `query.after` on. A page shorter than the limit is the last one.
+///
+/// # Errors
+/// The first error [`KeyManager::list`] returns (the keys already fetched are dropped).
+pub async fn list_all(manager: &KeyManager, mut query: ListQuery) -> Result<Vec<KeyInfo>, Error> {
+    let mut keys: Vec<KeyInfo> = Vec::new();
+    loop {
+        let page = manager.list(&query).await?;
+        let full = page.len() >= query.limit as usize;
+        query.after = page.last().map(|k| (k.created_at, k.id));
+        keys.extend(page);
+        if !full || query.after.is_none() {
+            break;
+        }
+    }
+    Ok(keys)
+}
+
 /// The hash parameters to issue keys with: [`HashParams::default`] (OWASP's minimum), or
 /// [`HashParams::INSECURE_TEST_ONLY`] when the variable [`INSECURE_FAST_HASH_VAR`] is `1`,
 /// with a warning on stderr. Test suites set it so that each CLI call hashes in microseconds.
@@ -241,6 +261,8 @@ pub fn render_table(keys: &[KeyInfo]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use keyward::IssueRequest;
+
     use super::*;
 
     #[test]
@@ -263,6 +285,36 @@ mod tests {
             .unwrap_or_default();
         assert!(!err.is_empty(), "connecting to a closed port must fail");
         assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn list_all_fetches_every_page_including_after_an_exactly_full_one() {
+        let store = open_store("sqlite::memory:").await.unwrap();
+        let manager = KeyManager::builder_arc(store)
+            .hash_params(HashParams::INSECURE_TEST_ONLY)
+            .build()
+            .unwrap();
+        for env in ["dev", "dev", "dev", "dev", "prd"] {
+            let req = IssueRequest::new("web-app".parse().unwrap(), env.parse().unwrap())
+                .scopes(["read"])
+                .unwrap();
+            manager.issue(req).await.unwrap();
+        }
+        let dev = Some("dev".parse().unwrap());
+        for limit in [1, 2, 3, 4, 100] {
+            let query = ListQuery {
+                environment: dev,
+                limit,
+                ..ListQuery::default()
+            };
+            let keys = list_all(&manager, query).await.unwrap();
+            let order: Vec<_> = keys.iter().map(|k| (k.created_at, k.id)).collect();
+            let mut sorted = order.clone();
+            sorted.sort();
+            sorted.dedup();
+            assert_eq!(order, sorted, "limit {limit}: in order, no repeats");
+            assert_eq!(keys.len(), 4, "limit {limit}");
+        }
     }
 
     #[test]

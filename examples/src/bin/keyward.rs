@@ -14,12 +14,13 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use keyward::client::{KeyExpectation, diagnose};
 use keyward::{
-    ApiKey, Credits, Environment, Error, HashParams, IssueRequest, KeyId, KeyInfo, KeyLimits,
-    KeyManager, KeyStore, ListQuery, Period, Prefix, Project, Quota, QuotaUsage, RateLimit, Refill,
+    ApiKey, Credits, Environment, Error, HashParams, IssueRequest, KeyId, KeyLimits, KeyManager,
+    KeyStore, ListQuery, Period, Prefix, Project, Quota, QuotaUsage, RateLimit, Refill,
     Requirements, Scope, parse_duration,
 };
 use keyward_examples::{
-    DEFAULT_DB_URL, OpenStoreError, format_time, hash_params_from_env, open_store, render_table,
+    DEFAULT_DB_URL, OpenStoreError, format_time, hash_params_from_env, list_all, open_store,
+    render_table,
 };
 use zeroize::Zeroizing;
 
@@ -514,21 +515,12 @@ async fn verify(db: &str, prefix: Prefix, args: VerifyArgs) -> Result<ExitCode, 
 
 async fn list(db: &str, prefix: Prefix, args: ListArgs) -> Result<ExitCode, Failure> {
     let manager = manager(db, prefix, &[], None).await?;
-    let mut query = ListQuery {
+    let query = ListQuery {
         project: args.project,
         environment: args.env,
         ..ListQuery::default()
     };
-    let mut keys: Vec<KeyInfo> = Vec::new();
-    loop {
-        let page = manager.list(&query).await?;
-        let full = page.len() >= query.limit as usize;
-        query.after = page.last().map(|k| (k.created_at, k.id));
-        keys.extend(page);
-        if !full || query.after.is_none() {
-            break;
-        }
-    }
+    let keys = list_all(&manager, query).await?;
     let text = if args.json {
         let mut s = serde_json::to_string_pretty(&keys)
             .map_err(|e| Failure::usage(format!("cannot encode the list as JSON: {e}")))?;
