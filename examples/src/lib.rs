@@ -81,7 +81,7 @@ pub enum OpenStoreError {
     Empty,
     /// A URL scheme no store answers to.
     #[error(
-        "unknown store URL scheme '{scheme}': use sqlite:PATH, sqlite://PATH, sqlite::memory: or a file path"
+        "unknown store URL scheme '{scheme}': use sqlite:PATH, sqlite://PATH, sqlite::memory:, a file path or postgres://…"
     )]
     UnknownScheme {
         /// The URL scheme.

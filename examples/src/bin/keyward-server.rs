@@ -28,7 +28,8 @@ use keyward_examples::{DEFAULT_DB_URL, hash_params_from_env, open_store, server}
                   Set KEYWARD_INSECURE_FAST_HASH=1 only in tests: it hashes with weak parameters."
 )]
 struct Args {
-    /// The key store: sqlite:PATH, sqlite://PATH, sqlite::memory: or a file path.
+    /// The key store: sqlite:PATH, sqlite://PATH, sqlite::memory:, a file path (SQLite), or
+    /// postgres://… (PostgreSQL).
     #[arg(long, value_name = "URL", env = "KEYWARD_DB", default_value = DEFAULT_DB_URL,
           hide_env_values = true)]
     db: String,

@@ -40,7 +40,8 @@ const EXIT_USAGE: u8 = 2;
                   Set KEYWARD_INSECURE_FAST_HASH=1 only in tests: it hashes with weak parameters."
 )]
 struct Cli {
-    /// The key store: sqlite:PATH, sqlite://PATH, sqlite::memory: or a file path.
+    /// The key store: sqlite:PATH, sqlite://PATH, sqlite::memory:, a file path (SQLite), or
+    /// postgres://… (PostgreSQL).
     #[arg(long, global = true, value_name = "URL", env = "KEYWARD_DB",
           default_value = DEFAULT_DB_URL, hide_env_values = true)]
     db: String,
