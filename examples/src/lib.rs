@@ -1,18 +1,21 @@
 #![doc = include_str!("../README.md")]
 //!
 //! This library holds the code the binaries share: opening a store from a URL
-//! ([`open_store`]), choosing the hash parameters ([`hash_params_from_env`]) and rendering key
-//! lists ([`render_table`]), running a binary's async `main` ([`run_main`]), plus an axum adapter ([`axum_keyward`]) and the example ingestion
-//! server ([`server`]).
+//! ([`open_store`]), choosing the hash parameters ([`hash_params_from_env`]), fetching and
+//! rendering key lists ([`list_all`], [`render_table`]), setting up logging ([`init_logging`])
+//! and running a binary's async `main` ([`run_main`]), plus an axum adapter ([`axum_keyward`])
+//! and the example ingestion server ([`server`]).
 #![forbid(unsafe_code)]
 
 pub mod axum_keyward;
 pub mod server;
 
 use std::fmt::Write as _;
+use std::io::IsTerminal as _;
 use std::sync::Arc;
 
-use keyward::{HashParams, KeyInfo, KeyStore, StoreError, Timestamp};
+use keyward::{Error, HashParams, KeyInfo, KeyManager, KeyStore, ListQuery, StoreError, Timestamp};
+use tracing_subscriber::EnvFilter;
 
 /// Runs `work` on a multi-thread Tokio runtime and turns its outcome into the process's exit
 /// status: success, or the error printed as `error: …` on stderr and a failure status.
@@ -43,6 +46,22 @@ pub fn run_main(
     }
 }
 
+/// Installs the global `tracing` subscriber of a binary: logs go to stderr (with colours when
+/// stderr is a terminal), filtered by `RUST_LOG`, or by `default_filter` (e.g. `"warn"`) when
+/// `RUST_LOG` is unset or invalid.
+///
+/// Call it once, at the start of `main`: a second call panics, since the global subscriber can
+/// be set only once.
+pub fn init_logging(default_filter: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
 /// The store the CLI uses when neither `--db` nor `KEYWARD_DB` is given: a SQLite file
 /// `keyward.db` in the current directory.
 pub const DEFAULT_DB_URL: &str = "sqlite:keyward.db";
@@ -60,17 +79,9 @@ pub enum OpenStoreError {
     /// The URL is empty.
     #[error("the store URL is empty: pass --db sqlite:keyward.db or set KEYWARD_DB")]
     Empty,
-    /// A store this build knows of but does not include yet.
-    #[error(
-        "{scheme}:// stores are not supported in this build yet; use a SQLite store (--db sqlite:keyward.db)"
-    )]
-    Unsupported {
-        /// The URL scheme, e.g. `postgres`.
-        scheme: String,
-    },
     /// A URL scheme no store answers to.
     #[error(
-        "unknown store URL scheme '{scheme}': use sqlite:PATH, sqlite://PATH, sqlite::memory: or a file path"
+        "unknown store URL scheme '{scheme}': use sqlite:PATH, sqlite://PATH, sqlite::memory:, a file path or postgres://…"
     )]
     UnknownScheme {
         /// The URL scheme.
@@ -92,7 +103,7 @@ pub enum OpenStoreError {
 /// This is the one place that maps URLs to stores: add a backend here.
 ///
 /// # Errors
-/// [`OpenStoreError`] for an empty, unsupported or unknown URL, or when the store fails to
+/// [`OpenStoreError`] for an empty URL or an unknown scheme, or when the store fails to
 /// open.
 pub async fn open_store(url: &str) -> Result<Arc<dyn KeyStore>, OpenStoreError> {
     let url = url.trim();
@@ -122,6 +133,26 @@ fn scheme_of(url: &str) -> Option<&str> {
         && scheme.len() >= 2
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+.-".contains(c));
     valid.then_some(scheme)
+}
+
+/// Lists every key that `query`'s filters select, fetching [`KeyManager::list`] page after page
+/// of `query.limit` keys (each page starting after the last key of the one before), from
+/// `query.after` on. A page shorter than the limit is the last one.
+///
+/// # Errors
+/// The first error [`KeyManager::list`] returns (the keys already fetched are dropped).
+pub async fn list_all(manager: &KeyManager, mut query: ListQuery) -> Result<Vec<KeyInfo>, Error> {
+    let mut keys: Vec<KeyInfo> = Vec::new();
+    loop {
+        let page = manager.list(&query).await?;
+        let full = page.len() >= query.limit as usize;
+        query.after = page.last().map(|k| (k.created_at, k.id));
+        keys.extend(page);
+        if !full || query.after.is_none() {
+            break;
+        }
+    }
+    Ok(keys)
 }
 
 /// The hash parameters to issue keys with: [`HashParams::default`] (OWASP's minimum), or
@@ -230,6 +261,8 @@ pub fn render_table(keys: &[KeyInfo]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use keyward::IssueRequest;
+
     use super::*;
 
     #[test]
@@ -252,6 +285,36 @@ mod tests {
             .unwrap_or_default();
         assert!(!err.is_empty(), "connecting to a closed port must fail");
         assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn list_all_fetches_every_page_including_after_an_exactly_full_one() {
+        let store = open_store("sqlite::memory:").await.unwrap();
+        let manager = KeyManager::builder_arc(store)
+            .hash_params(HashParams::INSECURE_TEST_ONLY)
+            .build()
+            .unwrap();
+        for env in ["dev", "dev", "dev", "dev", "prd"] {
+            let req = IssueRequest::new("web-app".parse().unwrap(), env.parse().unwrap())
+                .scopes(["read"])
+                .unwrap();
+            manager.issue(req).await.unwrap();
+        }
+        let dev = Some("dev".parse().unwrap());
+        for limit in [1, 2, 3, 4, 100] {
+            let query = ListQuery {
+                environment: dev,
+                limit,
+                ..ListQuery::default()
+            };
+            let keys = list_all(&manager, query).await.unwrap();
+            let order: Vec<_> = keys.iter().map(|k| (k.created_at, k.id)).collect();
+            let mut sorted = order.clone();
+            sorted.sort();
+            sorted.dedup();
+            assert_eq!(order, sorted, "limit {limit}: in order, no repeats");
+            assert_eq!(keys.len(), 4, "limit {limit}");
+        }
     }
 
     #[test]

@@ -40,6 +40,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
 use crate::axum_keyward::{KeywardLayer, VerifiedKey, into_response};
+use crate::list_all;
 
 /// The realm in this server's `WWW-Authenticate` challenges.
 pub const REALM: &str = "keyward";
@@ -494,25 +495,14 @@ async fn list_keys(
     State(state): State<AppState>,
     VerifiedKey(who): VerifiedKey,
 ) -> Result<Response, Response> {
-    let mut query = ListQuery {
+    let query = ListQuery {
         project: Some(who.project),
         environment: Some(who.environment),
         ..ListQuery::default()
     };
-    let mut keys: Vec<KeyInfo> = Vec::new();
-    loop {
-        let page = state
-            .manager
-            .list(&query)
-            .await
-            .map_err(fail(&state.manager))?;
-        let full = page.len() >= query.limit as usize;
-        query.after = page.last().map(|k| (k.created_at, k.id));
-        keys.extend(page);
-        if !full || query.after.is_none() {
-            break;
-        }
-    }
+    let keys = list_all(&state.manager, query)
+        .await
+        .map_err(fail(&state.manager))?;
     Ok(json_response(StatusCode::OK, &keys))
 }
 

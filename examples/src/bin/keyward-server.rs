@@ -10,14 +10,13 @@
 
 #![forbid(unsafe_code)]
 
-use std::io::{self, IsTerminal, Write};
+use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::Parser;
 use keyward::{Environment, KeyManager, Prefix};
 use keyward_examples::{DEFAULT_DB_URL, hash_params_from_env, open_store, server};
-use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -29,7 +28,8 @@ use tracing_subscriber::EnvFilter;
                   Set KEYWARD_INSECURE_FAST_HASH=1 only in tests: it hashes with weak parameters."
 )]
 struct Args {
-    /// The key store: sqlite:PATH, sqlite://PATH, sqlite::memory: or a file path.
+    /// The key store: sqlite:PATH, sqlite://PATH, sqlite::memory:, a file path (SQLite), or
+    /// postgres://… (PostgreSQL).
     #[arg(long, value_name = "URL", env = "KEYWARD_DB", default_value = DEFAULT_DB_URL,
           hide_env_values = true)]
     db: String,
@@ -49,17 +49,8 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    init_logging();
+    keyward_examples::init_logging("info");
     keyward_examples::run_main(run(args))
-}
-
-fn init_logging() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(io::stderr)
-        .with_ansi(io::stderr().is_terminal())
-        .init();
 }
 
 async fn run(args: Args) -> Result<(), String> {

@@ -14,14 +14,14 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use keyward::client::{KeyExpectation, diagnose};
 use keyward::{
-    ApiKey, Credits, Environment, Error, HashParams, IssueRequest, KeyId, KeyInfo, KeyLimits,
-    KeyManager, KeyStore, ListQuery, Period, Prefix, Project, Quota, QuotaUsage, RateLimit, Refill,
+    ApiKey, Credits, Environment, Error, HashParams, IssueRequest, KeyId, KeyLimits, KeyManager,
+    KeyStore, ListQuery, Period, Prefix, Project, Quota, QuotaUsage, RateLimit, Refill,
     Requirements, Scope, parse_duration,
 };
 use keyward_examples::{
-    DEFAULT_DB_URL, OpenStoreError, format_time, hash_params_from_env, open_store, render_table,
+    DEFAULT_DB_URL, OpenStoreError, format_time, hash_params_from_env, list_all, open_store,
+    render_table,
 };
-use tracing_subscriber::EnvFilter;
 use zeroize::Zeroizing;
 
 /// The variable `verify` reads the key from (and `doctor` diagnoses by default).
@@ -40,7 +40,8 @@ const EXIT_USAGE: u8 = 2;
                   Set KEYWARD_INSECURE_FAST_HASH=1 only in tests: it hashes with weak parameters."
 )]
 struct Cli {
-    /// The key store: sqlite:PATH, sqlite://PATH, sqlite::memory: or a file path.
+    /// The key store: sqlite:PATH, sqlite://PATH, sqlite::memory:, a file path (SQLite), or
+    /// postgres://… (PostgreSQL).
     #[arg(long, global = true, value_name = "URL", env = "KEYWARD_DB",
           default_value = DEFAULT_DB_URL, hide_env_values = true)]
     db: String,
@@ -232,7 +233,7 @@ impl From<keyward::InvalidValue> for Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse(); // exits 2 on a usage error, 0 for --help/--version
-    init_logging();
+    keyward_examples::init_logging("warn");
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -250,15 +251,6 @@ fn main() -> ExitCode {
             ExitCode::from(f.code)
         }
     }
-}
-
-fn init_logging() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(io::stderr)
-        .with_ansi(io::stderr().is_terminal())
-        .init();
 }
 
 async fn run(cli: Cli) -> Result<ExitCode, Failure> {
@@ -524,21 +516,12 @@ async fn verify(db: &str, prefix: Prefix, args: VerifyArgs) -> Result<ExitCode, 
 
 async fn list(db: &str, prefix: Prefix, args: ListArgs) -> Result<ExitCode, Failure> {
     let manager = manager(db, prefix, &[], None).await?;
-    let mut query = ListQuery {
+    let query = ListQuery {
         project: args.project,
         environment: args.env,
         ..ListQuery::default()
     };
-    let mut keys: Vec<KeyInfo> = Vec::new();
-    loop {
-        let page = manager.list(&query).await?;
-        let full = page.len() >= query.limit as usize;
-        query.after = page.last().map(|k| (k.created_at, k.id));
-        keys.extend(page);
-        if !full || query.after.is_none() {
-            break;
-        }
-    }
+    let keys = list_all(&manager, query).await?;
     let text = if args.json {
         let mut s = serde_json::to_string_pretty(&keys)
             .map_err(|e| Failure::usage(format!("cannot encode the list as JSON: {e}")))?;
