@@ -1,4 +1,4 @@
-//! `KeyStore::consume` per store: the atomic quota counter every event batch and every
+//! `UsageStore::consume` per store: the atomic quota counter every event batch and every
 //! credit-limited verify goes through (issue 6), and `KeyManager::consume_events` with a
 //! project quota on top (the setting is cached, so it is one store call as well).
 #![allow(clippy::unwrap_used, clippy::expect_used)]

@@ -59,7 +59,7 @@ pub const DEFAULT_RECORDS: usize = 100_000;
 /// benchmark runs once and populating 100,000 rows would only slow the test run down.
 pub const TEST_MODE_RECORDS: usize = 1_000;
 
-/// Records per [`KeyStore::insert_many`] call while populating.
+/// Records per [`RecordStore::insert_many`](keyward::RecordStore::insert_many) call while populating.
 pub const CHUNK: usize = 5_000;
 
 /// Whether this process is a real benchmark run (`cargo bench` passes `--bench`), rather
@@ -200,7 +200,7 @@ impl BenchStore {
     }
 
     /// Inserts `count` records (fresh ids, one shared dummy PHC) with
-    /// [`KeyStore::insert_many`] in chunks of [`CHUNK`], `parallel` chunks at a time; returns
+    /// [`RecordStore::insert_many`](keyward::RecordStore::insert_many) in chunks of [`CHUNK`], `parallel` chunks at a time; returns
     /// the ids and how long it took.
     ///
     /// # Errors

@@ -145,7 +145,7 @@ enum Timed {
     VerifyParsed,
     /// `ApiKey::parse` alone.
     Parse,
-    /// `KeyStore::get` of the key's id alone.
+    /// `RecordStore::get` of the key's id alone.
     StoreGet,
 }
 
@@ -402,7 +402,7 @@ async fn run() -> usize {
     ));
     let r = analyse(&measure(&cold, pair, samples(1_000_000), Timed::StoreGet).await);
     leaks += usize::from(print(
-        "control: the store lookup alone (KeyStore::get), known vs unknown id",
+        "control: the store lookup alone (RecordStore::get), known vs unknown id",
         ["known id (record decoded)", "unknown id (None)"],
         Some("a hit decodes a record, a miss does not"),
         &r,

@@ -1,5 +1,5 @@
-//! Names: the rule every name-like value follows ([`validate_name`]), project names
-//! ([`Project`]) and a key's display name ([`validate_key_name`]).
+//! Names: the rule every name-like value follows, project names ([`Project`]) and the rule
+//! for a key's display name (at most [`MAX_KEY_NAME_LEN`] bytes, no control characters).
 
 use std::fmt;
 use std::str::FromStr;

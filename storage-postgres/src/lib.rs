@@ -113,7 +113,7 @@ const CHANGES_SINCE: &str = "SELECT r.revision,
             AS ids
     FROM keyward_revision r";
 
-/// A [`KeyStore`] in PostgreSQL, on a sqlx [`PgPool`]. Clones share the pool.
+/// A [`KeyStore`](keyward::KeyStore) in PostgreSQL, on a sqlx [`PgPool`]. Clones share the pool.
 ///
 /// The tables (`keyward_keys`, `keyward_changes`, `keyward_revision`, `keyward_usage`,
 /// `keyward_migrations`) live in the connections' current schema: the first existing schema
@@ -122,7 +122,7 @@ const CHANGES_SINCE: &str = "SELECT r.revision,
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-/// use keyward::KeyStore;
+/// use keyward::RecordStore;
 /// let store = keyward_postgres::PostgresStore::connect("postgres://postgres@127.0.0.1/app").await?;
 /// assert!(store.get(&"7Kq2mZ9xA1bC".parse()?).await?.is_none());
 /// # Ok(())

@@ -25,10 +25,10 @@
 //! invalidation happened since it read the store, so a verify racing a revocation can never
 //! re-insert the revoked key's old state.
 //!
-//! **The rules live here.** The verify path asks [`VerifyCache::lookup`] and, on a miss,
-//! [`VerifyCache::cold`]; what it gets back says what to do and carries the means to finish:
-//! a [`Renewal`] caches a revalidated record, a [`ColdGuard`] holds the id's single-flight
-//! lock and the epoch, and caches the verified record or counts the failure. Epochs, the
+//! **The rules live here.** The verify path asks the cache's `lookup` and, on a miss, its
+//! `cold`; what it gets back says what to do and carries the means to finish: a `Renewal`
+//! caches a revalidated record, a `ColdGuard` holds the id's single-flight lock and the
+//! epoch, and caches the verified record or counts the failure. Epochs, the
 //! single-flight map and the failure counters are not reachable from outside this module.
 
 use std::collections::HashMap;
