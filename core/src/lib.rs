@@ -24,12 +24,15 @@ pub mod http;
 pub mod conformance;
 
 pub use cache::CacheConfig;
+pub use client::{Diagnosis, KeyExpectation, LoadError};
 pub use error::{AuthError, Error, StoreError};
 pub use hash::{HashError, HashParams, Hasher, SecretHash, Verdict};
+#[cfg(feature = "http")]
+pub use http::Rejection;
 pub use invalid::{InvalidValue, ValueKind};
 pub use key::{
-    ApiKey, CharDescription, Environment, KeyId, MalformedKey, MaskedKey, Prefix, RandomError,
-    SCANNER_REGEX,
+    ApiKey, CHECK_LEN, CharDescription, Environment, ID_LEN, KeyId, MAX_INPUT_LEN, MalformedKey,
+    MaskedKey, Prefix, RandomError, SCANNER_REGEX, SECRET_LEN,
 };
 pub use manager::{
     EventsAccepted, Identity, IssueRequest, IssuedKey, KeyInfo, KeyManager, KeyManagerBuilder,

@@ -24,8 +24,7 @@ const DAY_MS: i64 = 86_400_000;
 /// A counting period.
 ///
 /// ```
-/// use keyward::quota::Period;
-/// use keyward::Timestamp;
+/// use keyward::{Period, Timestamp};
 /// let p: Period = "month".parse()?;
 /// let now = Timestamp::parse_rfc3339("2026-02-14T09:30:00Z")?;
 /// let (start, end) = p.window(now);

@@ -50,7 +50,8 @@ use axum::response::{IntoResponse, Response};
 use http::header::CONTENT_TYPE;
 use http::request::Parts;
 use http::{HeaderValue, Request, StatusCode};
-use keyward::http::{Rejection, auth_rejection, extract_key, reject_key_in_query, rejection};
+use keyward::Rejection;
+use keyward::http::{auth_rejection, extract_key, reject_key_in_query, rejection};
 use keyward::{Error, Identity, InvalidValue, KeyManager, Project, Requirements};
 use tower::{Layer, Service};
 

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::TestSchema;
-use keyward::key::SECRET_LEN;
+use keyward::SECRET_LEN;
 use keyward::{HashParams, IssueRequest, KeyManager, Requirements, UsageBucket};
 use keyward_postgres::PostgresStore;
 

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use keyward::client::{KeyExpectation, diagnose};
+use keyward::KeyExpectation;
+use keyward::client::diagnose;
 use keyward::{
     ApiKey, Credits, Environment, Error, HashParams, IssueRequest, KeyId, KeyLimits, KeyManager,
     KeyStore, ListQuery, Period, Prefix, Project, Quota, QuotaUsage, RateLimit, Refill,
