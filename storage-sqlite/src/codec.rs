@@ -10,14 +10,14 @@ use keyward::{
 use rusqlite::Row;
 
 use crate::STORE;
-use crate::error::SqliteStoreError;
+use crate::error::SqliteError;
 
 /// The `keys` columns in the order [`decode_record`] reads them.
 pub(crate) const COLUMNS: &str = "id, prefix, project, environment, scopes, name, metadata, \
      created_at, expires_at, revoked_at, last_used_at, secret_hash, rotated_from, limits";
 
 /// A SQLite failure, kept as the source.
-pub(crate) fn backend(e: impl Into<SqliteStoreError>) -> StoreError {
+pub(crate) fn backend(e: impl Into<SqliteError>) -> StoreError {
     StoreError::backend(STORE, e.into())
 }
 

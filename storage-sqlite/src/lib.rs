@@ -20,6 +20,8 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use crate::codec::{COLUMNS, backend, decode_record, limits_json, metadata_json};
+pub use crate::error::SqliteError;
+#[allow(deprecated)]
 pub use crate::error::SqliteStoreError;
 use crate::pool::Pool;
 
@@ -145,7 +147,7 @@ impl SqliteStore {
     ///
     /// # Errors
     /// [`StoreError::Backend`] when the file cannot be opened or migrated; its source is a
-    /// [`SqliteStoreError`] (e.g. [`SqliteStoreError::SchemaTooNew`]).
+    /// [`SqliteError`] (e.g. [`SqliteError::SchemaTooNew`]).
     ///
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
@@ -193,7 +195,7 @@ impl SqliteStore {
     /// A `?mode=rwc` suffix is accepted; other query parameters are not.
     ///
     /// # Errors
-    /// [`StoreError::Backend`] with [`SqliteStoreError::NotSqliteUrl`] as the source for
+    /// [`StoreError::Backend`] with [`SqliteError::NotSqliteUrl`] as the source for
     /// other schemes (the URL itself is not repeated, as it may hold a password), or as
     /// [`SqliteStore::open`].
     ///
@@ -295,7 +297,7 @@ impl SqliteStore {
 }
 
 /// Settings every connection gets.
-fn configure(conn: &Connection, options: &SqliteOptions) -> Result<(), SqliteStoreError> {
+fn configure(conn: &Connection, options: &SqliteOptions) -> Result<(), SqliteError> {
     conn.busy_timeout(options.busy_timeout)?;
     // synchronous=FULL: a commit is on stable storage before it returns, so a revocation
     // survives power loss (NORMAL in WAL mode may lose the last commits).
@@ -307,7 +309,7 @@ fn configure(conn: &Connection, options: &SqliteOptions) -> Result<(), SqliteSto
 /// first open). SQLite does not run the busy handler for this pragma, which needs exclusive
 /// access, so concurrent first opens would fail at once with "database is locked": retry
 /// with backoff within the busy timeout instead.
-fn enable_wal(conn: &Connection, budget: Duration) -> Result<String, SqliteStoreError> {
+fn enable_wal(conn: &Connection, budget: Duration) -> Result<String, SqliteError> {
     let deadline = std::time::Instant::now() + budget;
     let mut pause = Duration::from_millis(1);
     loop {
@@ -324,7 +326,7 @@ fn enable_wal(conn: &Connection, budget: Duration) -> Result<String, SqliteStore
     }
 }
 
-fn open_file(path: PathBuf, options: &SqliteOptions) -> Result<Inner, SqliteStoreError> {
+fn open_file(path: PathBuf, options: &SqliteOptions) -> Result<Inner, SqliteError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -365,7 +367,7 @@ fn open_file(path: PathBuf, options: &SqliteOptions) -> Result<Inner, SqliteStor
     })
 }
 
-fn open_memory(options: &SqliteOptions) -> Result<Inner, SqliteStoreError> {
+fn open_memory(options: &SqliteOptions) -> Result<Inner, SqliteError> {
     let mut conn = Connection::open_in_memory()?;
     configure(&conn, options)?;
     schema::migrate(&mut conn)?;

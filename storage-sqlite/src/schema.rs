@@ -2,7 +2,7 @@
 
 use rusqlite::{Connection, TransactionBehavior};
 
-use crate::error::SqliteStoreError;
+use crate::error::SqliteError;
 
 /// The schema steps, oldest first. Step `i` takes the database from version `i` to `i + 1`.
 /// Never edit a released step: append a new one.
@@ -51,18 +51,18 @@ pub(crate) fn latest() -> i64 {
 /// Brings the database up to [`latest`] inside one `BEGIN IMMEDIATE` transaction, so that
 /// concurrent openers (threads or processes) apply each step exactly once. Returns the
 /// version found before migrating.
-pub(crate) fn migrate(conn: &mut Connection) -> Result<i64, SqliteStoreError> {
+pub(crate) fn migrate(conn: &mut Connection) -> Result<i64, SqliteError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let found: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let latest = latest();
     if found > latest {
-        return Err(SqliteStoreError::SchemaTooNew {
+        return Err(SqliteError::SchemaTooNew {
             found,
             supported: latest,
         });
     }
     if found < 0 {
-        return Err(SqliteStoreError::SchemaUnknown { found });
+        return Err(SqliteError::SchemaUnknown { found });
     }
     for (version, step) in MIGRATIONS
         .iter()

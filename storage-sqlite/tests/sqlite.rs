@@ -13,7 +13,7 @@ use keyward::{
     Consumption, Environment, HashParams, IssueRequest, KeyChange, KeyManager, KeyRecord, KeyStore,
     ListQuery, Project, Requirements, StoreError, Timestamp, UsageBucket,
 };
-use keyward_sqlite::{SCHEMA_VERSION, SqliteOptions, SqliteStore, SqliteStoreError};
+use keyward_sqlite::{SCHEMA_VERSION, SqliteError, SqliteOptions, SqliteStore};
 use tempfile::TempDir;
 
 fn db_in(dir: &TempDir) -> PathBuf {
@@ -59,8 +59,8 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
         .any(|w| w == needle.as_bytes())
 }
 
-fn source_of(err: &StoreError) -> Option<&SqliteStoreError> {
-    std::error::Error::source(err)?.downcast_ref::<SqliteStoreError>()
+fn source_of(err: &StoreError) -> Option<&SqliteError> {
+    std::error::Error::source(err)?.downcast_ref::<SqliteError>()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -208,7 +208,7 @@ async fn a_database_from_a_newer_version_is_a_typed_error() {
         .unwrap();
     let err = SqliteStore::open(&path).await.unwrap_err();
     match source_of(&err) {
-        Some(SqliteStoreError::SchemaTooNew { found, supported }) => {
+        Some(SqliteError::SchemaTooNew { found, supported }) => {
             assert_eq!((*found, *supported), (SCHEMA_VERSION + 1, SCHEMA_VERSION));
         }
         other => panic!("expected SchemaTooNew, got {other:?} from {err}"),
@@ -333,7 +333,7 @@ async fn open_url_accepts_the_documented_forms_and_rejects_other_schemes() {
     ] {
         let err = SqliteStore::open_url(url).await.unwrap_err();
         assert!(
-            matches!(source_of(&err), Some(SqliteStoreError::NotSqliteUrl { .. })),
+            matches!(source_of(&err), Some(SqliteError::NotSqliteUrl { .. })),
             "{url}: {err:?}"
         );
         assert!(err.to_string().contains("not a sqlite: URL"), "{err}");
@@ -344,7 +344,7 @@ async fn open_url_accepts_the_documented_forms_and_rejects_other_schemes() {
         .unwrap_err();
     assert!(matches!(
         source_of(&err),
-        Some(SqliteStoreError::UnsupportedUrlParameter)
+        Some(SqliteError::UnsupportedUrlParameter)
     ));
 }
 
