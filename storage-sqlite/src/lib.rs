@@ -381,7 +381,7 @@ fn open_memory(options: &SqliteOptions) -> Result<Inner, SqliteError> {
 
 fn get_record(conn: &Connection, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
     let mut stmt = conn
-        .prepare_cached(&format!("SELECT {COLUMNS} FROM keys WHERE id = ?1"))
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM keyward_keys WHERE id = ?1"))
         .map_err(backend)?;
     let mut rows = stmt.query(params![id.as_str()]).map_err(backend)?;
     match rows.next().map_err(backend)? {
@@ -411,7 +411,7 @@ impl InsertRow {
         let r = &self.record;
         let inserted = conn
             .prepare_cached(&format!(
-                "INSERT INTO keys ({COLUMNS})
+                "INSERT INTO keyward_keys ({COLUMNS})
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
                  ON CONFLICT (id) DO NOTHING"
             ))
@@ -485,7 +485,7 @@ impl RecordStore for SqliteStore {
     async fn list(&self, query: &ListQuery) -> Result<Vec<KeyRecord>, StoreError> {
         let query = query.clone();
         self.read(move |conn| {
-            let mut sql = format!("SELECT {COLUMNS} FROM keys WHERE 1");
+            let mut sql = format!("SELECT {COLUMNS} FROM keyward_keys WHERE 1");
             let mut args: Vec<Value> = Vec::new();
             if let Some(p) = &query.project {
                 args.push(Value::Text(p.as_str().to_owned()));
@@ -573,7 +573,7 @@ impl RecordStore for SqliteStore {
             }
             let exists = if sets.is_empty() {
                 tx.query_row(
-                    "SELECT 1 FROM keys WHERE id = ?1",
+                    "SELECT 1 FROM keyward_keys WHERE id = ?1",
                     params![id.as_str()],
                     |_| Ok(()),
                 )
@@ -582,7 +582,7 @@ impl RecordStore for SqliteStore {
                 .is_some()
             } else {
                 args.push(Value::Text(id.as_str().to_owned()));
-                let sql = format!("UPDATE keys SET {} WHERE id = ?", sets.join(", "));
+                let sql = format!("UPDATE keyward_keys SET {} WHERE id = ?", sets.join(", "));
                 tx.prepare_cached(&sql)
                     .and_then(|mut stmt| stmt.execute(rusqlite::params_from_iter(args)))
                     .map_err(backend)?
@@ -591,11 +591,11 @@ impl RecordStore for SqliteStore {
             if !exists {
                 return Ok(None);
             }
-            tx.prepare_cached("INSERT INTO changes (key_id) VALUES (?1)")
+            tx.prepare_cached("INSERT INTO keyward_changes (key_id) VALUES (?1)")
                 .and_then(|mut stmt| stmt.execute(params![id.as_str()]))
                 .map_err(backend)?;
             let revision = tx.last_insert_rowid();
-            tx.prepare_cached("DELETE FROM changes WHERE revision <= ?1")
+            tx.prepare_cached("DELETE FROM keyward_changes WHERE revision <= ?1")
                 .and_then(|mut stmt| stmt.execute(params![revision.saturating_sub(keep)]))
                 .map_err(backend)?;
             // Commit before decoding: a change (above all a revocation) takes effect even if
@@ -618,7 +618,7 @@ impl RecordStore for SqliteStore {
             {
                 let mut stmt = tx
                     .prepare_cached(
-                        "UPDATE keys SET last_used_at = MAX(COALESCE(last_used_at, ?1), ?1)
+                        "UPDATE keyward_keys SET last_used_at = MAX(COALESCE(last_used_at, ?1), ?1)
                          WHERE id = ?2",
                     )
                     .map_err(backend)?;
@@ -638,7 +638,7 @@ impl RecordStore for SqliteStore {
             let tx = conn.transaction().map_err(backend)?;
             let (oldest, newest): (Option<i64>, Option<i64>) = tx
                 .query_row(
-                    "SELECT MIN(revision), MAX(revision) FROM changes",
+                    "SELECT MIN(revision), MAX(revision) FROM keyward_changes",
                     [],
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
@@ -653,7 +653,7 @@ impl RecordStore for SqliteStore {
             {
                 let mut stmt = tx
                     .prepare_cached(
-                        "SELECT key_id FROM changes WHERE revision > ?1 ORDER BY revision",
+                        "SELECT key_id FROM keyward_changes WHERE revision > ?1 ORDER BY revision",
                     )
                     .map_err(backend)?;
                 let mut rows = stmt
@@ -707,7 +707,9 @@ impl UsageStore for SqliteStore {
                 .map_err(backend)?;
             let key = params![bucket.counter, bucket.period_start.unix_millis()];
             let used: i64 = tx
-                .prepare_cached("SELECT used FROM usage WHERE counter = ?1 AND period_start = ?2")
+                .prepare_cached(
+                    "SELECT used FROM keyward_usage WHERE counter = ?1 AND period_start = ?2",
+                )
                 .and_then(|mut stmt| stmt.query_row(key, |r| r.get(0)).optional())
                 .map_err(backend)?
                 .unwrap_or(0);
@@ -722,7 +724,7 @@ impl UsageStore for SqliteStore {
                 return Ok(Consumption::Refused { used });
             };
             tx.prepare_cached(
-                "INSERT INTO usage (counter, period_start, used) VALUES (?1, ?2, ?3)
+                "INSERT INTO keyward_usage (counter, period_start, used) VALUES (?1, ?2, ?3)
                  ON CONFLICT (counter, period_start) DO UPDATE SET used = excluded.used",
             )
             .and_then(|mut stmt| {
@@ -747,7 +749,7 @@ impl UsageStore for SqliteStore {
         let amount = i64::try_from(amount).unwrap_or(i64::MAX);
         self.write(move |conn| {
             conn.prepare_cached(
-                "UPDATE usage SET used = MAX(used - ?3, 0) WHERE counter = ?1 AND period_start = ?2",
+                "UPDATE keyward_usage SET used = MAX(used - ?3, 0) WHERE counter = ?1 AND period_start = ?2",
             )
             .and_then(|mut stmt| {
                 stmt.execute(params![
@@ -766,7 +768,7 @@ impl UsageStore for SqliteStore {
         let name = name.to_owned();
         self.read(move |conn| {
             let text: Option<String> = conn
-                .prepare_cached("SELECT value FROM settings WHERE name = ?1")
+                .prepare_cached("SELECT value FROM keyward_settings WHERE name = ?1")
                 .and_then(|mut stmt| stmt.query_row(params![name], |r| r.get(0)).optional())
                 .map_err(backend)?;
             text.map(|t| {
@@ -789,12 +791,12 @@ impl UsageStore for SqliteStore {
             match value {
                 Some(v) => conn
                     .prepare_cached(
-                        "INSERT INTO settings (name, value) VALUES (?1, ?2)
+                        "INSERT INTO keyward_settings (name, value) VALUES (?1, ?2)
                          ON CONFLICT (name) DO UPDATE SET value = excluded.value",
                     )
                     .and_then(|mut stmt| stmt.execute(params![name, v])),
                 None => conn
-                    .prepare_cached("DELETE FROM settings WHERE name = ?1")
+                    .prepare_cached("DELETE FROM keyward_settings WHERE name = ?1")
                     .and_then(|mut stmt| stmt.execute(params![name])),
             }
             .map_err(backend)?;
@@ -807,7 +809,9 @@ impl UsageStore for SqliteStore {
         let bucket = bucket.clone();
         self.read(move |conn| {
             let used: Option<i64> = conn
-                .prepare_cached("SELECT used FROM usage WHERE counter = ?1 AND period_start = ?2")
+                .prepare_cached(
+                    "SELECT used FROM keyward_usage WHERE counter = ?1 AND period_start = ?2",
+                )
                 .and_then(|mut stmt| {
                     stmt.query_row(
                         params![bucket.counter, bucket.period_start.unix_millis()],

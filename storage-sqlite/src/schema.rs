@@ -41,6 +41,18 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         name  TEXT NOT NULL PRIMARY KEY,
         value TEXT NOT NULL                     -- JSON
     ) WITHOUT ROWID;",
+    // 3: the tables and indexes take the names the PostgreSQL store uses. RENAME keeps the
+    // rows, and the change log's AUTOINCREMENT counter (its sqlite_sequence row follows the
+    // table), so revisions go on from where they were.
+    "ALTER TABLE keys RENAME TO keyward_keys;
+    ALTER TABLE changes RENAME TO keyward_changes;
+    ALTER TABLE usage RENAME TO keyward_usage;
+    ALTER TABLE settings RENAME TO keyward_settings;
+    DROP INDEX keys_by_project;
+    CREATE INDEX keyward_keys_project_environment_created
+        ON keyward_keys (project, environment, created_at, id);
+    DROP INDEX keys_by_created;
+    CREATE INDEX keyward_keys_created ON keyward_keys (created_at, id);",
 ];
 
 /// The schema version this code writes and reads.
