@@ -69,7 +69,7 @@ impl Default for SqliteOptions {
 
 impl SqliteOptions {
     /// How many change-log entries are kept (at least 1). A cache further behind than this is
-    /// told to resync (drop everything) by [`KeyStore::changes_since`].
+    /// told to resync (drop everything) by [`RecordStore::changes_since`].
     pub fn change_log_len(mut self, n: u64) -> Self {
         self.change_log_len = n.max(1);
         self
@@ -105,7 +105,7 @@ impl SqliteOptions {
     }
 }
 
-/// A [`KeyStore`] in a SQLite database. Clones share the same connections; the database is
+/// A [`KeyStore`](keyward::KeyStore) in a SQLite database. Clones share the same connections; the database is
 /// closed when the last clone is dropped.
 ///
 /// One writer connection runs every change in a `BEGIN IMMEDIATE` transaction; a few reader
@@ -114,7 +114,7 @@ impl SqliteOptions {
 ///
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-/// use keyward::KeyStore;
+/// use keyward::RecordStore;
 /// let dir = tempfile::tempdir()?;
 /// let store = keyward_sqlite::SqliteStore::open(dir.path().join("keys.db")).await?;
 /// assert!(store.get(&"7Kq2mZ9xA1bC".parse()?).await?.is_none());
@@ -246,7 +246,7 @@ impl SqliteStore {
     ///
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-    /// use keyward::KeyStore;
+    /// use keyward::RecordStore;
     /// let store = keyward_sqlite::SqliteStore::in_memory().await?;
     /// assert_eq!(store.changes_since(0).await?.revision, 0);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
