@@ -148,16 +148,17 @@ impl PostgresOptions {
     }
 }
 
-/// A [`KeyStore`] in PostgreSQL, on a sqlx [`PgPool`]. Clones share the pool.
+/// A [`KeyStore`](keyward::KeyStore) in PostgreSQL, on a sqlx [`PgPool`]. Clones share the
+/// pool.
 ///
 /// The tables (`keyward_keys`, `keyward_changes`, `keyward_revision`, `keyward_usage`,
-/// `keyward_migrations`) live in the connections' current schema: the first existing schema
+/// `keyward_settings`, `keyward_migrations`) live in the connections' current schema: the first existing schema
 /// of `search_path`. Changes are announced on the channel [`PostgresStore::channel`], which
 /// names that schema, so stores in different schemas of one database never cross-talk.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-/// use keyward::KeyStore;
+/// use keyward::RecordStore;
 /// let store = keyward_postgres::PostgresStore::connect("postgres://postgres@127.0.0.1/app").await?;
 /// assert!(store.get(&"7Kq2mZ9xA1bC".parse()?).await?.is_none());
 /// # Ok(())
