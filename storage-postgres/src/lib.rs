@@ -5,19 +5,26 @@
 mod error;
 mod listener;
 mod migrate;
+mod row;
 
 use std::collections::HashSet;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use keyward::{
-    ChangeEvent, Changes, Consumption, KeyChange, KeyId, KeyLimits, KeyRecord, ListQuery,
-    RecordStore, ScopeSet, SecretHash, StoreError, Timestamp, UsageBucket, UsageStore, async_trait,
+use keyward::store::rows::{
+    COLUMNS, ChangeRow, Placeholders, RecordRow, changes_from_log, from_sql_int, list_statement,
+    to_sql_int,
 };
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
-use sqlx::{Connection, PgConnection, PgPool, Postgres, QueryBuilder, Row};
+use keyward::{
+    ChangeEvent, Changes, Consumption, DEFAULT_CHANGE_LOG_LEN, KeyChange, KeyId, KeyRecord,
+    ListQuery, RecordStore, StoreError, Timestamp, UsageBucket, UsageStore, async_trait,
+};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool, Row};
 use tokio::sync::mpsc;
+
+use crate::row::{arguments, decode, insert_statement};
 
 pub use error::PostgresError;
 pub use listener::{
@@ -27,9 +34,6 @@ pub use listener::{
 pub use migrate::{MIGRATIONS, Migration};
 
 const STORE: &str = "postgres";
-/// How many change-log entries are kept; a reader further behind is told to resync (as the
-/// memory store).
-pub const CHANGE_LOG_LEN: i64 = 65_536;
 /// Pool size used by [`PostgresStore::connect`].
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 10;
 /// How long [`PostgresStore::connect`]'s pool waits for a connection.
@@ -37,24 +41,15 @@ pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// PostgreSQL truncates identifiers (and refuses channel names) beyond this many bytes.
 const MAX_IDENTIFIER_LEN: usize = 63;
 
-macro_rules! columns {
-    () => {
-        "id, prefix, project, environment, scopes, name, metadata, created_at, expires_at, \
-         revoked_at, last_used_at, secret_hash, rotated_from, limits"
-    };
-}
-
-const INSERT: &str = concat!(
-    "INSERT INTO keyward_keys (",
-    columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
-);
-const GET: &str = concat!("SELECT ", columns!(), " FROM keyward_keys WHERE id = $1");
+static GET: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {COLUMNS} FROM keyward_keys WHERE id = $1"));
 /// Field-wise: each field is replaced only when its flag or value says so. Under READ
 /// COMMITTED a concurrent update of the same row is waited for and the expressions are
 /// re-evaluated on the newest version, so changes to different fields never undo each other.
-const UPDATE: &str = concat!(
-    "UPDATE keyward_keys SET
+/// JSON values are bound as text and cast.
+static UPDATE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE keyward_keys SET
         revoked_at  = CASE WHEN $2::bigint IS NULL THEN revoked_at ELSE COALESCE(revoked_at, $2) END,
         expires_at  = CASE WHEN $3 THEN $4::bigint ELSE expires_at END,
         scopes      = COALESCE($5::text[], scopes),
@@ -63,9 +58,9 @@ const UPDATE: &str = concat!(
         secret_hash = COALESCE($9::text, secret_hash),
         limits      = COALESCE($10::jsonb, limits)
      WHERE id = $1
-     RETURNING ",
-    columns!()
-);
+     RETURNING {COLUMNS}"
+    )
+});
 /// Hands out the next revision (the singleton row's lock orders commits), logs the id,
 /// prunes the log and notifies listeners; all in the update's transaction.
 const LOG_CHANGE: &str = "WITH rev AS (
@@ -106,17 +101,58 @@ const DELETE_SETTING: &str = "DELETE FROM keyward_settings WHERE name = $1";
 /// 65,535 per statement).
 const INSERT_MANY_CHUNK: usize = 1000;
 const USAGE: &str = "SELECT used FROM keyward_usage WHERE counter = $1 AND period_start = $2";
-/// One statement, one snapshot: the revision and the log agree.
+/// One statement, one snapshot: the revision and the log agree. The current revision is the
+/// counter's, which the log may trail (an empty log after pruning by hand still has one).
 const CHANGES_SINCE: &str = "SELECT r.revision,
-        COALESCE((SELECT min(c.revision) - 1 FROM keyward_changes c), r.revision) AS oldest,
+        (SELECT min(c.revision) FROM keyward_changes c) AS oldest_logged,
         ARRAY(SELECT c.key_id FROM keyward_changes c WHERE c.revision > $1 ORDER BY c.revision)
             AS ids
     FROM keyward_revision r";
 
-/// A [`KeyStore`](keyward::KeyStore) in PostgreSQL, on a sqlx [`PgPool`]. Clones share the pool.
+/// Settings of a [`PostgresStore`], applied with [`PostgresStore::with_options`].
+///
+/// ```
+/// use keyward_postgres::PostgresOptions;
+/// let options = PostgresOptions::default().change_log_len(10_000);
+/// assert_eq!(options.get_change_log_len(), 10_000);
+/// assert_eq!(
+///     PostgresOptions::default().get_change_log_len(),
+///     keyward::DEFAULT_CHANGE_LOG_LEN
+/// );
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresOptions {
+    change_log_len: u64,
+}
+
+impl Default for PostgresOptions {
+    /// [`DEFAULT_CHANGE_LOG_LEN`] (100 000) change-log entries.
+    fn default() -> Self {
+        Self {
+            change_log_len: DEFAULT_CHANGE_LOG_LEN,
+        }
+    }
+}
+
+impl PostgresOptions {
+    /// How many change-log entries are kept (at least 1). A cache further behind than this is
+    /// told to resync (drop everything) by [`RecordStore::changes_since`].
+    pub fn change_log_len(mut self, n: u64) -> Self {
+        self.change_log_len = n.max(1);
+        self
+    }
+
+    /// The change-log length.
+    pub fn get_change_log_len(&self) -> u64 {
+        self.change_log_len
+    }
+}
+
+/// A [`KeyStore`](keyward::KeyStore) in PostgreSQL, on a sqlx [`PgPool`]. Clones share the
+/// pool.
 ///
 /// The tables (`keyward_keys`, `keyward_changes`, `keyward_revision`, `keyward_usage`,
-/// `keyward_migrations`) live in the connections' current schema: the first existing schema
+/// `keyward_settings`, `keyward_migrations`) live in the connections' current schema: the first existing schema
 /// of `search_path`. Changes are announced on the channel [`PostgresStore::channel`], which
 /// names that schema, so stores in different schemas of one database never cross-talk.
 ///
@@ -132,6 +168,7 @@ const CHANGES_SINCE: &str = "SELECT r.revision,
 pub struct PostgresStore {
     pool: PgPool,
     inner: Arc<Inner>,
+    options: PostgresOptions,
 }
 
 struct Inner {
@@ -148,6 +185,7 @@ impl fmt::Debug for PostgresStore {
             .field("channel", &self.inner.channel)
             .field("pool_size", &self.pool.size())
             .field("pool_idle", &self.pool.num_idle())
+            .field("change_log_len", &self.options.change_log_len)
             .finish()
     }
 }
@@ -242,6 +280,7 @@ impl PostgresStore {
         let store = Self {
             pool,
             inner: Arc::new(Inner { schema, channel }),
+            options: PostgresOptions::default(),
         };
         store.migrate().await?;
         tracing::info!(schema = %store.inner.schema, channel = %store.inner.channel, "keyward postgres store ready");
@@ -263,6 +302,35 @@ impl PostgresStore {
     /// [`StoreError::Backend`] when a statement fails (nothing is applied then).
     pub async fn migrate(&self) -> Result<(), StoreError> {
         migrate::run(&self.pool).await
+    }
+
+    /// Applies settings to this store (and the clones made from it afterwards); the
+    /// constructors use [`PostgresOptions::default`].
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), keyward::StoreError> {
+    /// use keyward_postgres::{PostgresOptions, PostgresStore};
+    /// let store = PostgresStore::connect("postgres://keyward@127.0.0.1/app")
+    ///     .await?
+    ///     .with_options(PostgresOptions::default().change_log_len(10_000));
+    /// assert_eq!(store.options().get_change_log_len(), 10_000);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_options(mut self, options: PostgresOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// The store's settings.
+    ///
+    /// ```no_run
+    /// # fn demo(store: keyward_postgres::PostgresStore) {
+    /// assert_eq!(store.options().get_change_log_len(), keyward::DEFAULT_CHANGE_LOG_LEN);
+    /// # }
+    /// ```
+    pub fn options(&self) -> &PostgresOptions {
+        &self.options
     }
 
     /// The pool, for health checks and the application's own queries.
@@ -349,10 +417,6 @@ fn backend(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> StoreError
     StoreError::backend(STORE, e)
 }
 
-fn corrupt(what: impl fmt::Display) -> StoreError {
-    StoreError::corrupt(STORE, what)
-}
-
 /// The longest prefix of `s` of at most [`MAX_IDENTIFIER_LEN`] bytes, on a char boundary.
 fn truncate(s: &str) -> &str {
     truncate_to(s, MAX_IDENTIFIER_LEN)
@@ -379,72 +443,6 @@ fn channel_for(schema: &str) -> String {
     format!("{head}~{hash:016x}")
 }
 
-fn ms(t: Timestamp) -> i64 {
-    t.unix_millis()
-}
-
-fn opt_ms(t: Option<Timestamp>) -> Option<i64> {
-    t.map(Timestamp::unix_millis)
-}
-
-fn scopes_of(s: &ScopeSet) -> Vec<String> {
-    s.iter().map(|s| s.as_str().to_owned()).collect()
-}
-
-fn limits_json(l: &KeyLimits) -> Result<serde_json::Value, StoreError> {
-    serde_json::to_value(l).map_err(backend)
-}
-
-fn col<'r, T>(row: &'r PgRow, name: &str) -> Result<T, StoreError>
-where
-    T: sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>,
-{
-    row.try_get(name)
-        .map_err(|e| corrupt(format_args!("column {name}: {e}")))
-}
-
-fn u64_of(v: i64, what: &str) -> Result<u64, StoreError> {
-    u64::try_from(v).map_err(|_| corrupt(format_args!("{what} is negative ({v})")))
-}
-
-fn decode(row: &PgRow) -> Result<KeyRecord, StoreError> {
-    let id: String = col(row, "id")?;
-    let id = KeyId::new(&id).map_err(|e| corrupt(format_args!("column id: {e}")))?;
-    let bad = |column: &str, e: &dyn fmt::Display| {
-        corrupt(format_args!("key {id}, column {column}: {e}"))
-    };
-    let prefix: String = col(row, "prefix")?;
-    let project: String = col(row, "project")?;
-    let environment: String = col(row, "environment")?;
-    let scopes: Vec<String> = col(row, "scopes")?;
-    let metadata: Option<serde_json::Value> = col(row, "metadata")?;
-    let secret_hash: String = col(row, "secret_hash")?;
-    let rotated_from: Option<String> = col(row, "rotated_from")?;
-    let limits: serde_json::Value = col(row, "limits")?;
-    let ts = |name: &str| -> Result<Option<Timestamp>, StoreError> {
-        Ok(col::<Option<i64>>(row, name)?.map(Timestamp::from_unix_millis))
-    };
-    Ok(KeyRecord {
-        id,
-        prefix: prefix.parse().map_err(|e| bad("prefix", &e))?,
-        project: project.parse().map_err(|e| bad("project", &e))?,
-        environment: environment.parse().map_err(|e| bad("environment", &e))?,
-        scopes: ScopeSet::parse(&scopes).map_err(|e| bad("scopes", &e))?,
-        name: col(row, "name")?,
-        metadata,
-        created_at: Timestamp::from_unix_millis(col(row, "created_at")?),
-        expires_at: ts("expires_at")?,
-        revoked_at: ts("revoked_at")?,
-        last_used_at: ts("last_used_at")?,
-        secret_hash: SecretHash::from_phc(secret_hash).map_err(|e| bad("secret_hash", &e))?,
-        rotated_from: rotated_from
-            .map(|r| KeyId::new(&r))
-            .transpose()
-            .map_err(|e| bad("rotated_from", &e))?,
-        limits: serde_json::from_value(limits).map_err(|e| bad("limits", &e))?,
-    })
-}
-
 fn is_duplicate_key(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db)
         if db.is_unique_violation() && db.constraint() == Some("keyward_keys_pkey"))
@@ -454,21 +452,8 @@ fn is_duplicate_key(e: &sqlx::Error) -> bool {
 impl RecordStore for PostgresStore {
     #[tracing::instrument(skip_all, fields(key.id = %record.id))]
     async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError> {
-        let result = sqlx::query(INSERT)
-            .bind(record.id.as_str())
-            .bind(record.prefix.as_str())
-            .bind(record.project.as_str())
-            .bind(record.environment.as_str())
-            .bind(scopes_of(&record.scopes))
-            .bind(&record.name)
-            .bind(&record.metadata)
-            .bind(ms(record.created_at))
-            .bind(opt_ms(record.expires_at))
-            .bind(opt_ms(record.revoked_at))
-            .bind(opt_ms(record.last_used_at))
-            .bind(record.secret_hash.as_str())
-            .bind(record.rotated_from.as_ref().map(KeyId::as_str))
-            .bind(limits_json(&record.limits)?)
+        let (sql, params) = insert_statement(vec![RecordRow::from_record(record, STORE)?], "");
+        let result = sqlx::query_with(AssertSqlSafe(sql), arguments(params)?)
             .execute(&self.pool)
             .await;
         match result {
@@ -489,34 +474,12 @@ impl RecordStore for PostgresStore {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         let mut inserted = HashSet::with_capacity(records.len());
         for chunk in records.chunks(INSERT_MANY_CHUNK) {
-            let limits = chunk
+            let rows = chunk
                 .iter()
-                .map(|r| limits_json(&r.limits))
+                .map(|r| RecordRow::from_record(r, STORE))
                 .collect::<Result<Vec<_>, _>>()?;
-            let mut q = QueryBuilder::<Postgres>::new(concat!(
-                "INSERT INTO keyward_keys (",
-                columns!(),
-                ") "
-            ));
-            q.push_values(chunk.iter().zip(limits), |mut b, (r, limits)| {
-                b.push_bind(r.id.as_str().to_owned())
-                    .push_bind(r.prefix.as_str().to_owned())
-                    .push_bind(r.project.as_str().to_owned())
-                    .push_bind(r.environment.as_str().to_owned())
-                    .push_bind(scopes_of(&r.scopes))
-                    .push_bind(r.name.clone())
-                    .push_bind(r.metadata.clone())
-                    .push_bind(ms(r.created_at))
-                    .push_bind(opt_ms(r.expires_at))
-                    .push_bind(opt_ms(r.revoked_at))
-                    .push_bind(opt_ms(r.last_used_at))
-                    .push_bind(r.secret_hash.as_str().to_owned())
-                    .push_bind(r.rotated_from.map(|id| id.as_str().to_owned()))
-                    .push_bind(limits);
-            });
-            q.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
-            let ids: Vec<String> = q
-                .build_query_scalar()
+            let (sql, params) = insert_statement(rows, " ON CONFLICT (id) DO NOTHING RETURNING id");
+            let ids: Vec<String> = sqlx::query_scalar_with(AssertSqlSafe(sql), arguments(params)?)
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(backend)?;
@@ -538,7 +501,7 @@ impl RecordStore for PostgresStore {
 
     #[tracing::instrument(skip_all, fields(key.id = %id))]
     async fn get(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
-        sqlx::query(GET)
+        sqlx::query(GET.as_str())
             .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await
@@ -550,30 +513,8 @@ impl RecordStore for PostgresStore {
 
     #[tracing::instrument(skip_all)]
     async fn list(&self, query: &ListQuery) -> Result<Vec<KeyRecord>, StoreError> {
-        // Only the filters in use appear in the SQL, so each shape gets a plan that uses
-        // the matching index.
-        let mut q = QueryBuilder::<Postgres>::new(concat!(
-            "SELECT ",
-            columns!(),
-            " FROM keyward_keys WHERE true"
-        ));
-        if let Some(p) = &query.project {
-            q.push(" AND project = ").push_bind(p.as_str().to_owned());
-        }
-        if let Some(e) = &query.environment {
-            q.push(" AND environment = ")
-                .push_bind(e.as_str().to_owned());
-        }
-        if let Some((at, id)) = &query.after {
-            q.push(" AND (created_at, id) > (")
-                .push_bind(ms(*at))
-                .push(", ")
-                .push_bind(id.as_str().to_owned())
-                .push(")");
-        }
-        q.push(" ORDER BY created_at, id LIMIT ")
-            .push_bind(i64::from(query.limit));
-        q.build()
+        let statement = list_statement(query, Placeholders::Dollar);
+        sqlx::query_with(AssertSqlSafe(statement.sql), arguments(statement.params)?)
             .fetch_all(&self.pool)
             .await
             .map_err(backend)?
@@ -588,23 +529,24 @@ impl RecordStore for PostgresStore {
         id: &KeyId,
         change: &KeyChange,
     ) -> Result<Option<KeyRecord>, StoreError> {
+        let change = ChangeRow::from_change(change, STORE)?;
         // READ COMMITTED whatever the server's default: the re-evaluation above relies on it.
         let mut tx = self
             .pool
             .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
             .await
             .map_err(backend)?;
-        let row = sqlx::query(UPDATE)
+        let row = sqlx::query(UPDATE.as_str())
             .bind(id.as_str())
-            .bind(opt_ms(change.revoke_at))
+            .bind(change.revoke_at)
             .bind(change.expires_at.is_some())
-            .bind(opt_ms(change.expires_at.flatten()))
-            .bind(change.scopes.as_ref().map(scopes_of))
-            .bind(change.name.as_deref())
+            .bind(change.expires_at.flatten())
+            .bind(change.scopes)
+            .bind(change.name)
             .bind(change.metadata.is_some())
-            .bind(change.metadata.clone().flatten())
-            .bind(change.secret_hash.as_ref().map(SecretHash::as_str))
-            .bind(change.limits.as_ref().map(limits_json).transpose()?)
+            .bind(change.metadata.flatten())
+            .bind(change.secret_hash)
+            .bind(change.limits)
             .fetch_optional(&mut *tx)
             .await
             .map_err(backend)?;
@@ -616,7 +558,7 @@ impl RecordStore for PostgresStore {
         let revision: i64 = sqlx::query_scalar(LOG_CHANGE)
             .bind(id.as_str())
             .bind(&self.inner.channel)
-            .bind(CHANGE_LOG_LEN)
+            .bind(to_sql_int(self.options.change_log_len))
             .fetch_one(&mut *tx)
             .await
             .map_err(backend)?;
@@ -632,7 +574,7 @@ impl RecordStore for PostgresStore {
         }
         let (ids, ats): (Vec<String>, Vec<i64>) = used
             .iter()
-            .map(|(id, at)| (id.as_str().to_owned(), ms(*at)))
+            .map(|(id, at)| (id.as_str().to_owned(), at.unix_millis()))
             .unzip();
         sqlx::query(RECORD_USAGE)
             .bind(ids)
@@ -645,23 +587,19 @@ impl RecordStore for PostgresStore {
 
     #[tracing::instrument(skip_all, fields(revision))]
     async fn changes_since(&self, revision: u64) -> Result<Changes, StoreError> {
-        let since = i64::try_from(revision).unwrap_or(i64::MAX);
         let row = sqlx::query(CHANGES_SINCE)
-            .bind(since)
+            .bind(to_sql_int(revision))
             .fetch_one(&self.pool)
             .await
             .map_err(backend)?;
-        let current = u64_of(col(&row, "revision")?, "the revision")?;
-        let oldest: i64 = col(&row, "oldest")?;
-        let ids: Vec<String> = col(&row, "ids")?;
-        Ok(Changes {
-            revision: current,
-            ids: ids
-                .iter()
-                .map(|i| KeyId::new(i).map_err(|e| corrupt(format_args!("change log: {e}"))))
-                .collect::<Result<_, _>>()?,
-            resync: since < oldest,
-        })
+        let column = |e: sqlx::Error| StoreError::corrupt(STORE, format_args!("change log: {e}"));
+        changes_from_log(
+            STORE,
+            revision,
+            row.try_get("revision").map_err(column)?,
+            row.try_get("oldest_logged").map_err(column)?,
+            row.try_get("ids").map_err(column)?,
+        )
     }
 
     async fn subscribe(&self) -> Result<Option<mpsc::Receiver<ChangeEvent>>, StoreError> {
@@ -679,7 +617,7 @@ impl UsageStore for PostgresStore {
         limit: u64,
     ) -> Result<Consumption, StoreError> {
         // Counts are bigint: a limit above i64::MAX is i64::MAX (no count can pass it).
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let limit = to_sql_int(limit);
         let amount = match i64::try_from(amount) {
             Ok(a) if a <= limit => a,
             _ => {
@@ -690,7 +628,7 @@ impl UsageStore for PostgresStore {
         };
         let granted: Option<i64> = sqlx::query_scalar(CONSUME)
             .bind(&bucket.counter)
-            .bind(ms(bucket.period_start))
+            .bind(bucket.period_start.unix_millis())
             .bind(amount)
             .bind(limit)
             .fetch_optional(&self.pool)
@@ -698,7 +636,7 @@ impl UsageStore for PostgresStore {
             .map_err(backend)?;
         match granted {
             Some(used) => Ok(Consumption::Granted {
-                used: u64_of(used, "a usage count")?,
+                used: from_sql_int(STORE, used, "a usage count")?,
             }),
             // A fresh statement (a fresh snapshot): sees the total that refused us.
             None => Ok(Consumption::Refused {
@@ -711,8 +649,8 @@ impl UsageStore for PostgresStore {
     async fn release(&self, bucket: &UsageBucket, amount: u64) -> Result<(), StoreError> {
         sqlx::query(RELEASE)
             .bind(&bucket.counter)
-            .bind(ms(bucket.period_start))
-            .bind(i64::try_from(amount).unwrap_or(i64::MAX))
+            .bind(bucket.period_start.unix_millis())
+            .bind(to_sql_int(amount))
             .execute(&self.pool)
             .await
             .map_err(backend)?;
@@ -746,11 +684,11 @@ impl UsageStore for PostgresStore {
     async fn usage(&self, bucket: &UsageBucket) -> Result<u64, StoreError> {
         let used: Option<i64> = sqlx::query_scalar(USAGE)
             .bind(&bucket.counter)
-            .bind(ms(bucket.period_start))
+            .bind(bucket.period_start.unix_millis())
             .fetch_optional(&self.pool)
             .await
             .map_err(backend)?;
-        used.map_or(Ok(0), |u| u64_of(u, "a usage count"))
+        used.map_or(Ok(0), |u| from_sql_int(STORE, u, "a usage count"))
     }
 }
 

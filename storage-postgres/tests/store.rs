@@ -1,6 +1,6 @@
 //! Behaviour beyond the conformance suite: several instances (separate pools) on one schema,
-//! the ordering of revisions under concurrent updates, the bounded change log, unreadable
-//! rows and counts beyond `i64`.
+//! the ordering of revisions under concurrent updates, the bounded change log (and its
+//! configured length), unreadable rows and counts beyond `i64`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -14,8 +14,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::TestSchema;
 use keyward::conformance::sample_record;
-use keyward::{Consumption, KeyChange, KeyId, Project, StoreError, Timestamp, UsageBucket};
-use keyward_postgres::PostgresStore;
+use keyward::{
+    Consumption, DEFAULT_CHANGE_LOG_LEN, KeyChange, KeyId, Project, StoreError, Timestamp,
+    UsageBucket,
+};
+use keyward_postgres::{PostgresOptions, PostgresStore};
 
 fn t(ms: i64) -> Timestamp {
     Timestamp::from_unix_millis(1_800_000_000_000 + ms)
@@ -211,6 +214,40 @@ async fn a_reader_behind_the_pruned_change_log_is_told_to_resync() {
     // Usage is not a change.
     store.record_usage(&[(ids[0], t(9))]).await.unwrap();
     assert_eq!(store.changes_since(3).await.unwrap().revision, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_change_log_keeps_the_configured_length_and_a_reader_behind_it_must_resync() {
+    let Some(schema) = TestSchema::create("the_change_log_keeps_the_configured_length").await
+    else {
+        return;
+    };
+    let default = schema.store().await;
+    assert_eq!(
+        default.options().get_change_log_len(),
+        DEFAULT_CHANGE_LOG_LEN
+    );
+    let store = default.with_options(PostgresOptions::default().change_log_len(3));
+    let id = insert_keys(&store, 1).await[0];
+    for i in 0..10 {
+        let change = KeyChange {
+            name: Some(format!("n{i}")),
+            ..KeyChange::default()
+        };
+        store.update(&id, &change).await.unwrap().unwrap();
+    }
+    let behind = store.changes_since(0).await.unwrap();
+    assert_eq!(behind.revision, 10);
+    assert!(behind.resync);
+    let edge = store.changes_since(7).await.unwrap();
+    assert!(!edge.resync);
+    assert_eq!(edge.ids, vec![id; 3]);
+    assert!(store.changes_since(6).await.unwrap().resync);
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM keyward_changes")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(rows, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

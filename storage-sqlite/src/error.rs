@@ -1,23 +1,23 @@
 //! This crate's own error type, carried as the source of
 //! [`StoreError::Backend`](keyward::StoreError::Backend).
 
-/// What went wrong in the SQLite store. It reaches callers as the `source` of
+/// What went wrong in the SQLite store (named like `keyward_postgres::PostgresError`). It reaches callers as the `source` of
 /// [`keyward::StoreError::Backend`]; downcast to inspect it:
 ///
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-/// use keyward_sqlite::{SqliteStore, SqliteStoreError};
+/// use keyward_sqlite::{SqliteError, SqliteStore};
 /// let err = SqliteStore::open_url("postgres://db.example/keys").await.unwrap_err();
 /// let source = std::error::Error::source(&err).unwrap();
 /// assert!(matches!(
-///     source.downcast_ref::<SqliteStoreError>(),
-///     Some(SqliteStoreError::NotSqliteUrl { .. })
+///     source.downcast_ref::<SqliteError>(),
+///     Some(SqliteError::NotSqliteUrl { .. })
 /// ));
 /// # });
 /// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum SqliteStoreError {
+pub enum SqliteError {
     /// SQLite itself failed (I/O, locking, constraint, …).
     #[error("sqlite failed: {0}")]
     Sqlite(#[from] rusqlite::Error),
@@ -64,3 +64,7 @@ pub enum SqliteStoreError {
     #[error("no sqlite connection is available in the pool")]
     PoolExhausted,
 }
+
+/// The former name of [`SqliteError`].
+#[deprecated(note = "renamed to `SqliteError`, like `keyward_postgres::PostgresError`")]
+pub type SqliteStoreError = SqliteError;

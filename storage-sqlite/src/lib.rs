@@ -2,26 +2,32 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-mod codec;
 mod error;
 mod pool;
+mod row;
 mod schema;
 mod url;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use keyward::store::rows::{
+    COLUMN_COUNT, COLUMNS, ChangeRow, Placeholders, RecordRow, changes_from_log, from_sql_int,
+    join_spaced, list_statement, to_sql_int,
+};
 use keyward::{
-    Changes, Consumption, KeyChange, KeyId, KeyRecord, ListQuery, RecordStore, StoreError,
-    Timestamp, UsageBucket, UsageStore, async_trait,
+    Changes, Consumption, DEFAULT_CHANGE_LOG_LEN, KeyChange, KeyId, KeyRecord, ListQuery,
+    RecordStore, StoreError, Timestamp, UsageBucket, UsageStore, async_trait,
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
-use crate::codec::{COLUMNS, backend, decode_record, limits_json, metadata_json};
+pub use crate::error::SqliteError;
+#[allow(deprecated)]
 pub use crate::error::SqliteStoreError;
 use crate::pool::Pool;
+use crate::row::{backend, decode_record, value};
 
 pub(crate) const STORE: &str = "sqlite";
 
@@ -50,10 +56,11 @@ pub struct SqliteOptions {
 }
 
 impl Default for SqliteOptions {
-    /// 100 000 change-log entries, 4 reader connections, a 5 s busy timeout.
+    /// [`DEFAULT_CHANGE_LOG_LEN`] (100 000) change-log entries, 4 reader connections, a 5 s
+    /// busy timeout.
     fn default() -> Self {
         Self {
-            change_log_len: 100_000,
+            change_log_len: DEFAULT_CHANGE_LOG_LEN,
             readers: 4,
             busy_timeout: Duration::from_secs(5),
         }
@@ -145,7 +152,7 @@ impl SqliteStore {
     ///
     /// # Errors
     /// [`StoreError::Backend`] when the file cannot be opened or migrated; its source is a
-    /// [`SqliteStoreError`] (e.g. [`SqliteStoreError::SchemaTooNew`]).
+    /// [`SqliteError`] (e.g. [`SqliteError::SchemaTooNew`]).
     ///
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
@@ -193,7 +200,7 @@ impl SqliteStore {
     /// A `?mode=rwc` suffix is accepted; other query parameters are not.
     ///
     /// # Errors
-    /// [`StoreError::Backend`] with [`SqliteStoreError::NotSqliteUrl`] as the source for
+    /// [`StoreError::Backend`] with [`SqliteError::NotSqliteUrl`] as the source for
     /// other schemes (the URL itself is not repeated, as it may hold a password), or as
     /// [`SqliteStore::open`].
     ///
@@ -295,7 +302,7 @@ impl SqliteStore {
 }
 
 /// Settings every connection gets.
-fn configure(conn: &Connection, options: &SqliteOptions) -> Result<(), SqliteStoreError> {
+fn configure(conn: &Connection, options: &SqliteOptions) -> Result<(), SqliteError> {
     conn.busy_timeout(options.busy_timeout)?;
     // synchronous=FULL: a commit is on stable storage before it returns, so a revocation
     // survives power loss (NORMAL in WAL mode may lose the last commits).
@@ -307,7 +314,7 @@ fn configure(conn: &Connection, options: &SqliteOptions) -> Result<(), SqliteSto
 /// first open). SQLite does not run the busy handler for this pragma, which needs exclusive
 /// access, so concurrent first opens would fail at once with "database is locked": retry
 /// with backoff within the busy timeout instead.
-fn enable_wal(conn: &Connection, budget: Duration) -> Result<String, SqliteStoreError> {
+fn enable_wal(conn: &Connection, budget: Duration) -> Result<String, SqliteError> {
     let deadline = std::time::Instant::now() + budget;
     let mut pause = Duration::from_millis(1);
     loop {
@@ -324,7 +331,7 @@ fn enable_wal(conn: &Connection, budget: Duration) -> Result<String, SqliteStore
     }
 }
 
-fn open_file(path: PathBuf, options: &SqliteOptions) -> Result<Inner, SqliteStoreError> {
+fn open_file(path: PathBuf, options: &SqliteOptions) -> Result<Inner, SqliteError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -365,7 +372,7 @@ fn open_file(path: PathBuf, options: &SqliteOptions) -> Result<Inner, SqliteStor
     })
 }
 
-fn open_memory(options: &SqliteOptions) -> Result<Inner, SqliteStoreError> {
+fn open_memory(options: &SqliteOptions) -> Result<Inner, SqliteError> {
     let mut conn = Connection::open_in_memory()?;
     configure(&conn, options)?;
     schema::migrate(&mut conn)?;
@@ -379,7 +386,7 @@ fn open_memory(options: &SqliteOptions) -> Result<Inner, SqliteStoreError> {
 
 fn get_record(conn: &Connection, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
     let mut stmt = conn
-        .prepare_cached(&format!("SELECT {COLUMNS} FROM keys WHERE id = ?1"))
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM keyward_keys WHERE id = ?1"))
         .map_err(backend)?;
     let mut rows = stmt.query(params![id.as_str()]).map_err(backend)?;
     match rows.next().map_err(backend)? {
@@ -388,87 +395,50 @@ fn get_record(conn: &Connection, id: &KeyId) -> Result<Option<KeyRecord>, StoreE
     }
 }
 
-/// A record encoded for the `keys` table.
-struct InsertRow {
-    record: KeyRecord,
-    metadata: Option<String>,
-    limits: String,
-}
+/// Inserts one row of [`COLUMNS`], skipping a taken id.
+static INSERT: LazyLock<String> = LazyLock::new(|| {
+    let values: Vec<String> = (1..=COLUMN_COUNT)
+        .map(|n| Placeholders::Question.nth(n))
+        .collect();
+    format!(
+        "INSERT INTO keyward_keys ({COLUMNS}) VALUES ({}) ON CONFLICT (id) DO NOTHING",
+        values.join(", ")
+    )
+});
 
-impl InsertRow {
-    fn new(record: &KeyRecord) -> Result<Self, StoreError> {
-        Ok(Self {
-            metadata: metadata_json(record.metadata.as_ref())?,
-            limits: limits_json(&record.limits)?,
-            record: record.clone(),
-        })
+/// Inserts a record's row; [`StoreError::AlreadyExists`] when the id is taken.
+fn insert_row(conn: &Connection, id: KeyId, row: RecordRow) -> Result<(), StoreError> {
+    let inserted = conn
+        .prepare_cached(&INSERT)
+        .and_then(|mut stmt| stmt.execute(rusqlite::params_from_iter(row.into_params().map(value))))
+        .map_err(backend)?;
+    if inserted == 0 {
+        return Err(StoreError::AlreadyExists(id));
     }
-
-    /// Inserts the row; [`StoreError::AlreadyExists`] when the id is taken.
-    fn insert(&self, conn: &Connection) -> Result<(), StoreError> {
-        let r = &self.record;
-        let inserted = conn
-            .prepare_cached(&format!(
-                "INSERT INTO keys ({COLUMNS})
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
-                 ON CONFLICT (id) DO NOTHING"
-            ))
-            .and_then(|mut stmt| {
-                stmt.execute(params![
-                    r.id.as_str(),
-                    r.prefix.as_str(),
-                    r.project.as_str(),
-                    r.environment.as_str(),
-                    r.scopes.to_string(),
-                    r.name,
-                    self.metadata,
-                    r.created_at.unix_millis(),
-                    r.expires_at.map(Timestamp::unix_millis),
-                    r.revoked_at.map(Timestamp::unix_millis),
-                    r.last_used_at.map(Timestamp::unix_millis),
-                    r.secret_hash.as_str(),
-                    r.rotated_from.as_ref().map(KeyId::as_str),
-                    self.limits,
-                ])
-            })
-            .map_err(backend)?;
-        if inserted == 0 {
-            return Err(StoreError::AlreadyExists(r.id));
-        }
-        Ok(())
-    }
-}
-
-/// Clamps a revision asked for by a reader into SQLite's integer range.
-fn revision_param(revision: u64) -> i64 {
-    i64::try_from(revision).unwrap_or(i64::MAX)
-}
-
-fn to_u64(v: i64, what: &str) -> Result<u64, StoreError> {
-    u64::try_from(v).map_err(|_| StoreError::corrupt(STORE, format!("{what} is negative ({v})")))
+    Ok(())
 }
 
 #[async_trait]
 impl RecordStore for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all, fields(key.id = %record.id))]
     async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError> {
-        let row = InsertRow::new(record)?;
-        self.write(move |conn| row.insert(conn)).await
+        let (id, row) = (record.id, RecordRow::from_record(record, STORE)?);
+        self.write(move |conn| insert_row(conn, id, row)).await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(count = records.len()))]
     async fn insert_many(&self, records: &[KeyRecord]) -> Result<(), StoreError> {
         let rows = records
             .iter()
-            .map(InsertRow::new)
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|r| Ok((r.id, RecordRow::from_record(r, STORE)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
         self.write(move |conn| {
             // One transaction: a duplicate id anywhere inserts none of the batch.
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(backend)?;
-            for row in &rows {
-                row.insert(&tx)?;
+            for (id, row) in rows {
+                insert_row(&tx, id, row)?;
             }
             tx.commit().map_err(backend)
         })
@@ -481,32 +451,12 @@ impl RecordStore for SqliteStore {
     }
 
     async fn list(&self, query: &ListQuery) -> Result<Vec<KeyRecord>, StoreError> {
-        let query = query.clone();
+        let statement = list_statement(query, Placeholders::Question);
         self.read(move |conn| {
-            let mut sql = format!("SELECT {COLUMNS} FROM keys WHERE 1");
-            let mut args: Vec<Value> = Vec::new();
-            if let Some(p) = &query.project {
-                args.push(Value::Text(p.as_str().to_owned()));
-                sql.push_str(&format!(" AND project = ?{}", args.len()));
-            }
-            if let Some(e) = &query.environment {
-                args.push(Value::Text(e.as_str().to_owned()));
-                sql.push_str(&format!(" AND environment = ?{}", args.len()));
-            }
-            if let Some((at, id)) = &query.after {
-                args.push(Value::Integer(at.unix_millis()));
-                args.push(Value::Text(id.as_str().to_owned()));
-                sql.push_str(&format!(
-                    " AND (created_at, id) > (?{}, ?{})",
-                    args.len() - 1,
-                    args.len()
-                ));
-            }
-            args.push(Value::Integer(i64::from(query.limit)));
-            sql.push_str(&format!(" ORDER BY created_at, id LIMIT ?{}", args.len()));
-            let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
+            let mut stmt = conn.prepare_cached(&statement.sql).map_err(backend)?;
+            let params = statement.params.into_iter().map(value);
             let mut rows = stmt
-                .query(rusqlite::params_from_iter(args))
+                .query(rusqlite::params_from_iter(params))
                 .map_err(backend)?;
             let mut out = Vec::new();
             while let Some(row) = rows.next().map_err(backend)? {
@@ -524,14 +474,8 @@ impl RecordStore for SqliteStore {
         change: &KeyChange,
     ) -> Result<Option<KeyRecord>, StoreError> {
         let id = *id;
-        let change = change.clone();
-        let keep = i64::try_from(self.inner.change_log_len).unwrap_or(i64::MAX);
-        let metadata = change
-            .metadata
-            .as_ref()
-            .map(|m| metadata_json(m.as_ref()))
-            .transpose()?;
-        let limits = change.limits.as_ref().map(limits_json).transpose()?;
+        let change = ChangeRow::from_change(change, STORE)?;
+        let keep = to_sql_int(self.inner.change_log_len);
         self.write(move |conn| {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -543,35 +487,29 @@ impl RecordStore for SqliteStore {
                 sets.push(column);
             };
             if let Some(at) = change.revoke_at {
-                set(
-                    "revoked_at = COALESCE(revoked_at, ?)",
-                    Value::Integer(at.unix_millis()),
-                );
+                set("revoked_at = COALESCE(revoked_at, ?)", Value::Integer(at));
             }
             if let Some(e) = change.expires_at {
-                set(
-                    "expires_at = ?",
-                    e.map_or(Value::Null, |t| Value::Integer(t.unix_millis())),
-                );
+                set("expires_at = ?", e.map_or(Value::Null, Value::Integer));
             }
-            if let Some(s) = &change.scopes {
-                set("scopes = ?", Value::Text(s.to_string()));
+            if let Some(s) = change.scopes {
+                set("scopes = ?", Value::Text(join_spaced(&s)));
             }
-            if let Some(n) = &change.name {
-                set("name = ?", Value::Text(n.clone()));
+            if let Some(n) = change.name {
+                set("name = ?", Value::Text(n));
             }
-            if let Some(m) = metadata {
+            if let Some(m) = change.metadata {
                 set("metadata = ?", m.map_or(Value::Null, Value::Text));
             }
-            if let Some(h) = &change.secret_hash {
-                set("secret_hash = ?", Value::Text(h.as_str().to_owned()));
+            if let Some(h) = change.secret_hash {
+                set("secret_hash = ?", Value::Text(h));
             }
-            if let Some(l) = limits {
+            if let Some(l) = change.limits {
                 set("limits = ?", Value::Text(l));
             }
             let exists = if sets.is_empty() {
                 tx.query_row(
-                    "SELECT 1 FROM keys WHERE id = ?1",
+                    "SELECT 1 FROM keyward_keys WHERE id = ?1",
                     params![id.as_str()],
                     |_| Ok(()),
                 )
@@ -580,7 +518,7 @@ impl RecordStore for SqliteStore {
                 .is_some()
             } else {
                 args.push(Value::Text(id.as_str().to_owned()));
-                let sql = format!("UPDATE keys SET {} WHERE id = ?", sets.join(", "));
+                let sql = format!("UPDATE keyward_keys SET {} WHERE id = ?", sets.join(", "));
                 tx.prepare_cached(&sql)
                     .and_then(|mut stmt| stmt.execute(rusqlite::params_from_iter(args)))
                     .map_err(backend)?
@@ -589,11 +527,11 @@ impl RecordStore for SqliteStore {
             if !exists {
                 return Ok(None);
             }
-            tx.prepare_cached("INSERT INTO changes (key_id) VALUES (?1)")
+            tx.prepare_cached("INSERT INTO keyward_changes (key_id) VALUES (?1)")
                 .and_then(|mut stmt| stmt.execute(params![id.as_str()]))
                 .map_err(backend)?;
             let revision = tx.last_insert_rowid();
-            tx.prepare_cached("DELETE FROM changes WHERE revision <= ?1")
+            tx.prepare_cached("DELETE FROM keyward_changes WHERE revision <= ?1")
                 .and_then(|mut stmt| stmt.execute(params![revision.saturating_sub(keep)]))
                 .map_err(backend)?;
             // Commit before decoding: a change (above all a revocation) takes effect even if
@@ -616,7 +554,7 @@ impl RecordStore for SqliteStore {
             {
                 let mut stmt = tx
                     .prepare_cached(
-                        "UPDATE keys SET last_used_at = MAX(COALESCE(last_used_at, ?1), ?1)
+                        "UPDATE keyward_keys SET last_used_at = MAX(COALESCE(last_used_at, ?1), ?1)
                          WHERE id = ?2",
                     )
                     .map_err(backend)?;
@@ -636,46 +574,28 @@ impl RecordStore for SqliteStore {
             let tx = conn.transaction().map_err(backend)?;
             let (oldest, newest): (Option<i64>, Option<i64>) = tx
                 .query_row(
-                    "SELECT MIN(revision), MAX(revision) FROM changes",
+                    "SELECT MIN(revision), MAX(revision) FROM keyward_changes",
                     [],
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .map_err(backend)?;
-            let current = to_u64(newest.unwrap_or(0), "a revision")?;
-            // The log holds every change after `oldest_kept`.
-            let oldest_kept = match oldest {
-                Some(o) => to_u64(o, "a revision")?.saturating_sub(1),
-                None => current,
-            };
             let mut ids = Vec::new();
             {
                 let mut stmt = tx
                     .prepare_cached(
-                        "SELECT key_id FROM changes WHERE revision > ?1 ORDER BY revision",
+                        "SELECT key_id FROM keyward_changes WHERE revision > ?1 ORDER BY revision",
                     )
                     .map_err(backend)?;
-                let mut rows = stmt
-                    .query(params![revision_param(revision)])
-                    .map_err(backend)?;
+                let mut rows = stmt.query(params![to_sql_int(revision)]).map_err(backend)?;
                 while let Some(row) = rows.next().map_err(backend)? {
-                    let raw: String = row.get(0).map_err(|_| {
+                    ids.push(row.get(0).map_err(|_| {
                         StoreError::corrupt(STORE, "the change log holds a key id that is not text")
-                    })?;
-                    let id = raw.parse::<KeyId>().map_err(|e| {
-                        StoreError::corrupt(
-                            STORE,
-                            format!("the change log holds a bad key id: {e}"),
-                        )
-                    })?;
-                    ids.push(id);
+                    })?);
                 }
             }
             tx.commit().map_err(backend)?;
-            Ok(Changes {
-                revision: current,
-                ids,
-                resync: revision < oldest_kept,
-            })
+            // An empty log: no change was ever made (every update keeps its own entry).
+            changes_from_log(STORE, revision, newest.unwrap_or(0), oldest, ids)
         })
         .await
     }
@@ -705,11 +625,13 @@ impl UsageStore for SqliteStore {
                 .map_err(backend)?;
             let key = params![bucket.counter, bucket.period_start.unix_millis()];
             let used: i64 = tx
-                .prepare_cached("SELECT used FROM usage WHERE counter = ?1 AND period_start = ?2")
+                .prepare_cached(
+                    "SELECT used FROM keyward_usage WHERE counter = ?1 AND period_start = ?2",
+                )
                 .and_then(|mut stmt| stmt.query_row(key, |r| r.get(0)).optional())
                 .map_err(backend)?
                 .unwrap_or(0);
-            let used = to_u64(used, "a usage count")?;
+            let used = from_sql_int(STORE, used, "a usage count")?;
             // SQLite integers are signed: a total beyond i64::MAX is refused like one beyond
             // the limit.
             let total = used
@@ -720,7 +642,7 @@ impl UsageStore for SqliteStore {
                 return Ok(Consumption::Refused { used });
             };
             tx.prepare_cached(
-                "INSERT INTO usage (counter, period_start, used) VALUES (?1, ?2, ?3)
+                "INSERT INTO keyward_usage (counter, period_start, used) VALUES (?1, ?2, ?3)
                  ON CONFLICT (counter, period_start) DO UPDATE SET used = excluded.used",
             )
             .and_then(|mut stmt| {
@@ -733,7 +655,7 @@ impl UsageStore for SqliteStore {
             .map_err(backend)?;
             tx.commit().map_err(backend)?;
             Ok(Consumption::Granted {
-                used: to_u64(total, "a usage count")?,
+                used: from_sql_int(STORE, total, "a usage count")?,
             })
         })
         .await
@@ -742,10 +664,10 @@ impl UsageStore for SqliteStore {
     async fn release(&self, bucket: &UsageBucket, amount: u64) -> Result<(), StoreError> {
         let bucket = bucket.clone();
         // Amounts beyond i64::MAX release everything.
-        let amount = i64::try_from(amount).unwrap_or(i64::MAX);
+        let amount = to_sql_int(amount);
         self.write(move |conn| {
             conn.prepare_cached(
-                "UPDATE usage SET used = MAX(used - ?3, 0) WHERE counter = ?1 AND period_start = ?2",
+                "UPDATE keyward_usage SET used = MAX(used - ?3, 0) WHERE counter = ?1 AND period_start = ?2",
             )
             .and_then(|mut stmt| {
                 stmt.execute(params![
@@ -764,7 +686,7 @@ impl UsageStore for SqliteStore {
         let name = name.to_owned();
         self.read(move |conn| {
             let text: Option<String> = conn
-                .prepare_cached("SELECT value FROM settings WHERE name = ?1")
+                .prepare_cached("SELECT value FROM keyward_settings WHERE name = ?1")
                 .and_then(|mut stmt| stmt.query_row(params![name], |r| r.get(0)).optional())
                 .map_err(backend)?;
             text.map(|t| {
@@ -787,12 +709,12 @@ impl UsageStore for SqliteStore {
             match value {
                 Some(v) => conn
                     .prepare_cached(
-                        "INSERT INTO settings (name, value) VALUES (?1, ?2)
+                        "INSERT INTO keyward_settings (name, value) VALUES (?1, ?2)
                          ON CONFLICT (name) DO UPDATE SET value = excluded.value",
                     )
                     .and_then(|mut stmt| stmt.execute(params![name, v])),
                 None => conn
-                    .prepare_cached("DELETE FROM settings WHERE name = ?1")
+                    .prepare_cached("DELETE FROM keyward_settings WHERE name = ?1")
                     .and_then(|mut stmt| stmt.execute(params![name])),
             }
             .map_err(backend)?;
@@ -805,7 +727,9 @@ impl UsageStore for SqliteStore {
         let bucket = bucket.clone();
         self.read(move |conn| {
             let used: Option<i64> = conn
-                .prepare_cached("SELECT used FROM usage WHERE counter = ?1 AND period_start = ?2")
+                .prepare_cached(
+                    "SELECT used FROM keyward_usage WHERE counter = ?1 AND period_start = ?2",
+                )
                 .and_then(|mut stmt| {
                     stmt.query_row(
                         params![bucket.counter, bucket.period_start.unix_millis()],
@@ -814,7 +738,7 @@ impl UsageStore for SqliteStore {
                     .optional()
                 })
                 .map_err(backend)?;
-            to_u64(used.unwrap_or(0), "a usage count")
+            from_sql_int(STORE, used.unwrap_or(0), "a usage count")
         })
         .await
     }

@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::STORE;
-use crate::error::SqliteStoreError;
+use crate::error::SqliteError;
 
 /// A fixed set of connections. A caller first takes a permit (asynchronously), then a
 /// connection; the permit count equals the number of connections, so one is always idle.
@@ -57,7 +57,7 @@ impl Pool {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .pop()
-                .ok_or_else(|| StoreError::backend(STORE, SqliteStoreError::PoolExhausted))?;
+                .ok_or_else(|| StoreError::backend(STORE, SqliteError::PoolExhausted))?;
             let mut lease = Lease {
                 pool,
                 conn: Some(conn),
@@ -65,7 +65,7 @@ impl Pool {
             };
             match lease.conn.as_mut() {
                 Some(conn) => f(conn),
-                None => Err(StoreError::backend(STORE, SqliteStoreError::PoolExhausted)),
+                None => Err(StoreError::backend(STORE, SqliteError::PoolExhausted)),
             }
         })
         .await

@@ -2,7 +2,7 @@
 
 use rusqlite::{Connection, TransactionBehavior};
 
-use crate::error::SqliteStoreError;
+use crate::error::SqliteError;
 
 /// The schema steps, oldest first. Step `i` takes the database from version `i` to `i + 1`.
 /// Never edit a released step: append a new one.
@@ -41,6 +41,18 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         name  TEXT NOT NULL PRIMARY KEY,
         value TEXT NOT NULL                     -- JSON
     ) WITHOUT ROWID;",
+    // 3: the tables and indexes take the names the PostgreSQL store uses. RENAME keeps the
+    // rows, and the change log's AUTOINCREMENT counter (its sqlite_sequence row follows the
+    // table), so revisions go on from where they were.
+    "ALTER TABLE keys RENAME TO keyward_keys;
+    ALTER TABLE changes RENAME TO keyward_changes;
+    ALTER TABLE usage RENAME TO keyward_usage;
+    ALTER TABLE settings RENAME TO keyward_settings;
+    DROP INDEX keys_by_project;
+    CREATE INDEX keyward_keys_project_environment_created
+        ON keyward_keys (project, environment, created_at, id);
+    DROP INDEX keys_by_created;
+    CREATE INDEX keyward_keys_created ON keyward_keys (created_at, id);",
 ];
 
 /// The schema version this code writes and reads.
@@ -51,18 +63,18 @@ pub(crate) fn latest() -> i64 {
 /// Brings the database up to [`latest`] inside one `BEGIN IMMEDIATE` transaction, so that
 /// concurrent openers (threads or processes) apply each step exactly once. Returns the
 /// version found before migrating.
-pub(crate) fn migrate(conn: &mut Connection) -> Result<i64, SqliteStoreError> {
+pub(crate) fn migrate(conn: &mut Connection) -> Result<i64, SqliteError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let found: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let latest = latest();
     if found > latest {
-        return Err(SqliteStoreError::SchemaTooNew {
+        return Err(SqliteError::SchemaTooNew {
             found,
             supported: latest,
         });
     }
     if found < 0 {
-        return Err(SqliteStoreError::SchemaUnknown { found });
+        return Err(SqliteError::SchemaUnknown { found });
     }
     for (version, step) in MIGRATIONS
         .iter()

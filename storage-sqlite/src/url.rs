@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::error::SqliteStoreError;
+use crate::error::SqliteError;
 
 /// Where a `sqlite:` URL points.
 #[derive(Debug, PartialEq, Eq)]
@@ -16,9 +16,9 @@ pub(crate) enum Target {
 /// Parses `sqlite:path`, `sqlite://path`, `sqlite:///abs/path` and `sqlite::memory:` (also
 /// `sqlite://:memory:`), the forms sqlx accepts. A `?mode=rwc` suffix is accepted (it is
 /// what the store does anyway); other query parameters are refused.
-pub(crate) fn parse(url: &str) -> Result<Target, SqliteStoreError> {
+pub(crate) fn parse(url: &str) -> Result<Target, SqliteError> {
     let Some(rest) = strip_prefix_ignore_case(url, "sqlite:") else {
-        return Err(SqliteStoreError::NotSqliteUrl {
+        return Err(SqliteError::NotSqliteUrl {
             scheme: scheme_of(url),
         });
     };
@@ -26,7 +26,7 @@ pub(crate) fn parse(url: &str) -> Result<Target, SqliteStoreError> {
     let path = match rest.split_once('?') {
         Some((path, query)) => {
             if !query.split('&').all(|p| p.is_empty() || p == "mode=rwc") {
-                return Err(SqliteStoreError::UnsupportedUrlParameter);
+                return Err(SqliteError::UnsupportedUrlParameter);
             }
             path
         }
@@ -34,7 +34,7 @@ pub(crate) fn parse(url: &str) -> Result<Target, SqliteStoreError> {
     };
     match path {
         ":memory:" => Ok(Target::Memory),
-        "" => Err(SqliteStoreError::EmptyPath),
+        "" => Err(SqliteError::EmptyPath),
         p => Ok(Target::File(PathBuf::from(p))),
     }
 }
@@ -87,21 +87,19 @@ mod tests {
     #[test]
     fn other_urls_are_refused_without_echoing_them() {
         let e = parse("postgres://user:hunter2@db/keys").unwrap_err();
-        assert!(
-            matches!(&e, SqliteStoreError::NotSqliteUrl { scheme: Some(s) } if s == "postgres")
-        );
+        assert!(matches!(&e, SqliteError::NotSqliteUrl { scheme: Some(s) } if s == "postgres"));
         assert!(!e.to_string().contains("hunter2"));
         assert!(matches!(
             parse("keyward.db").unwrap_err(),
-            SqliteStoreError::NotSqliteUrl { scheme: None }
+            SqliteError::NotSqliteUrl { scheme: None }
         ));
         assert!(matches!(
             parse("sqlite:").unwrap_err(),
-            SqliteStoreError::EmptyPath
+            SqliteError::EmptyPath
         ));
         assert!(matches!(
             parse("sqlite:x.db?cache=shared").unwrap_err(),
-            SqliteStoreError::UnsupportedUrlParameter
+            SqliteError::UnsupportedUrlParameter
         ));
     }
 }

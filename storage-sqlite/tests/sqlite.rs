@@ -13,7 +13,7 @@ use keyward::{
     Consumption, Environment, HashParams, IssueRequest, KeyChange, KeyManager, KeyRecord, KeyStore,
     ListQuery, Project, Requirements, StoreError, Timestamp, UsageBucket,
 };
-use keyward_sqlite::{SCHEMA_VERSION, SqliteOptions, SqliteStore, SqliteStoreError};
+use keyward_sqlite::{SCHEMA_VERSION, SqliteError, SqliteOptions, SqliteStore};
 use tempfile::TempDir;
 
 fn db_in(dir: &TempDir) -> PathBuf {
@@ -59,8 +59,8 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
         .any(|w| w == needle.as_bytes())
 }
 
-fn source_of(err: &StoreError) -> Option<&SqliteStoreError> {
-    std::error::Error::source(err)?.downcast_ref::<SqliteStoreError>()
+fn source_of(err: &StoreError) -> Option<&SqliteError> {
+    std::error::Error::source(err)?.downcast_ref::<SqliteError>()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -107,7 +107,7 @@ async fn neither_the_database_nor_its_wal_file_holds_the_secret() {
 
     let stored: String = raw(&path)
         .query_row(
-            "SELECT secret_hash FROM keys WHERE id = ?1",
+            "SELECT secret_hash FROM keyward_keys WHERE id = ?1",
             [issued.record.id.as_str()],
             |r| r.get(0),
         )
@@ -208,12 +208,177 @@ async fn a_database_from_a_newer_version_is_a_typed_error() {
         .unwrap();
     let err = SqliteStore::open(&path).await.unwrap_err();
     match source_of(&err) {
-        Some(SqliteStoreError::SchemaTooNew { found, supported }) => {
+        Some(SqliteError::SchemaTooNew { found, supported }) => {
             assert_eq!((*found, *supported), (SCHEMA_VERSION + 1, SCHEMA_VERSION));
         }
         other => panic!("expected SchemaTooNew, got {other:?} from {err}"),
     }
     assert!(err.to_string().contains("sqlite"), "{err}");
+}
+
+/// The schema as keyward-sqlite wrote it before its tables took the `keyward_` names
+/// (`user_version` 2), copied here so that the test does not depend on the migration list.
+const SCHEMA_V2: &str = "
+    CREATE TABLE keys (
+        id           TEXT    NOT NULL PRIMARY KEY,
+        prefix       TEXT    NOT NULL,
+        project      TEXT    NOT NULL,
+        environment  TEXT    NOT NULL,
+        scopes       TEXT    NOT NULL,
+        name         TEXT    NOT NULL,
+        metadata     TEXT,
+        created_at   INTEGER NOT NULL,
+        expires_at   INTEGER,
+        revoked_at   INTEGER,
+        last_used_at INTEGER,
+        secret_hash  TEXT    NOT NULL,
+        rotated_from TEXT,
+        limits       TEXT    NOT NULL DEFAULT '{}'
+    ) WITHOUT ROWID;
+    CREATE INDEX keys_by_project ON keys (project, environment, created_at, id);
+    CREATE INDEX keys_by_created ON keys (created_at, id);
+    CREATE TABLE changes (
+        revision INTEGER PRIMARY KEY AUTOINCREMENT,
+        key_id   TEXT NOT NULL
+    );
+    CREATE TABLE usage (
+        counter      TEXT    NOT NULL,
+        period_start INTEGER NOT NULL,
+        used         INTEGER NOT NULL,
+        PRIMARY KEY (counter, period_start)
+    ) WITHOUT ROWID;
+    CREATE TABLE settings (
+        name  TEXT NOT NULL PRIMARY KEY,
+        value TEXT NOT NULL
+    ) WITHOUT ROWID;
+    PRAGMA user_version = 2;";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_with_the_old_table_names_is_migrated_with_everything_in_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_in(&dir);
+    let r = sample_record(&project("legacy"), env("prd"), t(1));
+    let bucket = UsageBucket {
+        counter: "project:legacy:events".into(),
+        period_start: t(0),
+    };
+    let quota = serde_json::json!({"limit": 1000, "period": "month"});
+    {
+        // What the old keyward-sqlite wrote: a record, a usage count, a setting, and a change
+        // log whose oldest entry was pruned.
+        let conn = raw(&path);
+        conn.execute_batch(SCHEMA_V2).unwrap();
+        conn.execute(
+            "INSERT INTO keys (id, prefix, project, environment, scopes, name, metadata,
+                 created_at, expires_at, revoked_at, last_used_at, secret_hash, rotated_from,
+                 limits)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            rusqlite::params![
+                r.id.as_str(),
+                r.prefix.as_str(),
+                r.project.as_str(),
+                r.environment.as_str(),
+                r.scopes.to_string(),
+                r.name,
+                r.metadata.as_ref().map(|m| m.to_string()),
+                r.created_at.unix_millis(),
+                r.expires_at.map(Timestamp::unix_millis),
+                r.revoked_at.map(Timestamp::unix_millis),
+                r.last_used_at.map(Timestamp::unix_millis),
+                r.secret_hash.as_str(),
+                r.rotated_from.map(|id| id.to_string()),
+                serde_json::to_string(&r.limits).unwrap(),
+            ],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO usage (counter, period_start, used) VALUES (?1, ?2, 7)",
+            rusqlite::params![bucket.counter, bucket.period_start.unix_millis()],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO settings (name, value) VALUES ('quota:project:legacy', ?1)",
+            [quota.to_string()],
+        )
+        .unwrap();
+        for _ in 0..3 {
+            conn.execute("INSERT INTO changes (key_id) VALUES (?1)", [r.id.as_str()])
+                .unwrap();
+        }
+        conn.execute("DELETE FROM changes WHERE revision <= 1", [])
+            .unwrap();
+    }
+
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(store.get(&r.id).await.unwrap(), Some(r.clone()));
+    let listed = store
+        .list(&ListQuery {
+            project: Some(project("legacy")),
+            ..ListQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed, vec![r.clone()]);
+    assert_eq!(store.usage(&bucket).await.unwrap(), 7);
+    assert_eq!(
+        store.get_setting("quota:project:legacy").await.unwrap(),
+        Some(quota)
+    );
+    let changes = store.changes_since(1).await.unwrap();
+    assert_eq!(
+        (changes.revision, changes.resync, changes.ids),
+        (3, false, vec![r.id, r.id])
+    );
+    assert!(store.changes_since(0).await.unwrap().resync);
+    // Revisions go on from the old counter.
+    let rename = KeyChange {
+        name: Some("renamed".into()),
+        ..KeyChange::default()
+    };
+    store.update(&r.id, &rename).await.unwrap().unwrap();
+    let next = store.changes_since(3).await.unwrap();
+    assert_eq!((next.revision, next.ids), (4, vec![r.id]));
+
+    let conn = raw(&path);
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    let names = |kind: &str| -> Vec<String> {
+        conn.prepare(
+            "SELECT name FROM sqlite_master WHERE type = ?1 AND name NOT LIKE 'sqlite_%'
+             ORDER BY name",
+        )
+        .unwrap()
+        .query_map([kind], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+    };
+    assert_eq!(
+        names("table"),
+        [
+            "keyward_changes",
+            "keyward_keys",
+            "keyward_settings",
+            "keyward_usage"
+        ]
+    );
+    assert_eq!(
+        names("index"),
+        [
+            "keyward_keys_created",
+            "keyward_keys_project_environment_created"
+        ]
+    );
+    let sequence: i64 = conn
+        .query_row(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'keyward_changes'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(sequence, 4);
 }
 
 /// Inserts a record, then overwrites one column by hand.
@@ -228,7 +393,7 @@ async fn corrupted(
     store.insert(&r).await.unwrap();
     raw(&path)
         .execute(
-            &format!("UPDATE keys SET {column} = ?1 WHERE id = ?2"),
+            &format!("UPDATE keyward_keys SET {column} = ?1 WHERE id = ?2"),
             rusqlite::params![value, r.id.as_str()],
         )
         .unwrap();
@@ -283,7 +448,7 @@ async fn a_revocation_takes_effect_even_when_another_column_is_corrupt() {
     assert_corrupt(store.update(&r.id, &revoke).await, "metadata");
     let revoked_at: Option<i64> = raw(&db_in(&dir))
         .query_row(
-            "SELECT revoked_at FROM keys WHERE id = ?1",
+            "SELECT revoked_at FROM keyward_keys WHERE id = ?1",
             [r.id.as_str()],
             |row| row.get(0),
         )
@@ -333,7 +498,7 @@ async fn open_url_accepts_the_documented_forms_and_rejects_other_schemes() {
     ] {
         let err = SqliteStore::open_url(url).await.unwrap_err();
         assert!(
-            matches!(source_of(&err), Some(SqliteStoreError::NotSqliteUrl { .. })),
+            matches!(source_of(&err), Some(SqliteError::NotSqliteUrl { .. })),
             "{url}: {err:?}"
         );
         assert!(err.to_string().contains("not a sqlite: URL"), "{err}");
@@ -344,7 +509,7 @@ async fn open_url_accepts_the_documented_forms_and_rejects_other_schemes() {
         .unwrap_err();
     assert!(matches!(
         source_of(&err),
-        Some(SqliteStoreError::UnsupportedUrlParameter)
+        Some(SqliteError::UnsupportedUrlParameter)
     ));
 }
 
@@ -372,7 +537,7 @@ async fn the_change_log_is_bounded_and_a_reader_behind_it_must_resync() {
     assert_eq!(edge.ids, vec![r.id; 3]);
     assert!(store.changes_since(6).await.unwrap().resync);
     let rows: i64 = raw(&db_in(&dir))
-        .query_row("SELECT COUNT(*) FROM changes", [], |r| r.get(0))
+        .query_row("SELECT COUNT(*) FROM keyward_changes", [], |r| r.get(0))
         .unwrap();
     assert_eq!(rows, 3);
     let ahead = store.changes_since(u64::MAX).await.unwrap();

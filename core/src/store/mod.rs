@@ -9,9 +9,13 @@
 //!
 //! Policy (scopes, expiry, environments, caching, quota periods) lives in core; a store only
 //! stores. "Not found" is `Ok(None)`; `Err` always means the backend failed.
+//!
+//! SQL stores share their row handling through [`rows`]: the column values of a record, the
+//! list query and the integer conversions, so that each keeps only its SQL.
 
 mod record;
 mod records;
+pub mod rows;
 mod usage;
 
 pub use record::{KeyChange, KeyLimits, KeyRecord, ListQuery};
