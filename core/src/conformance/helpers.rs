@@ -2,7 +2,7 @@
 //! checksum, a wrong secret), fixed times and unique names.
 
 use crate::hash::SecretHash;
-use crate::key::{CHECK_LEN, Environment, KeyId};
+use crate::key::{ApiKey, CHECK_LEN, Environment, KeyId, SECRET_LEN};
 use crate::name::Project;
 use crate::scope::ScopeSet;
 use crate::store::{KeyLimits, KeyRecord};
@@ -80,6 +80,26 @@ pub fn fix_checksum(text: &str) -> String {
     let body = &text[..text.len() - CHECK_LEN];
     let check = crate::key::checksum(body.as_bytes());
     format!("{body}{}", String::from_utf8_lossy(&check))
+}
+
+/// The secret part of a key text: the [`SECRET_LEN`] characters before the checksum.
+pub fn secret_of(text: &str) -> &str {
+    &text[text.len() - CHECK_LEN - SECRET_LEN..text.len() - CHECK_LEN]
+}
+
+/// `text` with its secret's character at `at` (`0..SECRET_LEN`) changed and the checksum
+/// recomputed: a well-formed key (when `text` is one) with the same id and a wrong secret.
+///
+/// # Panics
+/// When `at` is not inside the secret.
+pub fn with_wrong_secret(text: &str, at: usize) -> String {
+    assert!(at < SECRET_LEN, "the secret has {SECRET_LEN} characters");
+    let i = text.len() - CHECK_LEN - SECRET_LEN + at;
+    let mut bytes = text.as_bytes().to_vec();
+    bytes[i] = if bytes[i] == b'a' { b'b' } else { b'a' };
+    let wrong = fix_checksum(std::str::from_utf8(&bytes).expect("a base62 character replaced"));
+    assert_eq!(ApiKey::parse(&wrong).is_ok(), ApiKey::parse(text).is_ok());
+    wrong
 }
 
 /// An RFC 3339 instant, for cases that cross a calendar boundary.

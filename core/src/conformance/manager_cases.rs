@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 
-use super::helpers::{env, fix_checksum, month, project, t};
+use super::helpers::{env, fix_checksum, month, project, secret_of, t};
 use crate::error::{AuthError, Error};
 use crate::hash::HashParams;
 use crate::key::{ApiKey, KeyId};
@@ -305,8 +305,7 @@ pub async fn the_store_never_holds_the_secret(store: &Arc<dyn KeyStore>) {
         .issue(IssueRequest::new(p.clone(), env("dev")))
         .await
         .expect("issue");
-    let full = issued.key.expose_secret();
-    let secret = &full[full.len() - 49..full.len() - 6];
+    let secret = secret_of(issued.key.expose_secret());
     let stored = store
         .get(&issued.record.id)
         .await

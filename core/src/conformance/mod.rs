@@ -1,6 +1,6 @@
 //! The store conformance suite (feature `test-util`): the [`KeyStore`] contract as tests
 //! (docs/ARCHITECTURE.md, "The store contract"), and the helpers and test doubles that
-//! Keyward's own tests and benches share.
+//! Keyward's own tests, benches and fuzz targets share.
 //!
 //! Every store runs all of it with one line in its tests:
 //!
@@ -25,13 +25,17 @@
 
 mod doubles;
 mod helpers;
+mod leaks;
 mod manager_cases;
 mod store_cases;
 
 pub use doubles::{
     CallCounter, CountingStore, DownSwitch, FailingStore, Guard, StoreHook, WithGuard, Wrapped,
 };
-pub use helpers::{SAMPLE_PHC, fix_checksum, sample_record};
+pub use helpers::{SAMPLE_PHC, fix_checksum, sample_record, secret_of, with_wrong_secret};
+pub use leaks::{
+    KeyForms, LogBuffer, SECRET_WINDOW, assert_keys_hidden, assert_no_leak, shared_secret_window,
+};
 
 crate::__conformance_cases!(@define);
 
