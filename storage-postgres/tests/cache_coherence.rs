@@ -1,6 +1,7 @@
 //! Two service instances (two managers, two pools) on one PostgreSQL database: a revocation
-//! through one reaches the other's verify cache through `LISTEN/NOTIFY`. DESIGN §5 and issue 5
-//! ask for p99 ≤ 100 ms from `revoke()` returning to the other instance rejecting the key.
+//! through one reaches the other's verify cache through `LISTEN/NOTIFY` (docs/ARCHITECTURE.md,
+//! "The verify cache"). Issue 5 asks for p99 ≤ 100 ms from `revoke()` returning to the other
+//! instance rejecting the key.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
