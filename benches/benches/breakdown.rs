@@ -1,6 +1,7 @@
 //! Where a warm verify's time goes: each step of the warm path (docs/ARCHITECTURE.md, "The
-//! verify pipeline") measured on its own with the same building blocks (parse, keyed BLAKE3 digest, quick_cache lookup,
-//! constant-time compare, clock, the identity returned), next to the whole call.
+//! verify pipeline") measured on its own with the same building blocks (parse, keyed BLAKE3
+//! digest, quick_cache lookup, constant-time compare, clock, the identity returned), next to
+//! the whole call.
 //!
 //! The steps are re-enacted with public APIs and the same crates, so their sum is an
 //! estimate: the manager's own glue (async state machine, `Arc` and `Result` moves, the

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput};
-use keyward::conformance::{CountingStore, fix_checksum};
+use keyward::conformance::{CountingStore, with_wrong_secret};
 use keyward::{
     ApiKey, AuthError, CacheConfig, Error, Identity, IssueRequest, KeyId, KeyManager,
     KeyManagerBuilder, KeyStore, MalformedKey, Requirements,
@@ -86,14 +86,6 @@ struct Texts {
 
 fn flip(b: &mut u8) {
     *b = if *b == b'A' { b'B' } else { b'A' };
-}
-
-/// Changes the secret's last character (6 checksum characters follow it).
-fn wrong_secret(text: &str) -> String {
-    let mut b = text.as_bytes().to_vec();
-    let i = b.len() - 7;
-    flip(&mut b[i]);
-    fix_checksum(std::str::from_utf8(&b).unwrap())
 }
 
 fn bad_checksum(text: &str) -> String {
@@ -336,14 +328,14 @@ fn bench_store(c: &mut Criterion, rt: &Runtime, kind: StoreKind) {
         let victim = m.issue(issue_request()).await.unwrap();
         let k0 = keys[0].clone();
         Texts {
-            wrong: wrong_secret(&k0),
+            wrong: with_wrong_secret(&k0, 42),
             malformed: k0[..k0.len() - 5].to_owned(),
             bad_checksum: bad_checksum(&k0),
             unknown: ApiKey::generate("av".parse().unwrap(), "prd".parse().unwrap())
                 .unwrap()
                 .expose_secret()
                 .to_owned(),
-            victim_wrong: wrong_secret(victim.key.expose_secret()),
+            victim_wrong: with_wrong_secret(victim.key.expose_secret(), 42),
             keys: Arc::new(keys),
         }
     });

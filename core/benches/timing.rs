@@ -375,9 +375,10 @@ async fn run() -> usize {
     leaks += usize::from(print(
         "warm path: known (cached) id with a wrong secret vs unknown id",
         ["cached id, wrong secret", "unknown id (decoy Argon2)"],
-        Some(
-            "by design: a cached id is refused without Argon2 (docs/ARCHITECTURE.md, The verify cache); ids are public",
-        ),
+        Some(concat!(
+            "by design: a cached id is refused without Argon2 ",
+            "(docs/ARCHITECTURE.md, \"The verify cache\"); ids are public",
+        )),
         &r,
     ));
 

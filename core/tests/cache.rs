@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use keyward::conformance::{CountingStore, fix_checksum};
+use keyward::conformance::{CountingStore, with_wrong_secret};
 use keyward::{
     AuthError, CacheConfig, Error, HashParams, IssueRequest, KeyManager, KeyStore, Requirements,
 };
@@ -23,13 +23,6 @@ fn request() -> IssueRequest {
     IssueRequest::new("web-app".parse().unwrap(), "dev".parse().unwrap())
         .scopes(["read"])
         .unwrap()
-}
-
-fn wrong_secret(text: &str) -> String {
-    let i = text.len() - 20;
-    let mut t = text.to_owned();
-    t.replace_range(i..i + 1, if &text[i..=i] == "a" { "b" } else { "a" });
-    fix_checksum(&t)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -72,7 +65,8 @@ async fn a_wrong_secret_for_a_cached_id_is_rejected_without_argon2() {
     let runs = m.hasher().runs();
     for _ in 0..50 {
         assert!(matches!(
-            m.verify(&wrong_secret(text), &Requirements::none()).await,
+            m.verify(&with_wrong_secret(text, 29), &Requirements::none())
+                .await,
             Err(Error::Auth(AuthError::Invalid))
         ));
     }
@@ -110,7 +104,7 @@ async fn failed_cold_attempts_per_id_are_limited_before_argon2() {
     };
     let m = manager_on(Arc::new(MemoryStore::new()), cache);
     let issued = m.issue(request()).await.unwrap();
-    let guess = wrong_secret(issued.key.expose_secret());
+    let guess = with_wrong_secret(issued.key.expose_secret(), 29);
     for _ in 0..3 {
         assert!(matches!(
             m.verify(&guess, &Requirements::none()).await,
@@ -137,7 +131,7 @@ async fn the_failed_attempt_limit_lifts_when_its_window_ends() {
     };
     let m = manager_on(Arc::new(MemoryStore::new()), cache);
     let issued = m.issue(request()).await.unwrap();
-    let guess = wrong_secret(issued.key.expose_secret());
+    let guess = with_wrong_secret(issued.key.expose_secret(), 29);
     let outcome = |r: Result<keyward::Identity, Error>| match r {
         Err(Error::Auth(AuthError::Invalid)) => "invalid",
         Err(Error::Auth(AuthError::RateLimited { .. })) => "limited",
@@ -383,7 +377,9 @@ async fn after_the_ttl_the_fresh_record_decides_and_a_changed_hash_or_wrong_secr
         Err(Error::Auth(AuthError::Invalid))
     ));
     assert_eq!(m.hasher().runs(), runs + 1, "another hash: Argon2 decides");
-    let guess: keyward::ApiKey = wrong_secret(wrong.key.expose_secret()).parse().unwrap();
+    let guess: keyward::ApiKey = with_wrong_secret(wrong.key.expose_secret(), 29)
+        .parse()
+        .unwrap();
     assert!(matches!(
         m.verify_key(&guess, &none).await,
         Err(Error::Auth(AuthError::Invalid))
@@ -407,7 +403,9 @@ async fn guessing_against_a_known_id_does_not_lock_out_a_holder_whose_entry_expi
     tokio::time::sleep(ttl + Duration::from_millis(20)).await;
     // Someone who read the public id in a log floods it with guesses: after 3, the id is
     // refused without Argon2.
-    let guess: keyward::ApiKey = wrong_secret(issued.key.expose_secret()).parse().unwrap();
+    let guess: keyward::ApiKey = with_wrong_secret(issued.key.expose_secret(), 29)
+        .parse()
+        .unwrap();
     for _ in 0..3 {
         assert!(matches!(
             m.verify_key(&guess, &none).await,
@@ -442,7 +440,7 @@ async fn verify_cached_decides_warm_keys_without_waiting_and_defers_the_rest() {
         m.verify_cached(key, &Requirements::scopes(["admin"]).unwrap()),
         Some(Err(Error::Auth(AuthError::InsufficientScope { .. })))
     ));
-    let wrong: keyward::ApiKey = wrong_secret(key.expose_secret()).parse().unwrap();
+    let wrong: keyward::ApiKey = with_wrong_secret(key.expose_secret(), 29).parse().unwrap();
     assert!(matches!(
         m.verify_cached(&wrong, &read),
         Some(Err(Error::Auth(AuthError::Invalid)))

@@ -3,60 +3,18 @@
 //! header maps never panic, and no error's `Display` or `Debug`, no HTTP answer and no
 //! diagnosis repeats the input's key-like secret part.
 //!
-//! The leak oracle: a key id is public and 12 characters long, so no text shown may hold a run
-//! of 13 alphanumerics that also occurs in the input (it could only have come from a secret).
+//! The leak oracle is `keyward::conformance::shared_secret_window`, the fuzz targets' own: a key
+//! id is public and 12 characters long, so no text shown may hold a run of 13 alphanumerics
+//! that also occurs in the input (it could only have come from a secret).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use base64::Engine as _;
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 use keyward::client::{Diagnosis, KeyExpectation, LoadError, diagnose};
-use keyward::conformance::fix_checksum;
+use keyward::conformance::{assert_no_leak, fix_checksum};
 use keyward::http::{auth_rejection, extract_key, reject_key_in_query};
 use keyward::{ApiKey, AuthError, Timestamp};
 use proptest::prelude::*;
-
-const WINDOW: usize = 13;
-/// Template words of Keyward's messages that are 13 alphanumerics or longer.
-const TEMPLATE_WORDS: &[&str] = &["Authorization"];
-
-/// The first 13-alphanumeric run of `shown` that also occurs in `input`.
-fn shared_secret_window(shown: &str, input: &[u8]) -> Option<String> {
-    let bytes = shown.as_bytes();
-    let mut run_start = 0;
-    for i in 0..bytes.len() {
-        if !bytes[i].is_ascii_alphanumeric() {
-            run_start = i + 1;
-            continue;
-        }
-        if i + 1 - run_start < WINDOW {
-            continue;
-        }
-        let window = &bytes[i + 1 - WINDOW..=i];
-        let template = TEMPLATE_WORDS
-            .iter()
-            .any(|w| w.as_bytes().windows(WINDOW).any(|t| t == window));
-        if !template && input.windows(WINDOW).any(|w| w == window) {
-            return Some(String::from_utf8_lossy(window).into_owned());
-        }
-    }
-    None
-}
-
-fn assert_no_leak(what: &str, shown: &str, input: &[u8]) {
-    if let Some(w) = shared_secret_window(shown, input) {
-        panic!("{what} repeats {w:?} from the input: {shown:?}");
-    }
-}
-
-#[test]
-fn the_oracle_catches_a_copied_secret_and_lets_ids_and_templates_pass() {
-    let key = ApiKey::generate("av".parse().unwrap(), "prd".parse().unwrap()).unwrap();
-    let text = key.expose_secret().as_bytes();
-    assert!(shared_secret_window(&key.to_string(), text).is_none());
-    let leaked = format!("oops: {}", &key.expose_secret()[20..35]);
-    assert!(shared_secret_window(&leaked, text).is_some());
-    assert!(shared_secret_window("send 'Authorization: Bearer'", b"Authorization").is_none());
-}
 
 /// A well-formed key text from fuzzed parts (valid checksum), with a chosen prefix and env.
 fn key_text() -> impl Strategy<Value = String> {

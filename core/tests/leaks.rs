@@ -10,7 +10,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use keyward::RecordStore;
-use std::io::{self, Write};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -19,7 +18,10 @@ use std::time::Duration;
 use base64::Engine as _;
 use http::{HeaderMap, HeaderValue, Uri};
 use keyward::client::{KeyExpectation, LoadError, diagnose};
-use keyward::conformance::{FailingStore, fix_checksum};
+use keyward::conformance::{
+    FailingStore, KeyForms, LogBuffer, assert_keys_hidden, fix_checksum, secret_of,
+    with_wrong_secret,
+};
 use keyward::http::{extract_key, reject_key_in_query, rejection};
 use keyward::{
     ApiKey, AuthError, CacheConfig, Clock, Credits, Error, HashParams, Hasher, IssueRequest,
@@ -33,28 +35,15 @@ use tracing_subscriber::fmt::format::FmtSpan;
 
 /// Everything logged (at TRACE, every target) and every panic message, process-wide.
 struct Captured {
-    logs: Arc<Mutex<Vec<u8>>>,
+    logs: LogBuffer,
     panics: Arc<Mutex<Vec<String>>>,
-}
-
-#[derive(Clone)]
-struct BufferWriter(Arc<Mutex<Vec<u8>>>);
-
-impl Write for BufferWriter {
-    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }
 
 fn captured() -> &'static Captured {
     static CAPTURED: OnceLock<Captured> = OnceLock::new();
     CAPTURED.get_or_init(|| {
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let writer = BufferWriter(Arc::clone(&logs));
+        let logs = LogBuffer::new();
+        let writer = logs.clone();
         let subscriber = tracing_subscriber::fmt()
             .with_max_level(tracing::Level::TRACE)
             .with_span_events(FmtSpan::FULL)
@@ -76,7 +65,7 @@ fn captured() -> &'static Captured {
 }
 
 fn logged() -> String {
-    String::from_utf8_lossy(&captured().logs.lock().unwrap()).into_owned()
+    captured().logs.text()
 }
 
 fn panic_messages() -> String {
@@ -85,50 +74,6 @@ fn panic_messages() -> String {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .join("\n")
-}
-
-/// The forms a key can leak in: the full text, its secret part (whole and in part), and the
-/// `Authorization` header values that carry it.
-struct Forms {
-    id: String,
-    forms: Vec<String>,
-}
-
-impl Forms {
-    fn of(text: &str) -> Self {
-        let secret = &text[text.len() - 49..text.len() - 6];
-        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-        Self {
-            id: ApiKey::parse(text)
-                .map(|k| k.id().to_string())
-                .unwrap_or_default(),
-            forms: vec![
-                text.to_owned(),
-                secret.to_owned(),
-                secret[..16].to_owned(),
-                secret[27..].to_owned(),
-                format!("Bearer {text}"),
-                b64(&format!("{text}:")),
-                b64(text),
-            ],
-        }
-    }
-
-    fn assert_hidden_in(&self, what: &str, shown: &str) {
-        for f in &self.forms {
-            assert!(
-                !shown.contains(f.as_str()),
-                "{what} shows {f:?} of key {}: {shown}",
-                self.id
-            );
-        }
-    }
-}
-
-fn assert_all_hidden(keys: &[&Forms], what: &str, shown: &str) {
-    for k in keys {
-        k.assert_hidden_in(what, shown);
-    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -148,14 +93,6 @@ fn req() -> IssueRequest {
     IssueRequest::new("web-app".parse().unwrap(), "dev".parse().unwrap())
         .scopes(["read"])
         .unwrap()
-}
-
-/// `text` with the secret's character at `pos` changed and the checksum fixed.
-fn wrong_secret(text: &str, pos: usize) -> String {
-    let at = text.len() - 49 + pos;
-    let mut b = text.as_bytes().to_vec();
-    b[at] = if b[at] == b'a' { b'b' } else { b'a' };
-    fix_checksum(std::str::from_utf8(&b).unwrap())
 }
 
 /// Everything a caller or client could see of an error.
@@ -257,7 +194,7 @@ async fn every_verify_outcome_logged_at_trace_shows_no_secret_key_or_header() {
         .await
         .unwrap();
 
-    let all = [
+    let keys = [
         &plain_t,
         &expiring_t,
         &rated_t,
@@ -269,9 +206,7 @@ async fn every_verify_outcome_logged_at_trace_shows_no_secret_key_or_header() {
         &prd_t,
         &foreign_t,
         &odd_t,
-    ]
-    .map(|t| Forms::of(t));
-    let keys: Vec<&Forms> = all.iter().collect();
+    ];
 
     let mut outcomes: Vec<(&str, Error)> = Vec::new();
     macro_rules! expect {
@@ -295,12 +230,12 @@ async fn every_verify_outcome_logged_at_trace_shows_no_secret_key_or_header() {
     expect!("unknown id", m.verify(&unknown_t, &none).await);
     expect!(
         "wrong secret, cold",
-        m.verify(&wrong_secret(&plain_t, 0), &none).await,
+        m.verify(&with_wrong_secret(&plain_t, 0), &none).await,
     );
     m.verify(&plain_t, &none).await.unwrap();
     expect!(
         "wrong secret, warm",
-        m.verify(&wrong_secret(&plain_t, 42), &none).await,
+        m.verify(&with_wrong_secret(&plain_t, 42), &none).await,
     );
     expect!(
         "insufficient scope",
@@ -316,11 +251,14 @@ async fn every_verify_outcome_logged_at_trace_shows_no_secret_key_or_header() {
         .await,
     );
     for i in 0..3 {
-        expect!("guess", m.verify(&wrong_secret(&guessed_t, i), &none).await);
+        expect!(
+            "guess",
+            m.verify(&with_wrong_secret(&guessed_t, i), &none).await
+        );
     }
     expect!(
         "too many failures",
-        m.verify(&wrong_secret(&guessed_t, 3), &none).await,
+        m.verify(&with_wrong_secret(&guessed_t, 3), &none).await,
     );
     m.verify(&rated_t, &none).await.unwrap();
     expect!("rate limited", m.verify(&rated_t, &none).await);
@@ -402,7 +340,7 @@ async fn every_verify_outcome_logged_at_trace_shows_no_secret_key_or_header() {
         assert!(joined.contains(wanted), "{wanted} not reached:\n{joined}");
     }
     for (name, e) in &outcomes {
-        assert_all_hidden(&keys, name, &shown_error(e, clock.now()));
+        assert_keys_hidden(name, &shown_error(e, clock.now()), &keys);
     }
 
     // HTTP: the extraction and query outcomes, with the key in every header form.
@@ -423,7 +361,7 @@ async fn every_verify_outcome_logged_at_trace_shows_no_secret_key_or_header() {
         h.insert(name, HeaderValue::from_str(&value).unwrap());
         match extract_key(&h) {
             Ok(k) => {
-                assert_all_hidden(&keys, "an extracted key", &format!("{k} {k:?}"));
+                assert_keys_hidden("an extracted key", &format!("{k} {k:?}"), &keys);
                 h.insert("x-api-key", HeaderValue::from_str(&plain_t).unwrap());
                 http_errors.push(extract_key(&h).unwrap_err());
             }
@@ -447,7 +385,7 @@ async fn every_verify_outcome_logged_at_trace_shows_no_secret_key_or_header() {
             .any(|e| matches!(e, AuthError::Malformed(_)))
     );
     for e in http_errors {
-        assert_all_hidden(&keys, "an HTTP rejection", &shown_error(&e.into(), t0()));
+        assert_keys_hidden("an HTTP rejection", &shown_error(&e.into(), t0()), &keys);
     }
 
     m.flush_usage().await.unwrap();
@@ -463,7 +401,7 @@ async fn every_verify_outcome_logged_at_trace_shows_no_secret_key_or_header() {
         logs.contains("rejected API key"),
         "debug events are captured"
     );
-    assert_all_hidden(&keys, "the TRACE log", &logs);
+    assert_keys_hidden("the TRACE log", &logs, &keys);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -494,14 +432,12 @@ async fn an_overloaded_hasher_answers_503_without_the_key() {
         .filter(|e| matches!(e, Error::Overloaded))
         .collect();
     assert!(!overloaded.is_empty(), "{results:?}");
-    let forms: Vec<Forms> = keys.iter().map(|k| Forms::of(k)).collect();
-    let refs: Vec<&Forms> = forms.iter().collect();
     for e in overloaded {
         let shown = shown_error(e, t0());
         assert!(shown.contains("503") || shown.contains("temporarily_unavailable"));
-        assert_all_hidden(&refs, "an overload error", &shown);
+        assert_keys_hidden("an overload error", &shown, &keys);
     }
-    assert_all_hidden(&refs, "the TRACE log", &logged());
+    assert_keys_hidden("the TRACE log", &logged(), &keys);
 }
 
 async fn futures_join(m: &KeyManager, keys: &[String]) -> Vec<Result<keyward::Identity, Error>> {
@@ -540,7 +476,7 @@ async fn debug_of_every_public_type_holding_a_key_is_redacted() {
         format!("\"{text}\""),
         format!(" {text}\n"),
         text[..60].to_owned(),
-        wrong_secret(&text, 5).replacen("kw_", "kw_x", 1),
+        with_wrong_secret(&text, 5).replacen("kw_", "kw_x", 1),
     ]
     .iter()
     .map(|v| {
@@ -569,9 +505,8 @@ async fn debug_of_every_public_type_holding_a_key_is_redacted() {
         format!("{:?}", m.hasher()),
         diagnoses.join("\n"),
     ];
-    let forms = [Forms::of(&text), Forms::of(&rotated_t)];
     for s in &shown {
-        assert_all_hidden(&[&forms[0], &forms[1]], "a Debug/Display", s);
+        assert_keys_hidden("a Debug/Display", s, &[&text, &rotated_t]);
     }
     assert!(shown[0].contains("[REDACTED]"), "{}", shown[0]);
     assert!(shown[3].contains(issued.record.id.as_str()), "{}", shown[3]);
@@ -646,8 +581,7 @@ async fn panic_messages_that_carry_a_key_show_only_its_masked_form() {
         messages.matches(&id).count() >= count - 2,
         "the panics were captured: {messages}"
     );
-    let forms = [Forms::of(&text), Forms::of(&other_t)];
-    assert_all_hidden(&[&forms[0], &forms[1]], "a panic message", &messages);
+    assert_keys_hidden("a panic message", &messages, &[&text, &other_t]);
 }
 
 #[test]
@@ -657,9 +591,9 @@ fn the_harness_catches_a_deliberately_logged_key() {
         .unwrap()
         .expose_secret()
         .to_owned();
-    let forms = Forms::of(&text);
+    let forms = KeyForms::of(&text);
     assert!(catch_unwind(|| forms.assert_hidden_in("the log", &logged())).is_ok());
-    let secret = &text[text.len() - 49..text.len() - 6];
+    let secret = secret_of(&text);
     tracing::trace!(
         leaked = secret,
         "a deliberate leak, to prove the capture sees it"
@@ -686,7 +620,7 @@ async fn revoked_expired_project_and_scope_outcomes_need_the_secret() {
     // Warm (cached) and cold: a wrong secret with a scope or project the key lacks is Invalid.
     m.verify(&plain, &none).await.unwrap();
     for (text, cached) in [(&plain, true), (&expiring, false)] {
-        let wrong = wrong_secret(text, 7);
+        let wrong = with_wrong_secret(text, 7);
         let scope = Requirements::scopes(["admin"]).unwrap();
         let project = Requirements::none().with_project("other".parse().unwrap());
         assert!(invalid(m.verify(&wrong, &scope).await), "cached: {cached}");
@@ -701,13 +635,17 @@ async fn revoked_expired_project_and_scope_outcomes_need_the_secret() {
         ));
     }
     m.revoke(&revoked.record.id).await.unwrap();
-    assert!(invalid(m.verify(&wrong_secret(&revoked_t, 3), &none).await));
+    assert!(invalid(
+        m.verify(&with_wrong_secret(&revoked_t, 3), &none).await
+    ));
     assert!(matches!(
         m.verify(&revoked_t, &none).await,
         Err(Error::Auth(AuthError::Revoked { .. }))
     ));
     clock.advance(Duration::from_secs(61));
-    assert!(invalid(m.verify(&wrong_secret(&expiring, 9), &none).await));
+    assert!(invalid(
+        m.verify(&with_wrong_secret(&expiring, 9), &none).await
+    ));
     assert!(matches!(
         m.verify(&expiring, &none).await,
         Err(Error::Auth(AuthError::Expired { .. }))

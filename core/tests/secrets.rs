@@ -3,29 +3,15 @@
 
 use keyward::Clock;
 use keyward::client::{KeyExpectation, diagnose};
-use keyward::conformance::fix_checksum;
+use keyward::conformance::{KeyForms, fix_checksum, with_wrong_secret};
 use keyward::{
     ApiKey, Error, HashParams, IssueRequest, KeyManager, ManualClock, Requirements, Timestamp,
 };
 
-fn secret_of(text: &str) -> &str {
-    &text[text.len() - 49..text.len() - 6]
-}
-
-fn assert_hidden(shown: &str, text: &str) {
-    let secret = secret_of(text);
-    assert!(!shown.contains(secret), "secret leaked into: {shown}");
-    assert!(
-        !shown.contains(&secret[..16]),
-        "part of the secret leaked into: {shown}"
-    );
-    assert!(!shown.contains(text), "full key leaked into: {shown}");
-}
-
 #[test]
 fn debug_and_display_of_a_key_hide_the_secret() {
     let key = ApiKey::generate("av".parse().unwrap(), "prd".parse().unwrap()).unwrap();
-    let text = key.expose_secret().to_owned();
+    let forms = KeyForms::of(key.expose_secret());
     for shown in [
         format!("{key}"),
         format!("{key:?}"),
@@ -33,7 +19,7 @@ fn debug_and_display_of_a_key_hide_the_secret() {
         key.masked().to_string(),
         format!("{:?}", key.masked()),
     ] {
-        assert_hidden(&shown, &text);
+        forms.assert_hidden_in("a key's Debug or Display", &shown);
     }
     assert!(format!("{key:?}").contains("[REDACTED]"));
     assert_eq!(key.to_string(), format!("av_prd_{}_…", key.id()));
@@ -59,12 +45,13 @@ async fn issued_keys_records_identities_and_every_verify_error_hide_the_secret()
         .await
         .unwrap();
     let text = issued.key.expose_secret().to_owned();
-    assert_hidden(&format!("{issued:?}"), &text);
-    assert_hidden(&format!("{:?}", issued.record), &text);
+    let forms = KeyForms::of(&text);
+    forms.assert_hidden_in("an issued key's Debug", &format!("{issued:?}"));
+    forms.assert_hidden_in("a record's Debug", &format!("{:?}", issued.record));
     let who = m.verify(&text, &Requirements::none()).await.unwrap();
-    assert_hidden(
+    forms.assert_hidden_in(
+        "an identity's Debug and JSON",
         &format!("{who:?} {}", serde_json::to_string(&who).unwrap()),
-        &text,
     );
 
     let prd = KeyManager::builder_arc(m.store().clone())
@@ -73,9 +60,7 @@ async fn issued_keys_records_identities_and_every_verify_error_hide_the_secret()
         .hash_params(HashParams::INSECURE_TEST_ONLY)
         .build()
         .unwrap();
-    let mut wrong_secret = text.clone();
-    wrong_secret.replace_range(30..31, if &text[30..31] == "a" { "b" } else { "a" });
-    let wrong_secret = fix_checksum(&wrong_secret);
+    let wrong_secret = with_wrong_secret(&text, 10);
     let mut errors: Vec<Error> = vec![
         m.verify(&text, &Requirements::scopes(["admin"]).unwrap())
             .await
@@ -102,10 +87,10 @@ async fn issued_keys_records_identities_and_every_verify_error_hide_the_secret()
     m.revoke(&issued.record.id).await.unwrap();
     errors.push(m.verify(&text, &Requirements::none()).await.unwrap_err());
     for e in &errors {
-        assert_hidden(&format!("{e} {e:?}"), &text);
+        forms.assert_hidden_in("an error", &format!("{e} {e:?}"));
         let r = keyward::http::rejection(e, "api", clock.now());
         let headers = format!("{:?}", r.headers);
-        assert_hidden(&format!("{} {headers}", r.body), &text);
+        forms.assert_hidden_in("an HTTP answer", &format!("{} {headers}", r.body));
     }
 }
 
@@ -113,6 +98,7 @@ async fn issued_keys_records_identities_and_every_verify_error_hide_the_secret()
 fn diagnoses_show_length_and_masked_form_only() {
     let key = ApiKey::generate("av".parse().unwrap(), "dev".parse().unwrap()).unwrap();
     let text = key.expose_secret();
+    let forms = KeyForms::of(text);
     let expect = KeyExpectation::new("av".parse().unwrap(), "prd".parse().unwrap());
     for value in [
         text.to_owned(),
@@ -122,6 +108,6 @@ fn diagnoses_show_length_and_masked_form_only() {
         fix_checksum(&text.replace("av_dev_", "tl_dev_")),
     ] {
         let d = diagnose(Some(&value), &expect);
-        assert_hidden(&format!("{d} {d:?}"), text);
+        forms.assert_hidden_in("a diagnosis", &format!("{d} {d:?}"));
     }
 }

@@ -4,6 +4,7 @@
 mod common;
 
 use common::{keyward, text};
+use keyward::conformance::assert_keys_hidden;
 
 #[test]
 fn quota_set_show_usage_and_credits_work_end_to_end() {
@@ -58,7 +59,7 @@ fn quota_set_show_usage_and_credits_work_end_to_end() {
         err.contains("HTTP 429") && err.contains("no credits left"),
         "{err}"
     );
-    assert!(!err.contains(&key[key.len() - 49..key.len() - 6]));
+    assert_keys_hidden("the refusal", &err, &[&key]);
 
     let out = keyward(&db, &["usage", "--project", "web-app"], None);
     let report = text(&out.stdout);

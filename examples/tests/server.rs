@@ -9,7 +9,7 @@
 use std::io;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 mod common;
@@ -17,7 +17,9 @@ mod common;
 use axum::Router;
 use axum::body::Body;
 use axum::routing::get;
-use keyward::conformance::FailingStore;
+use keyward::conformance::{
+    FailingStore, KeyForms, LogBuffer, assert_keys_hidden, with_wrong_secret,
+};
 use keyward::{
     ApiKey, HashParams, IssueRequest, KeyId, KeyLimits, KeyManager, KeyStore, ListQuery,
     ManualClock, Period, Quota, Timestamp,
@@ -34,30 +36,29 @@ use tower::ServiceExt as _;
 // Harness
 
 /// Everything the app logs during these tests (keyward and keyward_examples at debug).
-fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+fn logs() -> &'static LogBuffer {
+    static LOGS: OnceLock<LogBuffer> = OnceLock::new();
     LOGS.get_or_init(|| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&buf);
+        let buf = LogBuffer::new();
+        let sink = buf.clone();
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new(
                 "keyward=debug,keyward_examples=debug",
             ))
             .with_ansi(false)
-            .with_writer(move || common::LogSink(Arc::clone(&sink)))
+            .with_writer(move || sink.clone())
             .try_init();
         buf
     })
 }
 
 fn logged() -> String {
-    String::from_utf8_lossy(&logs().lock().unwrap()).into_owned()
+    logs().text()
 }
 
-/// The secret part of a key never appears in the logs.
+/// No form of the key (its secret above all) appears in the logs.
 fn assert_not_logged(key: &str) {
-    let secret = &key[key.len() - 49..];
-    assert!(!logged().contains(secret), "a secret was logged");
+    KeyForms::of(key).assert_hidden_in("the log", &logged());
 }
 
 /// A response, read whole.
@@ -225,28 +226,6 @@ fn rotate_path(id: &str) -> String {
 
 fn id_of(key: &str) -> String {
     ApiKey::parse(key).unwrap().id().to_string()
-}
-
-const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-
-/// A well-formed key (valid checksum) with `key`'s prefix, environment and id but another
-/// secret: the store knows the id, the secret is wrong.
-fn with_wrong_secret(key: &str) -> String {
-    let other = ApiKey::generate("kw".parse().unwrap(), "dev".parse().unwrap()).unwrap();
-    let other = other.expose_secret();
-    let head = &key[..key.len() - 49]; // prefix_env_id_
-    let secret = &other[other.len() - 49..other.len() - 6];
-    let body = format!("{head}{secret}");
-    let mut n = crc32fast::hash(body.as_bytes());
-    let mut check = [b'0'; 6];
-    for slot in check.iter_mut().rev() {
-        *slot = BASE62[(n % 62) as usize];
-        n /= 62;
-    }
-    let wrong = format!("{body}{}", std::str::from_utf8(&check).unwrap());
-    assert!(ApiKey::parse(&wrong).is_ok());
-    assert_ne!(wrong, key);
-    wrong
 }
 
 fn assert_invalid_token(r: &Resp) {
@@ -471,7 +450,7 @@ async fn unknown_id_and_wrong_secret_answers_are_byte_identical() {
     let s = TestServer::start().await;
     let key = s.issue("web-app", &["read"]).await;
     let unknown = ApiKey::generate("kw".parse().unwrap(), "dev".parse().unwrap()).unwrap();
-    let wrong = with_wrong_secret(&key);
+    let wrong = with_wrong_secret(&key, 42);
     let a = s.ping(unknown.expose_secret()).await;
     let b = s.ping(&wrong).await;
     assert_invalid_token(&a);
@@ -526,7 +505,7 @@ async fn repeated_wrong_secrets_for_one_id_are_429_with_retry_after() {
     let key = s.issue("web-app", &["read"]).await;
     let mut statuses = Vec::new();
     for _ in 0..12 {
-        let r = s.ping(&with_wrong_secret(&key)).await;
+        let r = s.ping(&with_wrong_secret(&key, 42)).await;
         statuses.push(r.status);
         if r.status == StatusCode::TOO_MANY_REQUESTS {
             let secs: u64 = r.header("retry-after").parse().unwrap();
@@ -840,12 +819,7 @@ async fn an_admin_lists_its_projects_keys_masked() {
         assert!(k["masked"].as_str().unwrap().ends_with('…'));
         assert_eq!(k["status"], "active");
     }
-    for key in [&admin, &write, &other] {
-        assert!(
-            !r.body.contains(&key[key.len() - 49..]),
-            "a secret is listed"
-        );
-    }
+    assert_keys_hidden("the key listing", &r.body, &[&admin, &write, &other]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1077,7 +1051,7 @@ async fn a_cached_key_is_decided_without_a_boxed_future_and_a_cold_one_with_the_
         .ready()
         .await
         .unwrap()
-        .call(request(&with_wrong_secret(&key)));
+        .call(request(&with_wrong_secret(&key, 42)));
     assert_eq!(format!("{wrong:?}"), "KeywardFuture(refused)");
     assert_eq!(answer(wrong).await.0, StatusCode::UNAUTHORIZED);
 }
@@ -1244,10 +1218,7 @@ async fn the_real_binary_serves_and_stops_gracefully_on_sigterm() {
     assert!(status.success(), "{status}: {stderr}");
     assert_eq!(stdout.trim(), format!("listening on {base}"));
     assert!(stderr.contains("shutting down"), "{stderr}");
-    assert!(
-        !stderr.contains(&key[key.len() - 49..]),
-        "the key was logged"
-    );
+    assert_keys_hidden("keyward-server's log", &stderr, &[&key]);
     let out = common::keyward(db, &["list", "--json"], None);
     let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(listed[0]["last_used_at"].is_string(), "{listed}");

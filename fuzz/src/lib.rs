@@ -1,58 +1,17 @@
 //! Shared pieces of the fuzz targets: structured inputs that reach the deep paths (well-formed
 //! keys with a valid checksum, then damaged on purpose) and the leak oracle.
 //!
-//! The oracle: a key's id is public and 12 characters long, so no text Keyward shows (an
-//! error's `Display` or `Debug`, an HTTP answer, a diagnosis) may hold a run of
-//! [`SECRET_WINDOW`] alphanumeric characters that also occurs in the untrusted input: such a
-//! run could only have been copied from the input's secret part.
+//! The oracle (`keyward::conformance::shared_secret_window`): a key's id is public and 12
+//! characters long, so no text Keyward shows (an error's `Display` or `Debug`, an HTTP answer,
+//! a diagnosis) may hold a run of [`SECRET_WINDOW`] alphanumeric characters that also occurs
+//! in the untrusted input: such a run could only have been copied from the input's secret part.
 
 #![forbid(unsafe_code)]
 
 use arbitrary::Arbitrary;
 
-/// Length of the alphanumeric runs the leak oracle looks for: one more than a key id.
-pub const SECRET_WINDOW: usize = 13;
-
-/// Words of Keyward's own message templates that are [`SECRET_WINDOW`] alphanumerics or longer
-/// (an input may contain them too; they are not copied from it).
-const TEMPLATE_WORDS: &[&str] = &["Authorization"];
-
-/// The first run of [`SECRET_WINDOW`] alphanumerics of `shown` that also occurs in `input`,
-/// if any (runs inside Keyward's own template words excepted).
-pub fn shared_secret_window(shown: &str, input: &[u8]) -> Option<String> {
-    let bytes = shown.as_bytes();
-    if input.len() < SECRET_WINDOW {
-        return None;
-    }
-    let mut run_start = 0;
-    for i in 0..=bytes.len() {
-        let alnum = i < bytes.len() && bytes[i].is_ascii_alphanumeric();
-        if alnum {
-            if i + 1 - run_start >= SECRET_WINDOW {
-                let window = &bytes[i + 1 - SECRET_WINDOW..=i];
-                if TEMPLATE_WORDS
-                    .iter()
-                    .any(|w| w.as_bytes().windows(SECRET_WINDOW).any(|t| t == window))
-                {
-                    continue;
-                }
-                if input.windows(SECRET_WINDOW).any(|w| w == window) {
-                    return Some(String::from_utf8_lossy(window).into_owned());
-                }
-            }
-        } else {
-            run_start = i + 1;
-        }
-    }
-    None
-}
-
-/// Panics (a fuzz finding) if `shown` repeats part of `input`'s secret.
-pub fn assert_no_leak(what: &str, shown: &str, input: &[u8]) {
-    if let Some(w) = shared_secret_window(shown, input) {
-        panic!("{what} repeats {w:?} from the input: {shown:?}");
-    }
-}
+/// The leak oracle, shared with core's always-run smoke test (`core/tests/fuzz_smoke.rs`).
+pub use keyward::conformance::{SECRET_WINDOW, assert_no_leak, shared_secret_window};
 
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 const PREFIXES: &[&str] = &["kw", "av", "tl", "k0abcdefgh"];
@@ -166,18 +125,5 @@ impl Candidate {
             Candidate::Raw(b) => b.clone(),
             Candidate::Key(k) => k.bytes(),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_oracle_finds_a_copied_secret_and_ignores_ids_and_templates() {
-        let input = b"kw_dev_ABCDEFGHIJKL_abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGxxxxxx";
-        assert!(shared_secret_window("kw_dev_ABCDEFGHIJKL_…", input).is_none());
-        assert!(shared_secret_window("oops: defghijklmnopq!", input).is_some());
-        assert!(shared_secret_window("use Authorization", b"xAuthorizationx").is_none());
     }
 }

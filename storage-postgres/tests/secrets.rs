@@ -6,12 +6,10 @@
 mod common;
 
 use keyward::UsageStore;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::TestSchema;
-use keyward::SECRET_LEN;
+use keyward::conformance::{LogBuffer, secret_of};
 use keyward::{HashParams, IssueRequest, KeyManager, Requirements, UsageBucket};
 use keyward_postgres::PostgresStore;
 
@@ -94,7 +92,7 @@ async fn no_row_of_any_keyward_table_holds_a_secret_or_a_full_key() {
     }
     for k in keys.iter().chain([&rotated]) {
         let full = k.key.expose_secret();
-        let secret = &full[full.len() - 6 - SECRET_LEN..full.len() - 6];
+        let secret = secret_of(full);
         assert_eq!(secret.len(), 43);
         assert!(!dump.contains(full), "a full key is stored");
         assert!(!dump.contains(secret), "a secret is stored");
@@ -109,22 +107,8 @@ async fn no_row_of_any_keyward_table_holds_a_secret_or_a_full_key() {
     );
 }
 
-/// Collects log output.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn capture_logs() -> (Captured, tracing::subscriber::DefaultGuard) {
-    let captured = Captured::default();
+fn capture_logs() -> (LogBuffer, tracing::subscriber::DefaultGuard) {
+    let captured = LogBuffer::new();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
@@ -132,12 +116,6 @@ fn capture_logs() -> (Captured, tracing::subscriber::DefaultGuard) {
         .with_writer(move || writer.clone())
         .finish();
     (captured, tracing::subscriber::set_default(subscriber))
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
 }
 
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {

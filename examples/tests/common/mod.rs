@@ -4,10 +4,9 @@
 // Each test file uses a part of this module.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{self, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
 
 /// The CLI with the test environment, not yet given arguments.
 pub fn command() -> Command {
@@ -83,19 +82,5 @@ pub fn run(dir: &Path, args: &[&str], vars: &[(&str, &str)], stdin: Option<&str>
         code: out.status.code().unwrap_or(-1),
         stdout: text(&out.stdout),
         stderr: text(&out.stderr),
-    }
-}
-
-/// A tracing writer that appends to a shared buffer, for tests that read back what the code
-/// logged.
-pub struct LogSink(pub Arc<Mutex<Vec<u8>>>);
-
-impl Write for LogSink {
-    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }
