@@ -36,7 +36,7 @@ pub use key::{
 };
 pub use manager::{
     EventsAccepted, Identity, IssueRequest, IssuedKey, KeyInfo, KeyManager, KeyManagerBuilder,
-    KeyStatus, KeyUsage, QUOTA_SETTING_TTL, Requirements, UsageReport,
+    KeyStatus, KeyUsage, QUOTA_SETTING_TTL, Requirements, Tenant, TenantKeys, UsageReport,
 };
 pub use name::Project;
 pub use quota::{Credits, Period, Quota, QuotaUsage, RateLimit, Refill};

@@ -6,6 +6,7 @@
 //! - `admin`: issuing and the admin operations (rotate, revoke, update, list);
 //! - `verify`: the verify pipeline over the verify cache;
 //! - `usage`: event quotas, credits and usage reports;
+//! - `tenant`: the admin operations of one project (and environment), for multi-tenant hosts;
 //! - `background`: the tasks it runs (cache coherence, last-used batches), started and
 //!   stopped in one place.
 
@@ -26,11 +27,13 @@ mod admin;
 mod background;
 mod builder;
 mod model;
+mod tenant;
 mod usage;
 mod verify;
 
 pub use builder::KeyManagerBuilder;
 pub use model::{Identity, IssueRequest, IssuedKey, KeyInfo, KeyStatus, Requirements};
+pub use tenant::{Tenant, TenantKeys};
 pub use usage::{EventsAccepted, KeyUsage, QUOTA_SETTING_TTL, UsageReport};
 
 use background::{Background, LastUsedBatch};

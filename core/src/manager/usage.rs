@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::error::{AuthError, Error, StoreError};
-use crate::key::KeyId;
+use crate::key::{Environment, KeyId};
 use crate::name::Project;
 use crate::quota::{Credits, Quota, QuotaUsage};
 use crate::store::{Consumption, Counter, KeyRecord, ListQuery, Setting, UsageBucket};
@@ -271,6 +271,15 @@ impl KeyManager {
     /// # Errors
     /// [`Error::Store`] when the store fails.
     pub async fn usage(&self, project: &Project) -> Result<UsageReport, Error> {
+        self.usage_in(project, None).await
+    }
+
+    /// [`KeyManager::usage`] with the keys limited to one environment (`None`: all).
+    pub(super) async fn usage_in(
+        &self,
+        project: &Project,
+        environment: Option<Environment>,
+    ) -> Result<UsageReport, Error> {
         let project_quota = match self.project_quota(project).await? {
             Some(q) => {
                 let (bucket, end) = self.event_bucket(Counter::ProjectEvents(project), q);
@@ -287,6 +296,7 @@ impl KeyManager {
         let mut keys = Vec::new();
         let mut query = ListQuery {
             project: Some(project.clone()),
+            environment,
             limit: 500,
             ..ListQuery::default()
         };
