@@ -27,11 +27,14 @@ fn tenant(m: &KeyManager, project: &str, env: Option<&str>) -> TenantKeys {
 }
 
 async fn issue(t: &TenantKeys, project: &str, env: &str) -> KeyId {
-    t.issue(IssueRequest::new(project.parse().unwrap(), env.parse().unwrap()))
-        .await
-        .unwrap()
-        .record
-        .id
+    t.issue(IssueRequest::new(
+        project.parse().unwrap(),
+        env.parse().unwrap(),
+    ))
+    .await
+    .unwrap()
+    .record
+    .id
 }
 
 /// The error for `id`, with the id itself blanked, so errors of two ids can be compared.
@@ -63,11 +66,19 @@ async fn a_key_of_another_tenant_is_not_found_exactly_like_an_unknown_id() {
         ),
         (
             theirs.update(&id, &change).await.map(|_| ()).unwrap_err(),
-            theirs.update(&unknown, &change).await.map(|_| ()).unwrap_err(),
+            theirs
+                .update(&unknown, &change)
+                .await
+                .map(|_| ())
+                .unwrap_err(),
         ),
         (
             theirs.set_expiry(&id, None).await.map(|_| ()).unwrap_err(),
-            theirs.set_expiry(&unknown, None).await.map(|_| ()).unwrap_err(),
+            theirs
+                .set_expiry(&unknown, None)
+                .await
+                .map(|_| ())
+                .unwrap_err(),
         ),
         (
             theirs
@@ -83,7 +94,10 @@ async fn a_key_of_another_tenant_is_not_found_exactly_like_an_unknown_id() {
         ),
     ];
     for (foreign, missing) in &attempts {
-        assert!(matches!(foreign, Error::NotFound(x) if *x == id), "{foreign:?}");
+        assert!(
+            matches!(foreign, Error::NotFound(x) if *x == id),
+            "{foreign:?}"
+        );
         assert_eq!(shape(foreign, &id), shape(missing, &unknown));
     }
     // Nothing happened to the key.
@@ -126,8 +140,14 @@ async fn a_tenant_of_one_environment_sees_and_changes_only_that_environment() {
     assert!(project.list(&other_project).await.unwrap().is_empty());
 
     assert!(dev.get(&prd_key).await.unwrap().is_none());
-    assert!(matches!(dev.revoke(&prd_key).await, Err(Error::NotFound(_))));
-    assert_eq!(project.get(&prd_key).await.unwrap().unwrap().status, "active");
+    assert!(matches!(
+        dev.revoke(&prd_key).await,
+        Err(Error::NotFound(_))
+    ));
+    assert_eq!(
+        project.get(&prd_key).await.unwrap().unwrap().status,
+        "active"
+    );
     assert_eq!(dev.revoke(&dev_key).await.unwrap().status, "revoked");
 }
 

@@ -555,3 +555,65 @@ fn doctor_accepts_a_well_formed_key() {
     assert!(run.stdout.starts_with("$MY_API_KEY: ok"), "{run:?}");
     KeyForms::of(&key).assert_hidden_in("revoke's stdout", &run.stdout);
 }
+
+/// `doctor --db` with the key in `$KEYWARD_KEY`; stdout and stderr never hold the key.
+fn doctor_db(cli: &Cli, key: &str, args: &[&str]) -> Run {
+    let mut all = vec!["doctor"];
+    all.extend_from_slice(args);
+    let run = cli.run_with(&all, &[("KEYWARD_KEY", key)], None);
+    KeyForms::of(key).assert_hidden_in("doctor's stdout", &run.stdout);
+    run
+}
+
+#[test]
+fn doctor_with_a_store_says_whether_the_store_accepts_the_key() {
+    let cli = Cli::new();
+    let key = cli.issue(&["--project", "web-app", "--env", "dev", "--scope", "read"]);
+    let id = id_of(&key);
+
+    let ok = doctor_db(&cli, &key, &[]);
+    assert_eq!(ok.code, 0, "{ok:?}");
+    assert!(
+        ok.stdout.contains(&format!(
+            "the key store accepts kw_dev_{id}_…: project 'web-app'"
+        )),
+        "{ok:?}"
+    );
+
+    let other_project = doctor_db(&cli, &key, &["--project", "other-app"]);
+    assert_eq!(other_project.code, 3, "{other_project:?}");
+    assert!(
+        other_project
+            .stdout
+            .contains("requires project 'other-app'"),
+        "{other_project:?}"
+    );
+
+    let unknown = new_key("kw", "dev");
+    let run = doctor_db(&cli, &unknown, &[]);
+    assert_eq!(run.code, 3, "{run:?}");
+    assert!(run.stdout.contains("the key store refuses"), "{run:?}");
+    assert!(
+        run.stdout.contains("unknown or its secret is wrong"),
+        "{run:?}"
+    );
+
+    assert_eq!(cli.run(&["revoke", &id]).code, 0);
+    let revoked = doctor_db(&cli, &key, &[]);
+    assert_eq!(revoked.code, 3, "{revoked:?}");
+    assert!(
+        revoked
+            .stdout
+            .contains(&format!("API key {id} was revoked")),
+        "{revoked:?}"
+    );
+    cli.assert_never_leaked(&key);
+}
+
+#[test]
+fn doctor_without_a_store_says_the_store_was_not_asked() {
+    let key = new_key("kw", "dev");
+    let run = doctor(Some(&key), &["--env", "dev"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("key store was not asked"), "{run:?}");
+}

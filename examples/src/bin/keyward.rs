@@ -30,6 +30,8 @@ const KEY_VAR: &str = "KEYWARD_KEY";
 
 const EXIT_REJECTED: u8 = 1;
 const EXIT_USAGE: u8 = 2;
+/// `doctor --db`: the key is well-formed, but the store does not accept it.
+const EXIT_STORE_REFUSES: u8 = 3;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -37,15 +39,21 @@ const EXIT_USAGE: u8 = 2;
     version,
     about = "Issue, verify, list, revoke and rotate API keys",
     after_help = "Exit codes: 0 success, 1 key rejected (verify) or unusable (doctor), \
-                  2 usage or store error.\n\
+                  2 usage or store error, 3 (doctor --db) a well-formed key the store refuses.\n\
                   Set KEYWARD_INSECURE_FAST_HASH=1 only in tests: it hashes with weak parameters."
 )]
 struct Cli {
     /// The key store: sqlite:PATH, sqlite://PATH, sqlite::memory:, a file path (SQLite), or
-    /// postgres://… (PostgreSQL).
-    #[arg(long, global = true, value_name = "URL", env = "KEYWARD_DB",
-          default_value = DEFAULT_DB_URL, hide_env_values = true)]
-    db: String,
+    /// postgres://… (PostgreSQL) [default: sqlite:keyward.db]. `doctor` asks the store only
+    /// when this (or KEYWARD_DB) is given.
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        env = "KEYWARD_DB",
+        hide_env_values = true
+    )]
+    db: Option<String>,
 
     /// The key prefix this deployment issues and accepts (2-10 of a-z, 0-9).
     #[arg(long, global = true, env = "KEYWARD_PREFIX", default_value = "kw")]
@@ -96,6 +104,9 @@ enum Command {
         /// The environment the key should be for (any, if not given).
         #[arg(long)]
         env: Option<Environment>,
+        /// With --db: the project the key should belong to.
+        #[arg(long)]
+        project: Option<Project>,
         /// Caught so that a key given as an argument is refused without being echoed.
         #[arg(hide = true)]
         misplaced_key: Option<String>,
@@ -255,21 +266,24 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<ExitCode, Failure> {
+    let asked_db = cli.db.as_deref();
+    let db = asked_db.unwrap_or(DEFAULT_DB_URL);
     match cli.command {
-        Command::Issue(args) => issue(&cli.db, cli.prefix, args).await,
-        Command::Verify(args) => verify(&cli.db, cli.prefix, args).await,
-        Command::List(args) => list(&cli.db, cli.prefix, args).await,
-        Command::Revoke { id } => revoke(&cli.db, cli.prefix, &id).await,
-        Command::Rotate { id, grace } => rotate(&cli.db, cli.prefix, &id, grace).await,
-        Command::Quota(cmd) => quota(&cli.db, cli.prefix, cmd).await,
-        Command::Usage { project, json } => usage(&cli.db, cli.prefix, &project, json).await,
+        Command::Issue(args) => issue(db, cli.prefix, args).await,
+        Command::Verify(args) => verify(db, cli.prefix, args).await,
+        Command::List(args) => list(db, cli.prefix, args).await,
+        Command::Revoke { id } => revoke(db, cli.prefix, &id).await,
+        Command::Rotate { id, grace } => rotate(db, cli.prefix, &id, grace).await,
+        Command::Quota(cmd) => quota(db, cli.prefix, cmd).await,
+        Command::Usage { project, json } => usage(db, cli.prefix, &project, json).await,
         Command::Doctor {
             var,
             env,
+            project,
             misplaced_key,
         } => {
             refuse_misplaced_key(misplaced_key.as_deref(), &format!("set ${var}"))?;
-            Ok(doctor(&var, cli.prefix, env))
+            doctor(&var, cli.prefix, env, project, asked_db).await
         }
     }
 }
@@ -590,7 +604,15 @@ async fn rotate(db: &str, prefix: Prefix, id: &str, grace: Duration) -> Result<E
     Ok(ExitCode::SUCCESS)
 }
 
-fn doctor(var: &str, prefix: Prefix, env: Option<Environment>) -> ExitCode {
+/// Diagnoses the key in `$var` from its text; with `db`, also asks the store whether it
+/// accepts the key (unknown, revoked, expired, another project). Never prints the secret.
+async fn doctor(
+    var: &str,
+    prefix: Prefix,
+    env: Option<Environment>,
+    project: Option<Project>,
+    db: Option<&str>,
+) -> Result<ExitCode, Failure> {
     let expect = match env {
         Some(env) => KeyExpectation::new(prefix, env),
         None => KeyExpectation::any_environment(prefix),
@@ -598,9 +620,38 @@ fn doctor(var: &str, prefix: Prefix, env: Option<Environment>) -> ExitCode {
     let value = std::env::var_os(var).map(|v| Zeroizing::new(v.to_string_lossy().into_owned()));
     let diagnosis = diagnose(value.as_ref().map(|v| v.as_str()), &expect);
     println!("${var}: {diagnosis}");
-    if diagnosis.is_ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_REJECTED)
+    if !diagnosis.is_ok() {
+        return Ok(ExitCode::from(EXIT_REJECTED));
+    }
+    let (Some(db), Some(value)) = (db, value) else {
+        println!(
+            "the key store was not asked: pass --db (or set KEYWARD_DB) to check that it knows this key and accepts it"
+        );
+        return Ok(ExitCode::SUCCESS);
+    };
+    let key = ApiKey::parse(&value).map_err(|e| Failure::usage(e.to_string()))?;
+    let manager = manager(db, prefix, &[key.environment()], None).await?;
+    let mut req = Requirements::none();
+    if let Some(p) = project {
+        req = req.with_project(p);
+    }
+    let outcome = manager.verify_key(&key, &req).await;
+    manager.shutdown().await?;
+    match outcome {
+        Ok(who) => {
+            println!(
+                "the key store accepts {}: project '{}', environment '{}', scopes: {}",
+                key.masked(),
+                who.project,
+                who.environment,
+                who.scopes
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(Error::Auth(reason)) => {
+            println!("the key store refuses {}: {reason}", key.masked());
+            Ok(ExitCode::from(EXIT_STORE_REFUSES))
+        }
+        Err(e) => Err(e.into()),
     }
 }
