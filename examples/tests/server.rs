@@ -1188,6 +1188,17 @@ async fn the_real_binary_serves_and_stops_gracefully_on_sigterm() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
+    // Core dumps are off: a crash cannot write the keys in its buffers to disk.
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    assert_eq!(
+        core.split_whitespace().skip(4).take(2).collect::<Vec<_>>(),
+        ["0", "0"],
+        "{core}"
+    );
     let r = client
         .get(format!("{base}{}", server::API_KEYS))
         .bearer_auth(&key)

@@ -50,6 +50,9 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     keyward_examples::init_logging("info");
+    if let Err(e) = keyward_examples::disable_core_dumps() {
+        tracing::warn!(error = %e, "could not disable core dumps; a crash may write keys held in memory to disk");
+    }
     keyward_examples::run_main(run(args))
 }
 
