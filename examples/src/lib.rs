@@ -259,6 +259,33 @@ pub fn render_table(keys: &[KeyInfo]) -> String {
     out
 }
 
+/// Turns core dumps off for this process (both limits of `RLIMIT_CORE` set to 0), so a crash
+/// cannot write what the process holds in memory to disk: keys in HTTP buffers, verify-cache
+/// digests. Call it first in `main`; it cannot be raised again by this process. What can still
+/// remain in memory is described in SECURITY.md ("Memory").
+///
+/// # Errors
+/// The operating system's error when the limit cannot be set.
+///
+/// ```
+/// keyward_examples::disable_core_dumps()?;
+/// # #[cfg(target_os = "linux")]
+/// assert!(std::fs::read_to_string("/proc/self/limits")?
+///     .lines()
+///     .any(|l| l.starts_with("Max core file size") && l.split_whitespace().nth(4) == Some("0")));
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn disable_core_dumps() -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        rlimit::setrlimit(rlimit::Resource::CORE, 0, 0)
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use keyward::IssueRequest;
@@ -323,32 +350,5 @@ mod tests {
             format_time(Timestamp::from_unix_millis(1_700_000_000_123)),
             "2023-11-14T22:13:20Z"
         );
-    }
-}
-
-/// Turns core dumps off for this process (both limits of `RLIMIT_CORE` set to 0), so a crash
-/// cannot write what the process holds in memory to disk: keys in HTTP buffers, verify-cache
-/// digests. Call it first in `main`; it cannot be raised again by this process. What can still
-/// remain in memory is described in SECURITY.md ("Memory").
-///
-/// # Errors
-/// The operating system's error when the limit cannot be set.
-///
-/// ```
-/// keyward_examples::disable_core_dumps()?;
-/// # #[cfg(target_os = "linux")]
-/// assert!(std::fs::read_to_string("/proc/self/limits")?
-///     .lines()
-///     .any(|l| l.starts_with("Max core file size") && l.split_whitespace().nth(4) == Some("0")));
-/// # Ok::<(), std::io::Error>(())
-/// ```
-pub fn disable_core_dumps() -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        rlimit::setrlimit(rlimit::Resource::CORE, 0, 0)
-    }
-    #[cfg(not(unix))]
-    {
-        Ok(())
     }
 }
