@@ -15,6 +15,7 @@ pub mod quota;
 mod ratelimit;
 pub mod scope;
 pub mod store;
+pub mod throttle;
 pub mod time;
 
 #[cfg(feature = "http")]
@@ -45,6 +46,7 @@ pub use store::{
     ChangeEvent, Changes, Consumption, Counter, DEFAULT_CHANGE_LOG_LEN, KeyChange, KeyLimits,
     KeyRecord, KeyStore, ListQuery, RecordStore, Setting, UsageBucket, UsageStore,
 };
+pub use throttle::{Cause, LogThrottle};
 pub use time::{Clock, ManualClock, SystemClock, Timestamp, parse_duration};
 
 /// Re-exported so stores implement [`KeyStore`] with the same macro version.

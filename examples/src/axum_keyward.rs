@@ -314,21 +314,14 @@ fn decide(config: &Config, uri: &http::Uri, headers: &http::HeaderMap) -> Decisi
     }
 }
 
-/// The answer to a failed verification; a store failure is also logged, with the key's
-/// public id only.
+/// The answer to a failed verification; a store failure is also logged (with the key's
+/// public id only, at most once per interval per cause: [`KeyManager::log_failure`]).
 fn refusal(config: &Config, key: &keyward::ApiKey, e: &Error) -> Response {
-    match e {
-        Error::Auth(_) => {
-            tracing::debug!(key.id = %key.id(), error = %e, "rejected API key");
-        }
-        _ => {
-            tracing::error!(
-                key.id = %key.id(),
-                error = %e,
-                "could not verify an API key: the key service is unavailable"
-            );
-        }
-    }
+    config.manager.log_failure(
+        e,
+        Some(&key.id()),
+        "could not verify an API key: the key service is unavailable",
+    );
     into_response(rejection(e, &config.realm, config.manager.now()))
 }
 

@@ -212,8 +212,15 @@ struct ManagerError {
 
 /// Answers a failed manager operation: `.map_err(fail(&manager))`.
 fn fail(manager: &KeyManager) -> impl FnOnce(Error) -> Response {
-    let now = manager.now();
-    move |error| ManagerError { error, now }.into_response()
+    let manager = manager.clone();
+    move |error| {
+        manager.log_failure(&error, None, "a key operation failed");
+        ManagerError {
+            error,
+            now: manager.now(),
+        }
+        .into_response()
+    }
 }
 
 impl IntoResponse for ManagerError {
@@ -229,10 +236,7 @@ impl IntoResponse for ManagerError {
             }
             Error::Invalid(_) => ApiError::bad_request(e.to_string()).into_response(),
             Error::Auth(_) => into_response(keyward::http::rejection(&e, REALM, self.now)),
-            _ => {
-                tracing::error!(error = %e, "a key operation failed");
-                into_response(keyward::http::rejection(&e, REALM, self.now))
-            }
+            _ => into_response(keyward::http::rejection(&e, REALM, self.now)),
         }
     }
 }

@@ -553,6 +553,37 @@ async fn store_down_is_503_and_an_error_log_line_without_the_key() {
     down.store(false, Ordering::SeqCst);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_outage_under_load_logs_one_error_line_not_one_per_request() {
+    let down = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&down);
+    let s =
+        TestServer::start_wrapped(move |inner| Arc::new(FailingStore::new(inner, "flaky", flag)))
+            .await;
+    down.store(true, Ordering::SeqCst);
+    // 200 first uses of keys this instance has not cached: each needs the store, each is 503.
+    let keys: Vec<String> = (0..200)
+        .map(|_| {
+            keyward::ApiKey::generate("kw".parse().unwrap(), "dev".parse().unwrap())
+                .unwrap()
+                .expose_secret()
+                .to_owned()
+        })
+        .collect();
+    for key in &keys {
+        assert_eq!(s.ping(key).await.status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+    down.store(false, Ordering::SeqCst);
+    let ids: Vec<String> = keys.iter().map(|k| id_of(k)).collect();
+    let lines: Vec<String> = logged()
+        .lines()
+        .filter(|l| l.contains("ERROR") && ids.iter().any(|id| l.contains(id.as_str())))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(lines[0].contains("cause=store"), "{lines:#?}");
+}
+
 // ---------------------------------------------------------------------------------------
 // Ingestion
 

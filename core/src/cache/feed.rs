@@ -66,10 +66,16 @@ async fn poll_changes(
     mut revision: Option<u64>,
 ) {
     let interval = cache.config().poll_interval;
+    // While polling fails, one line when it starts failing, one a minute, one when it recovers:
+    // not one per poll interval.
+    let mut failing: Option<(std::time::Instant, u64)> = None;
     loop {
         tokio::time::sleep(interval).await;
         match store.changes_since(revision.unwrap_or(u64::MAX)).await {
             Ok(changes) => {
+                if let Some((_, failures)) = failing.take() {
+                    tracing::info!(failures, "polling the store for changes works again");
+                }
                 if revision.is_none() {
                     cache.set_ready(true);
                 } else if changes.resync {
@@ -83,7 +89,19 @@ async fn poll_changes(
             }
             Err(e) => {
                 // Unknown what changed meanwhile: no caching until a new baseline.
-                tracing::warn!(error = %e, "polling the store for changes failed");
+                match &mut failing {
+                    None => {
+                        tracing::warn!(error = %e, "polling the store for changes failed; caching waits");
+                        failing = Some((std::time::Instant::now(), 1));
+                    }
+                    Some((logged, failures)) => {
+                        *failures += 1;
+                        if logged.elapsed() >= std::time::Duration::from_secs(60) {
+                            tracing::warn!(error = %e, failures = *failures, "polling the store for changes still fails");
+                            *logged = std::time::Instant::now();
+                        }
+                    }
+                }
                 cache.set_ready(false);
                 revision = None;
             }

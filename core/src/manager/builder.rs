@@ -11,6 +11,7 @@ use crate::invalid::{InvalidValue, ValueKind};
 use crate::key::{Environment, Prefix};
 use crate::ratelimit::RateLimiters;
 use crate::store::KeyStore;
+use crate::throttle::LogThrottle;
 use crate::time::{Clock, SystemClock};
 
 use super::background::{Background, LastUsedBatch};
@@ -28,6 +29,7 @@ pub struct KeyManagerBuilder {
     hasher: Option<Hasher>,
     cache: Option<CacheConfig>,
     usage_flush_interval: Duration,
+    failure_log_interval: Duration,
 }
 
 impl KeyManagerBuilder {
@@ -43,6 +45,7 @@ impl KeyManagerBuilder {
             hasher: None,
             cache: Some(CacheConfig::default()),
             usage_flush_interval: Duration::from_secs(5),
+            failure_log_interval: Duration::from_secs(10),
         }
     }
 
@@ -62,6 +65,14 @@ impl KeyManagerBuilder {
     /// [`KeyManager::shutdown`] on graceful shutdown to write the last batch.
     pub fn usage_flush_interval(mut self, interval: Duration) -> Self {
         self.usage_flush_interval = interval;
+        self
+    }
+
+    /// How often an infrastructure failure of one cause (the store, hashing overload) is
+    /// logged at most (default 10 s); the next line counts the ones suppressed meanwhile. See
+    /// [`KeyManager::log_failure`].
+    pub fn failure_log_interval(mut self, interval: Duration) -> Self {
+        self.failure_log_interval = interval;
         self
     }
 
@@ -110,6 +121,7 @@ impl KeyManagerBuilder {
             None => Hasher::new(self.hash_params)?,
         };
         let rate_limiters = RateLimiters::new(Arc::clone(&self.clock));
+        let failure_log = LogThrottle::new(self.failure_log_interval, Arc::clone(&self.clock));
         let cache = match self.cache {
             Some(config) => Some(Arc::new(VerifyCache::new(config).map_err(|e| {
                 InvalidValue {
@@ -133,6 +145,7 @@ impl KeyManagerBuilder {
                 background: Background::default(),
                 rate_limiters,
                 project_quotas: ProjectQuotas::new(),
+                failure_log,
             }),
         })
     }

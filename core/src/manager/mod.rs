@@ -7,6 +7,7 @@
 //! - `verify`: the verify pipeline over the verify cache;
 //! - `usage`: event quotas, credits and usage reports;
 //! - `tenant`: the admin operations of one project (and environment), for multi-tenant hosts;
+//! - `failures`: logging infrastructure failures without flooding;
 //! - `background`: the tasks it runs (cache coherence, last-used batches), started and
 //!   stopped in one place.
 
@@ -26,6 +27,7 @@ use crate::time::{Clock, Timestamp};
 mod admin;
 mod background;
 mod builder;
+mod failures;
 mod model;
 mod tenant;
 mod usage;
@@ -93,6 +95,8 @@ struct Inner {
     rate_limiters: RateLimiters,
     /// Project quotas read from the store, kept for [`QUOTA_SETTING_TTL`].
     project_quotas: ProjectQuotas,
+    /// Which infrastructure failures are logged (see [`KeyManager::log_failure`]).
+    failure_log: crate::throttle::LogThrottle,
 }
 
 impl fmt::Debug for KeyManager {
