@@ -196,6 +196,14 @@ impl TestServer {
         self.send(rb).await
     }
 
+    /// POST `body` as it is, labelled JSON, with `Authorization: Bearer <key>`.
+    fn post_raw_json(&self, path: &str, key: &str, body: &'static str) -> reqwest::RequestBuilder {
+        self.req(Method::POST, path)
+            .bearer_auth(key)
+            .header("content-type", "application/json")
+            .body(body)
+    }
+
     async fn post_json(&self, path: &str, key: &str, body: &Value) -> Resp {
         self.send(self.req(Method::POST, path).bearer_auth(key).json(body))
             .await
@@ -661,12 +669,7 @@ async fn a_batch_over_the_keys_own_quota_is_429() {
 async fn bad_batches_are_400_with_a_helpful_message() {
     let s = TestServer::start().await;
     let key = s.issue("web-app", &["write"]).await;
-    let raw = |body: &'static str| {
-        s.req(Method::POST, server::TRACES_BATCH)
-            .bearer_auth(&key)
-            .header("content-type", "application/json")
-            .body(body)
-    };
+    let raw = |body: &'static str| s.post_raw_json(server::TRACES_BATCH, &key, body);
     let r = s.send(raw("{\"events\": [")).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
     assert!(
@@ -731,12 +734,7 @@ async fn every_400_carries_the_invalid_request_challenge() {
     let s = TestServer::start().await;
     let admin = s.issue("web-app", &["admin", "write"]).await;
     let key = s.issue("web-app", &["read"]).await;
-    let raw_batch = |body: &'static str| {
-        s.req(Method::POST, server::TRACES_BATCH)
-            .bearer_auth(&admin)
-            .header("content-type", "application/json")
-            .body(body)
-    };
+    let raw_batch = |body: &'static str| s.post_raw_json(server::TRACES_BATCH, &admin, body);
     assert_invalid_request(&s.send(raw_batch("{\"events\": [")).await, "invalid JSON");
     assert_invalid_request(&s.send(raw_batch("{\"events\": []}")).await, "no events");
     assert_invalid_request(
@@ -769,37 +767,25 @@ async fn input_beyond_the_limits_is_400_naming_the_limit() {
     let s = TestServer::start().await;
     let admin = s.issue("web-app", &["admin"]).await;
     let key = s.issue("web-app", &["read"]).await;
-    // Issue 13, D7: an expiry past 100 years used to give a key expiring "1970-01-01".
-    let r = s
-        .post_json(
-            server::API_KEYS,
-            &admin,
-            &json!({"scopes": ["read"], "expires_in": "999999999w"}),
-        )
-        .await;
-    assert_invalid_request(&r, "keyward::MAX_EXPIRY");
-    let r = s
-        .post_json(
-            server::API_KEYS,
-            &admin,
-            &json!({"scopes": ["read"], "expires_in": "0s"}),
-        )
-        .await;
-    assert_invalid_request(&r, "zero");
-    // D11: 20,000 scopes, and a right-to-left override in a name.
     let scopes: Vec<String> = (0..20_000).map(|i| format!("s{i}")).collect();
-    let r = s
-        .post_json(server::API_KEYS, &admin, &json!({ "scopes": scopes }))
-        .await;
-    assert_invalid_request(&r, "keyward::MAX_SCOPES");
-    let r = s
-        .post_json(
-            server::API_KEYS,
-            &admin,
-            &json!({"scopes": ["read"], "name": "invoice\u{202E}fdp.exe"}),
-        )
-        .await;
-    assert_invalid_request(&r, "U+202E");
+    let cases = [
+        // Issue 13, D7: an expiry past 100 years used to give a key expiring "1970-01-01".
+        (
+            json!({"scopes": ["read"], "expires_in": "999999999w"}),
+            "keyward::MAX_EXPIRY",
+        ),
+        (json!({"scopes": ["read"], "expires_in": "0s"}), "zero"),
+        // D11: 20,000 scopes, and a right-to-left override in a name.
+        (json!({ "scopes": scopes }), "keyward::MAX_SCOPES"),
+        (
+            json!({"scopes": ["read"], "name": "invoice\u{202E}fdp.exe"}),
+            "U+202E",
+        ),
+    ];
+    for (body, hint) in &cases {
+        let r = s.post_json(server::API_KEYS, &admin, body).await;
+        assert_invalid_request(&r, hint);
+    }
     // D7: a grace of u64::MAX seconds.
     let rotate = rotate_path(&id_of(&key));
     let r = s
