@@ -116,11 +116,14 @@ fn parse_basic(token: &[u8]) -> Result<ApiKey, AuthError> {
 /// - it holds a **key-shaped token** anywhere, under any parameter name or none, in any
 ///   position, alone or inside a longer value (`?KEY`, `?KEY=1`, `?a=x&KEY`,
 ///   `?q=Bearer+KEY`, `kw%5Fdev%5F…`, `?next=/x?k=KEY`). Key-shaped means the key grammar
-///   (`SCANNER_REGEX`: `<prefix>_<env>_<12-char id>_<49 base62 characters>`), of any prefix
-///   and environment, **whatever its checksum**: a checksum that does not match may be a real
-///   key with one mangled character, and the exposure is what matters. The match is stricter
-///   than the regex's word boundaries: a key glued to other letters, digits or `_` counts
-///   too. The key's public id is logged (`tracing::warn!`, field `key.id`), never the rest;
+///   of [`SCANNER_REGEX`](crate::SCANNER_REGEX) (`<prefix>_<env>_<12-char id>_<49 base62
+///   characters>`), of any prefix and environment, **whatever its checksum**: a checksum that
+///   does not match may be a real key with one mangled character, and the exposure is what
+///   matters. The match is stricter than the regex's word boundaries: a key glued to other
+///   letters, digits or `_` counts too. A false alarm needs a token of that very shape
+///   (lowercase labels, then exactly 12 characters between two `_`, then 49 or more), which
+///   ordinary parameters (ids, words, `snake_case`) do not have. The key's public id is
+///   logged (`tracing::warn!`, field `key.id`), never the rest;
 /// - or it uses a parameter name that would carry a credential (`api_key`, `apikey`,
 ///   `api-key`, `key`, `access_token`, `token`, `x-api-key`, any case, percent-decoded),
 ///   whatever its value.

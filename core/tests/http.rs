@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use http::{HeaderMap, HeaderValue, StatusCode, Uri};
-use keyward::conformance::{KeyForms, LogBuffer, with_wrong_secret};
+use keyward::conformance::{KeyForms, LogBuffer, fix_checksum, with_wrong_secret};
 use keyward::http::{auth_rejection, extract_key, invalid_request, reject_key_in_query, rejection};
 use keyward::{ApiKey, AuthError, Error, MalformedKey, ScopeSet, StoreError, Timestamp};
+use proptest::prelude::*;
 
 fn key() -> ApiKey {
     ApiKey::generate("av".parse().unwrap(), "dev".parse().unwrap()).unwrap()
@@ -377,4 +378,47 @@ fn header_values_stay_valid_whatever_the_message() {
     let v = r.headers["www-authenticate"].to_str().unwrap();
     assert!(v.starts_with("Bearer realm=\"realm 'x' ?\""), "{v}");
     assert_eq!(v.matches('"').count() % 2, 0);
+}
+
+/// `text` with each byte percent-encoded where `encode` says so.
+fn encode_some(text: &str, encode: &[bool]) -> String {
+    text.bytes()
+        .zip(encode.iter().cycle())
+        .map(|(b, &e)| {
+            if e {
+                format!("%{b:02X}")
+            } else {
+                char::from(b).to_string()
+            }
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn any_key_anywhere_in_a_query_however_encoded_is_refused(
+        parts in ("[a-z][a-z0-9]{1,9}", "[a-z][a-z0-9]{1,9}", "[0-9A-Za-z]{12}", "[0-9A-Za-z]{43}"),
+        before in "[a-z0-9=&+.,:/ -]{0,40}",
+        after in "[a-z0-9=&+.,:/ -]{0,40}",
+        encode in prop::collection::vec(any::<bool>(), 1..16),
+    ) {
+        let (p, e, id, secret) = parts;
+        let key = fix_checksum(&format!("{p}_{e}_{id}_{secret}000000"));
+        let raw = format!("{before} {} {after}", encode_some(&key, &encode)).replace(' ', "+");
+        let uri: Uri = format!("/x?{raw}").parse().unwrap();
+        prop_assert_eq!(reject_key_in_query(&uri), Err(AuthError::KeyInQueryString));
+    }
+
+    #[test]
+    fn queries_without_an_underscore_or_credential_name_pass(
+        query in "[a-jl-z0-9=&+.,:/-]{0,200}",
+    ) {
+        // No `_` (nothing is percent-encoded) and no `k`: no key, and no credential parameter
+        // name but `token`.
+        prop_assume!(!query.contains("token"));
+        let uri: Uri = format!("/x?{query}").parse().unwrap();
+        prop_assert_eq!(reject_key_in_query(&uri), Ok(()));
+    }
 }
