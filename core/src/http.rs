@@ -19,7 +19,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use zeroize::Zeroize;
 
 use crate::error::{AuthError, Error};
-use crate::key::{ApiKey, MAX_INPUT_LEN, MalformedKey};
+use crate::key::{ApiKey, CHECK_LEN, ID_LEN, KeyId, MAX_INPUT_LEN, MalformedKey, SECRET_LEN};
 use crate::time::Timestamp;
 
 /// The `X-API-Key` header.
@@ -107,8 +107,36 @@ fn parse_basic(token: &[u8]) -> Result<ApiKey, AuthError> {
     result
 }
 
-/// Refuses a request whose query string carries a key (a known parameter name, or any value
-/// that parses as a key): URLs end up in logs and browser history.
+/// Refuses a request whose query string carries a key: URLs end up in access logs, proxies
+/// and browser history, so a key seen there must be treated as leaked.
+///
+/// The query is percent-decoded (`%5F` is `_`, `+` is a space) in one pass, without
+/// allocating, and refused when:
+///
+/// - it holds a **key-shaped token** anywhere, under any parameter name or none, in any
+///   position, alone or inside a longer value (`?KEY`, `?KEY=1`, `?a=x&KEY`,
+///   `?q=Bearer+KEY`, `kw%5Fdev%5F…`, `?next=/x?k=KEY`). Key-shaped means the key grammar
+///   of [`SCANNER_REGEX`](crate::SCANNER_REGEX) (`<prefix>_<env>_<12-char id>_<49 base62
+///   characters>`), of any prefix and environment, **whatever its checksum**: a checksum that
+///   does not match may be a real key with one mangled character, and the exposure is what
+///   matters. The match is stricter than the regex's word boundaries: a key glued to other
+///   letters, digits or `_` counts too. A false alarm needs a token of that very shape
+///   (lowercase labels, then exactly 12 characters between two `_`, then 49 or more), which
+///   ordinary parameters (ids, words, `snake_case`) do not have. The key's public id is
+///   logged (`tracing::warn!`, field `key.id`), never the rest;
+/// - or it uses a parameter name that would carry a credential (`api_key`, `apikey`,
+///   `api-key`, `key`, `access_token`, `token`, `x-api-key`, any case, percent-decoded),
+///   whatever its value.
+///
+/// The work is linear in the query's length with a constant-size state: a huge query costs
+/// one pass.
+///
+/// ```
+/// use keyward::http::reject_key_in_query;
+/// assert!(reject_key_in_query(&"/ping?page=2&q=hello+world".parse()?).is_ok());
+/// assert!(reject_key_in_query(&"/ping?access_token=abc".parse()?).is_err());
+/// # Ok::<(), http::uri::InvalidUri>(())
+/// ```
 ///
 /// # Errors
 /// [`AuthError::KeyInQueryString`].
@@ -116,17 +144,150 @@ pub fn reject_key_in_query(uri: &Uri) -> Result<(), AuthError> {
     let Some(query) = uri.query() else {
         return Ok(());
     };
+    let mut scanner = KeyShapeScanner::default();
+    if let Some(id) = percent_decoded(query.as_bytes()).find_map(|b| scanner.push(b)) {
+        match std::str::from_utf8(&id).ok().map(KeyId::new) {
+            Some(Ok(id)) => tracing::warn!(
+                key.id = %id,
+                "refused a request with an API key in its URL query string; the key may be in \
+                 access logs: revoke it if it is real"
+            ),
+            _ => tracing::warn!("refused a request with an API key in its URL query string"),
+        }
+        return Err(AuthError::KeyInQueryString);
+    }
     for pair in query.split('&') {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        if QUERY_KEY_PARAMS
-            .iter()
-            .any(|p| name.eq_ignore_ascii_case(p))
-            || ApiKey::parse(value).is_ok()
-        {
+        let name = pair.split_once('=').map_or(pair, |(name, _)| name);
+        let param = QUERY_KEY_PARAMS.iter().find(|p| {
+            percent_decoded(name.as_bytes())
+                .map(|b| b.to_ascii_lowercase())
+                .eq(p.bytes())
+        });
+        if let Some(param) = param {
+            tracing::warn!(
+                parameter = param,
+                "refused a request with a credential parameter in its URL query string"
+            );
             return Err(AuthError::KeyInQueryString);
         }
     }
     Ok(())
+}
+
+/// The bytes of a URL query as decoded: `%XX` is the byte `XX` (a `%` not followed by two
+/// hex digits stays as it is), `+` is a space.
+fn percent_decoded(raw: &[u8]) -> impl Iterator<Item = u8> + '_ {
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        let b = *raw.get(i)?;
+        i += 1;
+        Some(match b {
+            b'+' => b' ',
+            b'%' => match (raw.get(i).and_then(hex), raw.get(i + 1).and_then(hex)) {
+                (Some(hi), Some(lo)) => {
+                    i += 2;
+                    hi << 4 | lo
+                }
+                _ => b'%',
+            },
+            b => b,
+        })
+    })
+}
+
+fn hex(b: &u8) -> Option<u8> {
+    char::from(*b)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
+}
+
+/// Finds the key grammar in a stream of bytes with constant state: runs of `[0-9A-Za-z_]` are
+/// split at `_` into segments; a key is four consecutive segments — one ending in a label
+/// (`[a-z][a-z0-9]{1,9}`, the prefix, possibly glued to what precedes it), a label (the
+/// environment), 12 characters (the id), and 49 or more characters (the secret and checksum,
+/// possibly followed by more).
+#[derive(Default)]
+struct KeyShapeScanner {
+    /// The last three completed segments of the current run, oldest first.
+    done: [Segment; 3],
+    /// How many segments of the current run are complete (at most 3 are kept).
+    complete: usize,
+    current: Segment,
+}
+
+/// What the scanner keeps of one segment: its length, its last [`LABEL_MAX`] bytes and its
+/// first [`ID_LEN`] bytes (the id, when the segment is one).
+#[derive(Clone, Copy, Default)]
+struct Segment {
+    len: usize,
+    head: [u8; ID_LEN],
+    tail: [u8; LABEL_MAX],
+}
+
+/// The longest prefix or environment label.
+const LABEL_MAX: usize = 10;
+
+impl Segment {
+    fn push(&mut self, b: u8) {
+        if let Some(slot) = self.head.get_mut(self.len) {
+            *slot = b;
+        }
+        self.tail.rotate_left(1);
+        self.tail[LABEL_MAX - 1] = b;
+        self.len += 1;
+    }
+
+    /// The length of the longest label (`[a-z][a-z0-9]{1,9}`) this segment ends with.
+    fn label_suffix(&self) -> usize {
+        let kept = self.len.min(LABEL_MAX);
+        let tail = &self.tail[LABEL_MAX - kept..];
+        let lower_alnum = tail
+            .iter()
+            .rev()
+            .take_while(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            .count();
+        let run = &tail[kept - lower_alnum..];
+        // The longest such suffix starts at the run's first letter, if two bytes or more remain.
+        match run.iter().position(u8::is_ascii_lowercase) {
+            Some(first) if run.len() - first >= 2 => run.len() - first,
+            _ => 0,
+        }
+    }
+
+    fn is_label(&self) -> bool {
+        self.len <= LABEL_MAX && self.label_suffix() == self.len
+    }
+}
+
+impl KeyShapeScanner {
+    /// Takes the next decoded byte; returns the id of a key-shaped token when this byte
+    /// completes one.
+    fn push(&mut self, b: u8) -> Option<[u8; ID_LEN]> {
+        if b == b'_' {
+            if self.complete == 3 {
+                self.done.rotate_left(1);
+                self.done[2] = self.current;
+            } else {
+                self.done[self.complete] = self.current;
+                self.complete += 1;
+            }
+            self.current = Segment::default();
+            return None;
+        }
+        if !b.is_ascii_alphanumeric() {
+            self.complete = 0;
+            self.current = Segment::default();
+            return None;
+        }
+        self.current.push(b);
+        let [prefix, env, id] = &self.done;
+        (self.complete == 3
+            && self.current.len == SECRET_LEN + CHECK_LEN
+            && id.len == ID_LEN
+            && env.is_label()
+            && prefix.label_suffix() >= 2)
+            .then_some(id.head)
+    }
 }
 
 /// An HTTP answer for a rejected request: status, headers and a JSON body.
@@ -159,7 +320,7 @@ fn classify(err: &AuthError) -> (StatusCode, Option<&'static str>) {
             (StatusCode::TOO_MANY_REQUESTS, None)
         }
         A::MultipleCredentials | A::KeyInQueryString => {
-            (StatusCode::BAD_REQUEST, Some("invalid_request"))
+            (StatusCode::BAD_REQUEST, Some(INVALID_REQUEST))
         }
     }
 }
@@ -181,6 +342,52 @@ fn json_body(code: &str, message: &str) -> String {
     serde_json::json!({ "error": code, "message": message }).to_string()
 }
 
+/// The `WWW-Authenticate` challenge of RFC 6750: `Bearer realm="…"`, then
+/// `error="…", error_description="…"` when `error` (a code and its description) is given,
+/// then `scope="…"`. Quoted values are made header-safe.
+fn challenge(realm: &str, error: Option<(&str, &str)>, scope: Option<&str>) -> Option<HeaderValue> {
+    let mut challenge = format!("Bearer realm=\"{}\"", header_safe(realm));
+    if let Some((code, description)) = error {
+        challenge.push_str(&format!(
+            ", error=\"{code}\", error_description=\"{}\"",
+            header_safe(description)
+        ));
+    }
+    if let Some(scope) = scope {
+        challenge.push_str(&format!(", scope=\"{scope}\""));
+    }
+    HeaderValue::from_str(&challenge).ok()
+}
+
+/// A 400 answer for a request the server cannot take (a body that is not the expected JSON, a
+/// bad value, a key in the URL…), in the shape of every other rejection: the JSON body
+/// `{"error": "invalid_request", "message": …}` and, as RFC 6750 §3.1 describes,
+/// `WWW-Authenticate: Bearer realm="…", error="invalid_request", error_description="…"`.
+///
+/// ```
+/// let r = keyward::http::invalid_request("api", "'scopes' is empty");
+/// assert_eq!(r.status, 400);
+/// assert_eq!(
+///     r.headers["www-authenticate"],
+///     "Bearer realm=\"api\", error=\"invalid_request\", error_description=\"'scopes' is empty\""
+/// );
+/// assert_eq!(r.body, r#"{"error":"invalid_request","message":"'scopes' is empty"}"#);
+/// ```
+pub fn invalid_request(realm: &str, message: &str) -> Rejection {
+    let mut headers = HeaderMap::new();
+    if let Some(v) = challenge(realm, Some((INVALID_REQUEST, message)), None) {
+        headers.insert(WWW_AUTHENTICATE, v);
+    }
+    Rejection {
+        status: StatusCode::BAD_REQUEST,
+        headers,
+        body: json_body(INVALID_REQUEST, message),
+    }
+}
+
+/// RFC 6750's error code for a request that is malformed (400).
+const INVALID_REQUEST: &str = "invalid_request";
+
 /// Maps a credential outcome to an HTTP answer. `realm` names the protected space in
 /// `WWW-Authenticate`; `now` computes `Retry-After` for quotas.
 ///
@@ -197,19 +404,16 @@ pub fn auth_rejection(err: &AuthError, realm: &str, now: Timestamp) -> Rejection
     let (status, code) = classify(err);
     let message = err.to_string();
     let mut headers = HeaderMap::new();
-    let realm = header_safe(realm);
-    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-        let mut challenge = format!("Bearer realm=\"{realm}\"");
-        if let Some(code) = code {
-            challenge.push_str(&format!(
-                ", error=\"{code}\", error_description=\"{}\"",
-                header_safe(&message)
-            ));
-        }
-        if let AuthError::InsufficientScope { missing, .. } = err {
-            challenge.push_str(&format!(", scope=\"{missing}\""));
-        }
-        if let Ok(v) = HeaderValue::from_str(&challenge) {
+    if status == StatusCode::UNAUTHORIZED
+        || status == StatusCode::FORBIDDEN
+        || status == StatusCode::BAD_REQUEST
+    {
+        let scope = match err {
+            AuthError::InsufficientScope { missing, .. } => Some(missing.to_string()),
+            _ => None,
+        };
+        let error = code.map(|code| (code, message.as_str()));
+        if let Some(v) = challenge(realm, error, scope.as_deref()) {
             headers.insert(WWW_AUTHENTICATE, v);
         }
     }

@@ -24,6 +24,12 @@ pub enum ValueKind {
     Metadata,
     /// A duration such as `30d`.
     Duration,
+    /// A key's expiry (`expires_in`, or the instant given to `set_expiry`).
+    Expiry,
+    /// A rotation's grace period.
+    Grace,
+    /// The set of scopes a key holds (as a whole: see [`Scope`](ValueKind::Scope) for one).
+    Scopes,
     /// A configuration value.
     Config,
 }
@@ -40,9 +46,14 @@ impl fmt::Display for ValueKind {
             ValueKind::Scope => {
                 "scope (1-64 of a-z, 0-9, ':', '.', '_', '-', starting with a letter or digit)"
             }
-            ValueKind::Name => "key name (up to 128 characters, no control characters)",
+            ValueKind::Name => {
+                "key name (up to 128 bytes, no control, bidirectional-override or other invisible format characters)"
+            }
             ValueKind::Metadata => "metadata (a JSON value of at most 16 KiB)",
             ValueKind::Duration => "duration (a number and a unit: 90s, 15m, 24h, 30d)",
+            ValueKind::Expiry => "expiry (more than zero and at most 100 years ahead)",
+            ValueKind::Grace => "rotation grace period (at most 100 years)",
+            ValueKind::Scopes => "scopes (at most 64 per key)",
             ValueKind::Config => "configuration value",
         })
     }
@@ -70,6 +81,10 @@ impl InvalidValue {
             kind,
             reason: reason.to_owned(),
         }
+    }
+
+    pub(crate) fn with_reason(kind: ValueKind, reason: String) -> Self {
+        Self { kind, reason }
     }
 
     pub(crate) fn too_long(kind: ValueKind, max: usize) -> Self {

@@ -39,15 +39,15 @@ pub use manager::{
     EventsAccepted, Identity, IssueRequest, IssuedKey, KeyInfo, KeyManager, KeyManagerBuilder,
     KeyStatus, KeyUsage, QUOTA_SETTING_TTL, Requirements, Tenant, TenantKeys, UsageReport,
 };
-pub use name::Project;
+pub use name::{MAX_KEY_NAME_LEN, Project};
 pub use quota::{Credits, Period, Quota, QuotaUsage, RateLimit, Refill};
-pub use scope::{Scope, ScopeSet};
+pub use scope::{MAX_SCOPES, Scope, ScopeSet};
 pub use store::{
     ChangeEvent, Changes, Consumption, Counter, DEFAULT_CHANGE_LOG_LEN, KeyChange, KeyLimits,
     KeyRecord, KeyStore, ListQuery, RecordStore, Setting, UsageBucket, UsageStore,
 };
 pub use throttle::{Cause, LogThrottle};
-pub use time::{Clock, ManualClock, SystemClock, Timestamp, parse_duration};
+pub use time::{Clock, MAX_EXPIRY, MAX_GRACE, ManualClock, SystemClock, Timestamp, parse_duration};
 
 /// Re-exported so stores implement [`KeyStore`] with the same macro version.
 pub use async_trait::async_trait;

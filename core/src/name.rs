@@ -1,10 +1,12 @@
 //! Names: the rule every name-like value follows, project names ([`Project`]) and the rule
-//! for a key's display name (at most [`MAX_KEY_NAME_LEN`] bytes, no control characters).
+//! for a key's display name (at most [`MAX_KEY_NAME_LEN`] bytes, no control or invisible
+//! format characters).
 
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
 use crate::invalid::{InvalidValue, ValueKind};
 
@@ -89,14 +91,95 @@ impl<'de> Deserialize<'de> for Project {
     }
 }
 
-/// Checks a key's display name: at most [`MAX_KEY_NAME_LEN`] bytes, no control characters
-/// (an empty name is allowed).
+/// Checks a key's display name: at most [`MAX_KEY_NAME_LEN`] bytes (an empty name is
+/// allowed), and no character that is invisible or changes how the rest is shown: control
+/// characters (Unicode general category Cc, C0 and C1), format characters (Cf: the
+/// bidirectional overrides and isolates U+202A–U+202E and U+2066–U+2069, zero-width characters
+/// U+200B–U+200F, U+FEFF…), and the line and paragraph separators (Zl, Zp). A name is shown to
+/// people in lists and dashboards; such characters let one name pass for another.
 pub(crate) fn validate_key_name(name: &str) -> Result<(), InvalidValue> {
     if name.len() > MAX_KEY_NAME_LEN {
         return Err(InvalidValue::too_long(ValueKind::Name, MAX_KEY_NAME_LEN));
     }
-    if let Some(i) = name.bytes().position(|b| b.is_ascii_control()) {
-        return Err(InvalidValue::bad_char(ValueKind::Name, name.as_bytes(), i));
+    for (i, c) in name.char_indices() {
+        let what = match c.general_category() {
+            GeneralCategory::Control => "the control character",
+            GeneralCategory::Format if is_bidi_control(c) => "the bidirectional control character",
+            GeneralCategory::Format => "the invisible format character",
+            GeneralCategory::LineSeparator | GeneralCategory::ParagraphSeparator => {
+                "the line or paragraph separator"
+            }
+            _ => continue,
+        };
+        return Err(InvalidValue::with_reason(
+            ValueKind::Name,
+            format!(
+                "{what} U+{:04X} at position {i} is not allowed",
+                u32::from(c)
+            ),
+        ));
     }
     Ok(())
+}
+
+/// The bidirectional embeddings, overrides, isolates and marks (Unicode's `Bidi_Control`
+/// property, all of category Cf): named apart in the error, since they are the ones that
+/// reorder what follows.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_refuse_control_bidi_and_invisible_format_characters() {
+        for bad in [
+            "a\u{7}b",             // BEL (C0)
+            "a\u{85}b",            // NEXT LINE (C1)
+            "a\u{7f}",             // DEL
+            "evil\u{202E}gpj.exe", // RIGHT-TO-LEFT OVERRIDE
+            "\u{202A}x",           // LEFT-TO-RIGHT EMBEDDING
+            "x\u{2066}y\u{2069}",  // isolates
+            "zero\u{200B}width",
+            "\u{200D}", // ZERO WIDTH JOINER
+            "\u{FEFF}bom",
+            "soft\u{AD}hyphen",
+            "tag\u{E0041}", // TAG LATIN CAPITAL LETTER A
+            "line\u{2028}sep",
+            "para\u{2029}sep",
+        ] {
+            let e = validate_key_name(bad).unwrap_err();
+            assert_eq!(e.kind, ValueKind::Name, "{bad:?}");
+            assert!(e.reason.contains("U+"), "{bad:?}: {e}");
+        }
+        let e = validate_key_name("evil\u{202E}gpj.exe").unwrap_err();
+        assert_eq!(
+            e.reason,
+            "the bidirectional control character U+202E at position 4 is not allowed"
+        );
+        let e = validate_key_name("a\u{200B}").unwrap_err();
+        assert_eq!(
+            e.reason,
+            "the invisible format character U+200B at position 1 is not allowed"
+        );
+    }
+
+    #[test]
+    fn ordinary_names_in_any_script_pass() {
+        for good in [
+            "",
+            "ingestion (prod)",
+            "Zoë's key — 2026",
+            "مفتاح الإنتاج", // Arabic, right-to-left without any override
+            "生产密钥",
+            "💻 laptop",
+            "tab-free name with spaces",
+        ] {
+            assert!(validate_key_name(good).is_ok(), "{good:?}");
+        }
+        assert!(validate_key_name(&"a".repeat(MAX_KEY_NAME_LEN)).is_ok());
+        assert!(validate_key_name(&"a".repeat(MAX_KEY_NAME_LEN + 1)).is_err());
+    }
 }

@@ -10,6 +10,11 @@ use serde::{Deserialize, Serialize};
 use crate::invalid::{InvalidValue, ValueKind};
 use crate::name::validate_name;
 
+/// The most scopes one key may hold. Issuing or updating a key with more is refused with an
+/// [`InvalidValue`] of kind [`Scopes`](ValueKind::Scopes): scopes name what a key may do, and
+/// a long list is a sign of a mistake (and makes every list and dashboard row heavy).
+pub const MAX_SCOPES: usize = 64;
+
 /// One scope: `[a-z0-9][a-z0-9:._-]{0,63}`.
 ///
 /// ```
@@ -150,6 +155,20 @@ impl ScopeSet {
     }
 }
 
+/// Checks the scopes a key is given: at most [`MAX_SCOPES`].
+pub(crate) fn validate_key_scopes(scopes: &ScopeSet) -> Result<(), InvalidValue> {
+    if scopes.len() <= MAX_SCOPES {
+        return Ok(());
+    }
+    Err(InvalidValue::with_reason(
+        ValueKind::Scopes,
+        format!(
+            "{} scopes given; a key holds at most {MAX_SCOPES} (keyward::MAX_SCOPES): grant broader scopes, or split the key",
+            scopes.len()
+        ),
+    ))
+}
+
 impl FromIterator<Scope> for ScopeSet {
     fn from_iter<T: IntoIterator<Item = Scope>>(iter: T) -> Self {
         Self(Arc::new(iter.into_iter().collect()))
@@ -173,5 +192,28 @@ impl fmt::Debug for ScopeSet {
         f.debug_set()
             .entries(self.0.iter().map(|s| s.as_str()))
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_holds_at_most_64_scopes_and_the_error_names_the_limit() {
+        let names = |n: usize| (0..n).map(|i| format!("s{i}")).collect::<Vec<_>>();
+        let max = ScopeSet::parse(names(MAX_SCOPES)).unwrap();
+        assert!(validate_key_scopes(&max).is_ok());
+        let e = validate_key_scopes(&ScopeSet::parse(names(20_000)).unwrap()).unwrap_err();
+        assert_eq!(e.kind, ValueKind::Scopes);
+        assert_eq!(
+            e.to_string(),
+            "invalid scopes (at most 64 per key): 20000 scopes given; a key holds at most 64 (keyward::MAX_SCOPES): grant broader scopes, or split the key"
+        );
+        assert!(
+            ValueKind::Scopes
+                .to_string()
+                .contains(&MAX_SCOPES.to_string())
+        );
     }
 }

@@ -24,10 +24,12 @@
 //!
 //! What the layer does, per request:
 //!
-//! 1. refuses a key in the URL's query string (400: URLs end up in logs);
+//! 1. refuses a key in the URL's query string, under any parameter name or none, percent-encoded
+//!    or not (400 `invalid_request`, logged with the key's public id: URLs end up in logs);
 //! 2. takes the one credential from `Authorization: Bearer <key>` (any case of `Bearer`),
 //!    `X-API-Key: <key>` or `Authorization: Basic` with the key as user name; none is 401
-//!    with a bare `WWW-Authenticate: Bearer realm="…"` challenge, two are 400;
+//!    with a bare `WWW-Authenticate: Bearer realm="…"` challenge, two are 400 with an
+//!    `error="invalid_request"` challenge;
 //! 3. verifies it against the route's [`Requirements`]: first with
 //!    [`KeyManager::verify_cached`], which decides a cached key on the spot, so the common
 //!    request allocates nothing here and the route's own future is returned; only when the
@@ -300,7 +302,7 @@ fn decide(config: &Config, uri: &http::Uri, headers: &http::HeaderMap) -> Decisi
     let refuse =
         |e: &keyward::AuthError| into_response(auth_rejection(e, &config.realm, manager.now()));
     if let Err(e) = reject_key_in_query(uri) {
-        tracing::warn!("refused a request with an API key in its query string");
+        // Logged by `reject_key_in_query`, with the key's public id.
         return Decision::Refused(refuse(&e));
     }
     let key = match extract_key(headers) {

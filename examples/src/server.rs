@@ -24,8 +24,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Path, Request, State};
+use axum::extract::rejection::{BytesRejection, JsonRejection};
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -59,6 +59,9 @@ pub const API_KEY_ROTATE: &str = "/api/v1/me/api-keys/{key_id}/rotate/";
 
 /// The most events one batch may hold.
 pub const MAX_BATCH_EVENTS: usize = 1000;
+/// The largest request body any route reads, in bytes (2 MiB); a larger one is answered 413
+/// `body_too_large`.
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 /// How long a rotated key keeps working when the request names no grace period.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(24 * 3600);
 
@@ -111,6 +114,7 @@ pub fn router(manager: KeyManager) -> Router {
         .merge(write)
         .merge(admin)
         .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 
@@ -167,7 +171,9 @@ pub async fn shutdown_signal() {
 // ---------------------------------------------------------------------------------------
 // Errors
 
-/// An error answer: a status and `{"error": code, "message": …}`.
+/// An error answer: a status and `{"error": code, "message": …}`; a 400 also carries
+/// `WWW-Authenticate: Bearer realm="keyward", error="invalid_request", …`
+/// ([`keyward::http::invalid_request`]).
 #[derive(Debug)]
 struct ApiError {
     status: StatusCode,
@@ -191,10 +197,29 @@ impl ApiError {
     fn not_found(what: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", what)
     }
+
+    /// A body the server could not read: 413 `body_too_large` over [`MAX_BODY_BYTES`], else
+    /// 400 with the extractor's explanation.
+    fn unreadable_body(status: StatusCode, explanation: String) -> Self {
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            Self::new(
+                status,
+                "body_too_large",
+                format!(
+                    "the request body is larger than {MAX_BODY_BYTES} bytes (2 MiB); send less per request (at most {MAX_BATCH_EVENTS} events per batch)"
+                ),
+            )
+        } else {
+            Self::bad_request(format!("cannot read the request body: {explanation}"))
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if self.status == StatusCode::BAD_REQUEST {
+            return into_response(keyward::http::invalid_request(REALM, &self.message));
+        }
         json_response(
             self.status,
             &serde_json::json!({ "error": self.code, "message": self.message }),
@@ -265,8 +290,8 @@ fn secret_response(status: StatusCode, body: &impl Serialize) -> Response {
 }
 
 /// A JSON body, with rejections answered as `{"error","message"}`: 400 for JSON that does not
-/// parse or does not fit (the message says where), 415 without a JSON content type, 413 for a
-/// body over the limit (2 MB).
+/// parse or does not fit (the message says where), 415 without a JSON content type, 413
+/// `body_too_large` for a body over [`MAX_BODY_BYTES`].
 struct JsonBody<T>(T);
 
 impl<S, T> FromRequest<S> for JsonBody<T>
@@ -294,7 +319,7 @@ fn json_rejection(r: &JsonRejection) -> ApiError {
             "unsupported_media_type",
             "send the body as JSON with 'Content-Type: application/json'",
         ),
-        _ => ApiError::new(r.status(), "invalid_request", r.body_text()),
+        _ => ApiError::unreadable_body(r.status(), r.body_text()),
     }
 }
 
@@ -560,8 +585,10 @@ async fn rotate_key(
     State(state): State<AppState>,
     VerifiedKey(who): VerifiedKey,
     Path(key_id): Path<String>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Response> {
+    let body =
+        body.map_err(|r| ApiError::unreadable_body(r.status(), r.body_text()).into_response())?;
     let id = own_key(&state, &who, &key_id).await?;
     let body: RotateKey = if body.iter().all(u8::is_ascii_whitespace) {
         RotateKey::default()

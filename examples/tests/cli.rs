@@ -397,6 +397,51 @@ fn usage_errors_exit_2() {
 }
 
 #[test]
+fn input_beyond_the_limits_exits_2_naming_the_limit() {
+    let cli = Cli::new();
+    let issue = |extra: &[&str]| {
+        let mut args = vec!["issue", "--project", "p", "--env", "dev", "--scope", "read"];
+        args.extend_from_slice(extra);
+        cli.run(&args)
+    };
+    let scopes = (0..=keyward::MAX_SCOPES)
+        .map(|i| format!("s{i}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let cases: [(Run, &str); 5] = [
+        // Issue 13, D7: used to issue a key whose expiry printed as 1970-01-01.
+        (
+            issue(&["--expires-in", "999999999w"]),
+            "keyward::MAX_EXPIRY",
+        ),
+        // A key born expired.
+        (issue(&["--expires-in", "0s"]), "zero"),
+        // D11.
+        (issue(&["--scope", &scopes]), "keyward::MAX_SCOPES"),
+        (issue(&["--name", "invoice\u{202E}fdp.exe"]), "U+202E"),
+        (issue(&["--name", "zero\u{200B}width"]), "U+200B"),
+    ];
+    for (run, hint) in &cases {
+        assert_eq!(run.code, 2, "{run:?}");
+        assert!(run.stdout.is_empty(), "{run:?}");
+        assert!(run.stderr.contains(hint), "{hint}: {run:?}");
+    }
+    let key = cli.issue(&["--project", "p", "--env", "dev", "--scope", "read"]);
+    let run = cli.run(&["rotate", &id_of(&key), "--grace", "18446744073709551615s"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stdout.is_empty(), "{run:?}");
+    assert!(run.stderr.contains("keyward::MAX_GRACE"), "{run:?}");
+    let listed = cli.list(&["--json"]);
+    let keys: serde_json::Value = serde_json::from_str(&listed.stdout).unwrap();
+    assert_eq!(
+        keys.as_array().unwrap().len(),
+        1,
+        "only the one good key: {keys}"
+    );
+    assert_eq!(keys[0]["expires_at"], serde_json::Value::Null);
+}
+
+#[test]
 fn store_errors_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let postgres = common::run(

@@ -196,6 +196,14 @@ impl TestServer {
         self.send(rb).await
     }
 
+    /// POST `body` as it is, labelled JSON, with `Authorization: Bearer <key>`.
+    fn post_raw_json(&self, path: &str, key: &str, body: &'static str) -> reqwest::RequestBuilder {
+        self.req(Method::POST, path)
+            .bearer_auth(key)
+            .header("content-type", "application/json")
+            .body(body)
+    }
+
     async fn post_json(&self, path: &str, key: &str, body: &Value) -> Resp {
         self.send(self.req(Method::POST, path).bearer_auth(key).json(body))
             .await
@@ -416,18 +424,33 @@ async fn two_credentials_in_one_request_are_400() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_key_in_the_query_string_is_400_even_with_a_valid_header() {
+async fn a_key_in_the_query_string_is_400_in_every_shape_even_with_a_valid_header() {
     let s = TestServer::start().await;
     let key = s.issue("web-app", &["read"]).await;
+    let id = id_of(&key);
+    let encoded = key.replace('_', "%5F");
     for query in [
         format!("api_key={key}"),
         format!("access_token={key}"),
         format!("innocent={key}"),
         "token=whatever".to_owned(),
+        // Issue 13, D6: no parameter name, a name of its own, after another parameter,
+        // percent-encoded, after `Bearer+`.
+        key.clone(),
+        format!("{key}=1"),
+        format!("a=x&{key}"),
+        encoded.clone(),
+        format!("q=Bearer+{key}"),
+        format!("redirect=%2Fdone%3Fk%3D{encoded}&page=2"),
     ] {
         let r = s.get(&format!("{}?{query}", server::PING), &key).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{query}: {r:?}");
         assert_eq!(r.error(), "invalid_request");
+        assert!(
+            r.challenge()
+                .starts_with("Bearer realm=\"keyward\", error=\"invalid_request\""),
+            "{query}: {r:?}"
+        );
         assert!(
             r.json()["message"]
                 .as_str()
@@ -436,9 +459,19 @@ async fn a_key_in_the_query_string_is_400_even_with_a_valid_header() {
         );
         assert!(!r.body.contains(&key));
     }
-    // An unrelated query parameter is fine.
-    let r = s.get(&format!("{}?page=2", server::PING), &key).await;
-    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    // Ordinary queries are fine, the key's public id included.
+    for query in [
+        "page=2",
+        "q=hello+world&sort=created_at",
+        &format!("id={id}"),
+    ] {
+        let r = s.get(&format!("{}?{query}", server::PING), &key).await;
+        assert_eq!(r.status, StatusCode::OK, "{query}: {r:?}");
+    }
+    assert!(
+        logged().contains(&format!("key.id={id}")),
+        "the exposure is logged with the public id"
+    );
     assert_not_logged(&key);
 }
 
@@ -667,12 +700,7 @@ async fn a_batch_over_the_keys_own_quota_is_429() {
 async fn bad_batches_are_400_with_a_helpful_message() {
     let s = TestServer::start().await;
     let key = s.issue("web-app", &["write"]).await;
-    let raw = |body: &'static str| {
-        s.req(Method::POST, server::TRACES_BATCH)
-            .bearer_auth(&key)
-            .header("content-type", "application/json")
-            .body(body)
-    };
+    let raw = |body: &'static str| s.post_raw_json(server::TRACES_BATCH, &key, body);
     let r = s.send(raw("{\"events\": [")).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
     assert!(
@@ -715,6 +743,149 @@ async fn bad_batches_are_400_with_a_helpful_message() {
             .unwrap()
             .contains("application/json")
     );
+}
+
+/// An answer is 400 `invalid_request` in JSON with the RFC 6750 challenge, as the README says.
+fn assert_invalid_request(r: &Resp, hint: &str) {
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
+    assert_eq!(r.header("content-type"), "application/json", "{r:?}");
+    assert_eq!(r.error(), "invalid_request", "{r:?}");
+    assert!(
+        r.challenge().starts_with(
+            "Bearer realm=\"keyward\", error=\"invalid_request\", error_description=\""
+        ),
+        "{r:?}"
+    );
+    let message = r.json()["message"].as_str().unwrap().to_owned();
+    assert!(message.contains(hint), "{hint:?} not in {message:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_400_carries_the_invalid_request_challenge() {
+    let s = TestServer::start().await;
+    let admin = s.issue("web-app", &["admin", "write"]).await;
+    let key = s.issue("web-app", &["read"]).await;
+    let raw_batch = |body: &'static str| s.post_raw_json(server::TRACES_BATCH, &admin, body);
+    assert_invalid_request(&s.send(raw_batch("{\"events\": [")).await, "invalid JSON");
+    assert_invalid_request(&s.send(raw_batch("{\"events\": []}")).await, "no events");
+    assert_invalid_request(
+        &s.post_json(server::API_KEYS, &admin, &json!({"scopes": []}))
+            .await,
+        "scopes",
+    );
+    assert_invalid_request(
+        &s.post_json(server::API_KEYS, &admin, &json!({"scopes": ["Write!"]}))
+            .await,
+        "scope",
+    );
+    let whole_key = s.req(Method::DELETE, &key_path(&key)).bearer_auth(&admin);
+    assert_invalid_request(&s.send(whole_key).await, "whole API key");
+    let rotate = rotate_path(&id_of(&key));
+    assert_invalid_request(
+        &s.post_json(&rotate, &admin, &json!({"grace": "forever"}))
+            .await,
+        "grace",
+    );
+    let two = s
+        .req(Method::GET, server::PING)
+        .bearer_auth(&key)
+        .header("x-api-key", &key);
+    assert_invalid_request(&s.send(two).await, "");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn input_beyond_the_limits_is_400_naming_the_limit() {
+    let s = TestServer::start().await;
+    let admin = s.issue("web-app", &["admin"]).await;
+    let key = s.issue("web-app", &["read"]).await;
+    let scopes: Vec<String> = (0..20_000).map(|i| format!("s{i}")).collect();
+    let cases = [
+        // Issue 13, D7: an expiry past 100 years used to give a key expiring "1970-01-01".
+        (
+            json!({"scopes": ["read"], "expires_in": "999999999w"}),
+            "keyward::MAX_EXPIRY",
+        ),
+        (json!({"scopes": ["read"], "expires_in": "0s"}), "zero"),
+        // D11: 20,000 scopes, and a right-to-left override in a name.
+        (json!({ "scopes": scopes }), "keyward::MAX_SCOPES"),
+        (
+            json!({"scopes": ["read"], "name": "invoice\u{202E}fdp.exe"}),
+            "U+202E",
+        ),
+    ];
+    for (body, hint) in &cases {
+        let r = s.post_json(server::API_KEYS, &admin, body).await;
+        assert_invalid_request(&r, hint);
+    }
+    // D7: a grace of u64::MAX seconds.
+    let rotate = rotate_path(&id_of(&key));
+    let r = s
+        .post_json(&rotate, &admin, &json!({"grace": "18446744073709551615s"}))
+        .await;
+    assert_invalid_request(&r, "keyward::MAX_GRACE");
+    let keys = s.manager.list(&ListQuery::default()).await.unwrap();
+    assert_eq!(keys.len(), 2, "nothing was issued");
+    assert!(keys.iter().all(|k| k.expires_at.is_none()), "{keys:?}");
+    // The limit itself is accepted, and its expiry reads as a date 100 years ahead.
+    let r = s
+        .post_json(
+            server::API_KEYS,
+            &admin,
+            &json!({"scopes": ["read"], "expires_in": "36525d"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    let year: i32 = r.json()["expires_at"].as_str().unwrap()[..4]
+        .parse()
+        .unwrap();
+    assert!(year >= 2126, "{year}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_over_the_limit_is_413_body_too_large_in_json_on_every_route() {
+    let s = TestServer::start().await;
+    let admin = s.issue("web-app", &["admin", "write"]).await;
+    let key = s.issue("web-app", &["read"]).await;
+    let big = format!(
+        "{{\"events\": [{}]}}",
+        "{},".repeat(server::MAX_BODY_BYTES / 3)
+    );
+    assert!(big.len() > server::MAX_BODY_BYTES);
+    for path in [
+        server::TRACES_BATCH.to_owned(),
+        server::API_KEYS.to_owned(),
+        rotate_path(&id_of(&key)),
+    ] {
+        let r = s
+            .send(
+                s.req(Method::POST, &path)
+                    .bearer_auth(&admin)
+                    .header("content-type", "application/json")
+                    .body(big.clone()),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{path}: {r:?}");
+        assert_eq!(
+            r.header("content-type"),
+            "application/json",
+            "{path}: {r:?}"
+        );
+        assert_eq!(r.error(), "body_too_large", "{path}: {r:?}");
+        assert!(
+            r.json()["message"]
+                .as_str()
+                .unwrap()
+                .contains("2097152 bytes"),
+            "{path}: {r:?}"
+        );
+    }
+    // Too many events in a body under the limit keep their own code.
+    let many: Vec<Value> = (0..=server::MAX_BATCH_EVENTS).map(|_| json!({})).collect();
+    let r = s
+        .post_json(server::TRACES_BATCH, &admin, &json!({ "events": many }))
+        .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{r:?}");
+    assert_eq!(r.error(), "too_many_events");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,8 +9,9 @@ use crate::hash::SecretHash;
 use crate::invalid::{InvalidValue, ValueKind};
 use crate::key::{ApiKey, Environment, KeyId, Prefix};
 use crate::name::validate_key_name;
+use crate::scope::validate_key_scopes;
 use crate::store::{KeyChange, KeyRecord, ListQuery};
-use crate::time::Timestamp;
+use crate::time::{Timestamp, validate_expires_at, validate_expires_in, validate_grace};
 
 use super::KeyManager;
 use super::model::{IssueRequest, IssuedKey, KeyInfo};
@@ -25,11 +26,17 @@ impl KeyManager {
     /// Issues a new key. The returned [`IssuedKey::key`] is the only copy of the secret.
     ///
     /// # Errors
-    /// [`Error::Invalid`] for a bad name or metadata; [`Error::Store`] when the store fails.
+    /// [`Error::Invalid`] for a bad name or metadata, more than
+    /// [`MAX_SCOPES`](crate::MAX_SCOPES) scopes, or an expiry of zero or beyond
+    /// [`MAX_EXPIRY`](crate::MAX_EXPIRY); [`Error::Store`] when the store fails.
     #[tracing::instrument(skip_all, fields(project = %req.project, environment = %req.environment))]
     pub async fn issue(&self, req: IssueRequest) -> Result<IssuedKey, Error> {
         validate_key_name(&req.name)?;
         validate_metadata(req.metadata.as_ref())?;
+        validate_key_scopes(&req.scopes)?;
+        if let Some(d) = req.expires_in {
+            validate_expires_in(d)?;
+        }
         let now = self.now();
         let issued = self
             .insert_new_key(self.inner.prefix, req.environment, |id, secret_hash| {
@@ -94,10 +101,12 @@ impl KeyManager {
         Ok(KeyInfo::from_record(&record, self.now()))
     }
 
-    /// Sets (or clears, with `None`) a key's expiry.
+    /// Sets (or clears, with `None`) a key's expiry. An instant in the past expires the key at
+    /// once.
     ///
     /// # Errors
-    /// [`Error::NotFound`] for an unknown id; [`Error::Store`] when the store fails.
+    /// [`Error::Invalid`] for an instant more than [`MAX_EXPIRY`](crate::MAX_EXPIRY) from
+    /// now; [`Error::NotFound`] for an unknown id; [`Error::Store`] when the store fails.
     #[tracing::instrument(skip_all, fields(key.id = %id))]
     pub async fn set_expiry(&self, id: &KeyId, at: Option<Timestamp>) -> Result<KeyInfo, Error> {
         let change = KeyChange {
@@ -111,11 +120,18 @@ impl KeyManager {
     /// Applies a change (scopes, name, metadata, limits…) to a key.
     ///
     /// # Errors
-    /// [`Error::NotFound`] for an unknown id; [`Error::Invalid`] for a bad name or metadata;
-    /// [`Error::Store`] when the store fails.
+    /// [`Error::NotFound`] for an unknown id; [`Error::Invalid`] for a bad name or metadata,
+    /// more than [`MAX_SCOPES`](crate::MAX_SCOPES) scopes or an expiry more than
+    /// [`MAX_EXPIRY`](crate::MAX_EXPIRY) from now; [`Error::Store`] when the store fails.
     pub async fn update(&self, id: &KeyId, change: &KeyChange) -> Result<KeyRecord, Error> {
         if let Some(name) = &change.name {
             validate_key_name(name)?;
+        }
+        if let Some(scopes) = &change.scopes {
+            validate_key_scopes(scopes)?;
+        }
+        if let Some(Some(at)) = change.expires_at {
+            validate_expires_at(at, self.now())?;
         }
         if let Some(m) = &change.metadata {
             validate_metadata(m.as_ref())?;
@@ -131,10 +147,12 @@ impl KeyManager {
     /// have). Rotating a revoked or expired key fails.
     ///
     /// # Errors
+    /// [`Error::Invalid`] for a grace longer than [`MAX_GRACE`](crate::MAX_GRACE);
     /// [`Error::NotFound`], [`Error::InvalidState`] for a revoked or expired key,
     /// [`Error::Store`] when the store fails.
     #[tracing::instrument(skip_all, fields(key.id = %id))]
     pub async fn rotate(&self, id: &KeyId, grace: Duration) -> Result<IssuedKey, Error> {
+        validate_grace(grace)?;
         let old = self
             .inner
             .store

@@ -247,13 +247,15 @@ pub struct IssueRequest {
     pub project: Project,
     /// The environment to bind the key to.
     pub environment: Environment,
-    /// The scopes to grant.
+    /// The scopes to grant (at most [`MAX_SCOPES`](crate::MAX_SCOPES)).
     pub scopes: ScopeSet,
-    /// A human-readable name (at most 128 characters, no control characters).
+    /// A human-readable name (at most 128 bytes; no control, bidirectional-override or other
+    /// invisible format characters).
     pub name: String,
     /// Free-form JSON metadata (at most 16 KiB).
     pub metadata: Option<serde_json::Value>,
-    /// How long until the key expires.
+    /// How long until the key expires: more than zero and at most
+    /// [`MAX_EXPIRY`](crate::MAX_EXPIRY) (100 years); `None` for a key that does not expire.
     pub expires_in: Option<Duration>,
     /// Usage limits.
     pub limits: KeyLimits,
@@ -298,7 +300,8 @@ impl IssueRequest {
         self
     }
 
-    /// Expires the key this long after issue.
+    /// Expires the key this long after issue. [`KeyManager::issue`](crate::KeyManager::issue)
+    /// refuses zero and anything beyond [`MAX_EXPIRY`](crate::MAX_EXPIRY) (100 years).
     pub fn expires_in(mut self, d: Duration) -> Self {
         self.expires_in = Some(d);
         self

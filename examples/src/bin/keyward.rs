@@ -80,7 +80,7 @@ enum Command {
     Rotate {
         /// The id of the key to replace.
         id: String,
-        /// How long the old key keeps working (90s, 15m, 24h, 30d).
+        /// How long the old key keeps working (90s, 15m, 24h, 30d; at most 100 years).
         #[arg(long, default_value = "24h", value_parser = parse_duration)]
         grace: Duration,
     },
@@ -149,13 +149,14 @@ struct IssueArgs {
     /// The environment the key is bound to (dev, stg, prd…).
     #[arg(long)]
     env: Environment,
-    /// A scope to grant; repeat the option or separate with commas.
+    /// A scope to grant; repeat the option or separate with commas (at most 64).
     #[arg(long = "scope", required = true, value_delimiter = ',')]
     scopes: Vec<Scope>,
-    /// A human-readable name.
+    /// A human-readable name (at most 128 bytes, no control or invisible characters).
     #[arg(long)]
     name: Option<String>,
-    /// Expire the key after this long (90s, 15m, 24h, 30d, 2w).
+    /// Expire the key after this long (90s, 15m, 24h, 30d, 2w; more than zero, at most 100
+    /// years).
     #[arg(long, value_parser = parse_duration)]
     expires_in: Option<Duration>,
     /// Uses granted to the key (one per successful verify); when used up the key gets 429.
