@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use keyward::{
-    Error, HashParams, IssueRequest, KeyChange, KeyId, KeyLimits, KeyManager, ListQuery, Quota,
-    Requirements, Tenant, TenantKeys,
+    Error, HashParams, IssueRequest, IssuedKey, KeyChange, KeyId, KeyLimits, KeyManager, ListQuery,
+    Quota, Requirements, Tenant, TenantKeys,
 };
 
 fn manager() -> KeyManager {
@@ -155,24 +155,12 @@ async fn a_tenant_of_one_environment_sees_and_changes_only_that_environment() {
 async fn issuing_outside_the_tenant_is_refused_with_a_typed_error() {
     let m = manager();
     let dev = tenant(&m, "web-app", Some("dev"));
-    let other_project = dev
-        .issue(IssueRequest::new(
-            "other-app".parse().unwrap(),
-            "dev".parse().unwrap(),
-        ))
-        .await
-        .unwrap_err();
+    let other_project = try_issue(&dev, "other-app", "dev").await.unwrap_err();
     assert!(
         matches!(&other_project, Error::Invalid(v) if v.kind == keyward::ValueKind::Project),
         "{other_project:?}"
     );
-    let other_env = dev
-        .issue(IssueRequest::new(
-            "web-app".parse().unwrap(),
-            "prd".parse().unwrap(),
-        ))
-        .await
-        .unwrap_err();
+    let other_env = try_issue(&dev, "web-app", "prd").await.unwrap_err();
     assert!(
         matches!(&other_env, Error::Invalid(v) if v.kind == keyward::ValueKind::Environment),
         "{other_env:?}"
@@ -190,13 +178,7 @@ async fn issuing_outside_the_tenant_is_refused_with_a_typed_error() {
 async fn rotation_and_verification_work_through_the_handle() {
     let m = manager();
     let ours = tenant(&m, "web-app", Some("dev"));
-    let issued = ours
-        .issue(IssueRequest::new(
-            "web-app".parse().unwrap(),
-            "dev".parse().unwrap(),
-        ))
-        .await
-        .unwrap();
+    let issued = try_issue(&ours, "web-app", "dev").await.unwrap();
     let rotated = ours
         .rotate(&issued.record.id, Duration::from_secs(60))
         .await
