@@ -26,15 +26,16 @@ fn tenant(m: &KeyManager, project: &str, env: Option<&str>) -> TenantKeys {
     m.tenant(t)
 }
 
-async fn issue(t: &TenantKeys, project: &str, env: &str) -> KeyId {
+async fn try_issue(t: &TenantKeys, project: &str, env: &str) -> Result<IssuedKey, Error> {
     t.issue(IssueRequest::new(
         project.parse().unwrap(),
         env.parse().unwrap(),
     ))
     .await
-    .unwrap()
-    .record
-    .id
+}
+
+async fn issue(t: &TenantKeys, project: &str, env: &str) -> KeyId {
+    try_issue(t, project, env).await.unwrap().record.id
 }
 
 /// The error for `id`, with the id itself blanked, so errors of two ids can be compared.
