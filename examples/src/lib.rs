@@ -2,7 +2,7 @@
 //!
 //! This library holds the code the binaries share: opening a store from a URL
 //! ([`open_store`]), choosing the hash parameters ([`hash_params_from_env`]), fetching and
-//! rendering key lists ([`list_all`], [`render_table`]), setting up logging ([`init_logging`])
+//! rendering key lists ([`for_each_page`], [`list_all`], [`render_table`], [`Table`]), setting up logging ([`init_logging`])
 //! and running a binary's async `main` ([`run_main`]), plus an axum adapter ([`axum_keyward`])
 //! and the example ingestion server ([`server`]).
 #![forbid(unsafe_code)]
@@ -135,23 +135,42 @@ fn scheme_of(url: &str) -> Option<&str> {
     valid.then_some(scheme)
 }
 
-/// Lists every key that `query`'s filters select, fetching [`KeyManager::list`] page after page
-/// of `query.limit` keys (each page starting after the last key of the one before), from
-/// `query.after` on. A page shorter than the limit is the last one.
+/// Hands every key that `query`'s filters select to `each`, one page of `query.limit` keys at
+/// a time (each page starting after the last key of the one before), from `query.after` on. A
+/// page shorter than the limit is the last one. Memory stays at one page, however many keys
+/// there are.
 ///
 /// # Errors
-/// The first error [`KeyManager::list`] returns (the keys already fetched are dropped).
-pub async fn list_all(manager: &KeyManager, mut query: ListQuery) -> Result<Vec<KeyInfo>, Error> {
-    let mut keys: Vec<KeyInfo> = Vec::new();
+/// The first error [`KeyManager::list`] or `each` returns.
+pub async fn for_each_page<E: From<Error>>(
+    manager: &KeyManager,
+    mut query: ListQuery,
+    mut each: impl FnMut(Vec<KeyInfo>) -> Result<(), E>,
+) -> Result<(), E> {
     loop {
         let page = manager.list(&query).await?;
         let full = page.len() >= query.limit as usize;
         query.after = page.last().map(|k| (k.created_at, k.id));
-        keys.extend(page);
-        if !full || query.after.is_none() {
-            break;
+        let last = !full || query.after.is_none();
+        each(page)?;
+        if last {
+            return Ok(());
         }
     }
+}
+
+/// Every key that `query`'s filters select, fetched with [`for_each_page`]. For small sets
+/// only: the whole list is held in memory.
+///
+/// # Errors
+/// The first error [`KeyManager::list`] returns (the keys already fetched are dropped).
+pub async fn list_all(manager: &KeyManager, query: ListQuery) -> Result<Vec<KeyInfo>, Error> {
+    let mut keys: Vec<KeyInfo> = Vec::new();
+    for_each_page(manager, query, |page| {
+        keys.extend(page);
+        Ok::<(), Error>(())
+    })
+    .await?;
     Ok(keys)
 }
 
@@ -212,51 +231,87 @@ const COLUMNS: [&str; 9] = [
 /// assert!(table.starts_with("ID"));
 /// ```
 pub fn render_table(keys: &[KeyInfo]) -> String {
-    let opt_time = |t: Option<Timestamp>| t.map_or_else(|| "-".to_owned(), format_time);
-    let rows: Vec<[String; 9]> = keys
-        .iter()
-        .map(|k| {
-            [
-                k.id.to_string(),
-                k.masked.clone(),
-                k.project.to_string(),
-                k.environment.to_string(),
-                if k.scopes.is_empty() {
-                    "-".to_owned()
-                } else {
-                    k.scopes.to_string()
-                },
-                k.status.to_string(),
-                format_time(k.created_at),
-                opt_time(k.expires_at),
-                opt_time(k.last_used_at),
-            ]
-        })
-        .collect();
-    let mut widths = COLUMNS.map(|c| c.chars().count());
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
-        let mut text = String::new();
-        for (i, cell) in cells.enumerate() {
-            if i > 0 {
-                text.push_str("  ");
-            }
-            text.push_str(cell);
-            let pad = widths[i].saturating_sub(cell.chars().count());
-            text.extend(std::iter::repeat_n(' ', pad));
-        }
-        let _ = writeln!(out, "{}", text.trim_end());
-    };
-    line(&mut COLUMNS.iter().copied());
-    for row in &rows {
-        line(&mut row.iter().map(String::as_str));
-    }
+    let mut table = Table::default();
+    let mut out = table.header();
+    out.push_str(&table.rows(keys));
     out
+}
+
+/// A key table written a page at a time, for listings too long to hold in memory: column
+/// widths are those of the header and of the rows seen so far, so they only grow (a later,
+/// wider row shifts the columns after it).
+///
+/// ```
+/// let mut table = keyward_examples::Table::default();
+/// let text = table.header() + &table.rows(&[]);
+/// assert_eq!(text.lines().count(), 1);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Table {
+    widths: [usize; 9],
+}
+
+impl Default for Table {
+    fn default() -> Self {
+        Self {
+            widths: COLUMNS.map(|c| c.chars().count()),
+        }
+    }
+}
+
+impl Table {
+    /// The header line.
+    pub fn header(&mut self) -> String {
+        self.lines(&[COLUMNS.map(str::to_owned)])
+    }
+
+    /// One line per key.
+    pub fn rows(&mut self, keys: &[KeyInfo]) -> String {
+        let opt_time = |t: Option<Timestamp>| t.map_or_else(|| "-".to_owned(), format_time);
+        let rows: Vec<[String; 9]> = keys
+            .iter()
+            .map(|k| {
+                [
+                    k.id.to_string(),
+                    k.masked.clone(),
+                    k.project.to_string(),
+                    k.environment.to_string(),
+                    if k.scopes.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        k.scopes.to_string()
+                    },
+                    k.status.to_string(),
+                    format_time(k.created_at),
+                    opt_time(k.expires_at),
+                    opt_time(k.last_used_at),
+                ]
+            })
+            .collect();
+        for row in &rows {
+            for (w, cell) in self.widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        self.lines(&rows)
+    }
+
+    fn lines(&self, rows: &[[String; 9]]) -> String {
+        let mut out = String::new();
+        for row in rows {
+            let mut text = String::new();
+            for (i, cell) in row.iter().enumerate() {
+                if i > 0 {
+                    text.push_str("  ");
+                }
+                text.push_str(cell);
+                let pad = self.widths[i].saturating_sub(cell.chars().count());
+                text.extend(std::iter::repeat_n(' ', pad));
+            }
+            let _ = writeln!(out, "{}", text.trim_end());
+        }
+        out
+    }
 }
 
 /// Turns core dumps off for this process (both limits of `RLIMIT_CORE` set to 0), so a crash

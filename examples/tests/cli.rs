@@ -662,3 +662,39 @@ fn doctor_without_a_store_says_the_store_was_not_asked() {
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stdout.contains("key store was not asked"), "{run:?}");
 }
+
+#[test]
+fn list_streams_every_page_of_a_large_project() {
+    let cli = Cli::new();
+    // 1,234 records (more than two of the CLI's 500-key pages), loaded straight into the file.
+    let db = cli.path().join("keys.db");
+    let project: keyward::Project = "big-app".parse().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use keyward::RecordStore;
+        let store = keyward_sqlite::SqliteStore::open(&db).await.unwrap();
+        let records: Vec<_> = (0..1234)
+            .map(|i| {
+                keyward::conformance::sample_record(
+                    &project,
+                    "dev".parse().unwrap(),
+                    keyward::Timestamp::from_unix_millis(1_800_000_000_000 + i),
+                )
+            })
+            .collect();
+        store.insert_many(&records).await.unwrap();
+    });
+    let json = cli.list(&["--project", "big-app", "--json"]);
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(listed.len(), 1234);
+    let mut ids: Vec<&str> = listed.iter().map(|k| k["id"].as_str().unwrap()).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 1234, "a key was listed twice");
+    let table = cli.list(&["--project", "big-app"]);
+    assert_eq!(table.stdout.lines().count(), 1 + 1234);
+    assert!(table.stdout.starts_with("ID"));
+    let empty = cli.list(&["--project", "nobody", "--json"]);
+    assert_eq!(empty.stdout, "[]\n");
+}

@@ -20,13 +20,16 @@ use keyward::{
     Requirements, Scope, parse_duration,
 };
 use keyward_examples::{
-    DEFAULT_DB_URL, OpenStoreError, format_time, hash_params_from_env, list_all, open_store,
-    render_table,
+    DEFAULT_DB_URL, OpenStoreError, Table, for_each_page, format_time, hash_params_from_env,
+    open_store,
 };
 use zeroize::Zeroizing;
 
 /// The variable `verify` reads the key from (and `doctor` diagnoses by default).
 const KEY_VAR: &str = "KEYWARD_KEY";
+
+/// Keys fetched per store call by `list`.
+const LIST_PAGE: u32 = 500;
 
 const EXIT_REJECTED: u8 = 1;
 const EXIT_USAGE: u8 = 2;
@@ -530,29 +533,52 @@ async fn verify(db: &str, prefix: Prefix, args: VerifyArgs) -> Result<ExitCode, 
     }
 }
 
+/// Lists keys page by page, writing each page before fetching the next, so memory stays at
+/// one page however many keys match (a JSON array is written element by element).
 async fn list(db: &str, prefix: Prefix, args: ListArgs) -> Result<ExitCode, Failure> {
     let manager = manager(db, prefix, &[], None).await?;
     let query = ListQuery {
         project: args.project,
         environment: args.env,
+        limit: LIST_PAGE,
         ..ListQuery::default()
     };
-    let keys = list_all(&manager, query).await?;
-    let text = if args.json {
-        let mut s = serde_json::to_string_pretty(&keys)
-            .map_err(|e| Failure::usage(format!("cannot encode the list as JSON: {e}")))?;
-        s.push('\n');
-        s
+    let write_err = |e: io::Error| Failure::usage(format!("cannot write to stdout: {e}"));
+    let mut out = io::stdout().lock();
+    let mut table = Table::default();
+    let mut count = 0usize;
+    if args.json {
+        out.write_all(b"[").map_err(write_err)?;
     } else {
-        if keys.is_empty() {
-            eprintln!("no keys match");
-        }
-        render_table(&keys)
-    };
-    io::stdout()
-        .lock()
-        .write_all(text.as_bytes())
-        .map_err(|e| Failure::usage(format!("cannot write to stdout: {e}")))?;
+        out.write_all(table.header().as_bytes())
+            .map_err(write_err)?;
+    }
+    for_each_page(&manager, query, |page| {
+        let text =
+            if args.json {
+                let mut text = String::new();
+                for key in &page {
+                    text.push_str(if count == 0 { "\n  " } else { ",\n  " });
+                    text.push_str(&serde_json::to_string(key).map_err(|e| {
+                        Failure::usage(format!("cannot encode the list as JSON: {e}"))
+                    })?);
+                    count += 1;
+                }
+                text
+            } else {
+                count += page.len();
+                table.rows(&page)
+            };
+        out.write_all(text.as_bytes()).map_err(write_err)
+    })
+    .await?;
+    if args.json {
+        out.write_all(if count == 0 { b"]\n" } else { b"\n]\n" })
+            .map_err(write_err)?;
+    } else if count == 0 {
+        eprintln!("no keys match");
+    }
+    out.flush().map_err(write_err)?;
     Ok(ExitCode::SUCCESS)
 }
 
