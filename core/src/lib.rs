@@ -36,14 +36,15 @@ pub use key::{
 };
 pub use manager::{
     EventsAccepted, Identity, IssueRequest, IssuedKey, KeyInfo, KeyManager, KeyManagerBuilder,
-    KeyStatus, KeyUsage, QUOTA_SETTING_TTL, Requirements, UsageReport,
+    KeyStatus, KeyUsage, QUOTA_SETTING_TTL, Requirements, RotateOptions, RotatedKey, UsageReport,
 };
 pub use name::Project;
 pub use quota::{Credits, Period, Quota, QuotaUsage, RateLimit, Refill};
 pub use scope::{Scope, ScopeSet};
 pub use store::{
     ChangeEvent, Changes, Consumption, Counter, DEFAULT_CHANGE_LOG_LEN, KeyChange, KeyLimits,
-    KeyRecord, KeyStore, ListQuery, RecordStore, Setting, UsageBucket, UsageStore,
+    KeyRecord, KeyStore, ListQuery, RecordStore, RotateOutcome, RotationConflict, Setting,
+    UsageBucket, UsageStore,
 };
 pub use time::{Clock, ManualClock, SystemClock, Timestamp, parse_duration};
 
