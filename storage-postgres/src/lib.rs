@@ -450,6 +450,30 @@ fn channel_for(schema: &str) -> String {
     format!("{head}~{hash:016x}")
 }
 
+impl PostgresStore {
+    /// A READ COMMITTED transaction whatever the server's default: the re-evaluation of a
+    /// concurrent update (see `UPDATE`) and `SELECT … FOR UPDATE` rely on it.
+    async fn begin_read_committed(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
+        self.pool
+            .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
+            .await
+            .map_err(backend)
+    }
+
+    /// Logs `id` as changed in the caller's transaction (`LOG_CHANGE`); the new revision.
+    async fn log_change(&self, tx: &mut PgConnection, id: &KeyId) -> Result<i64, StoreError> {
+        sqlx::query_scalar(LOG_CHANGE)
+            .bind(id.as_str())
+            .bind(&self.inner.channel)
+            .bind(to_sql_int(self.options.change_log_len))
+            .fetch_one(tx)
+            .await
+            .map_err(backend)
+    }
+}
+
 fn is_duplicate_key(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db)
         if db.is_unique_violation() && db.constraint() == Some("keyward_keys_pkey"))
@@ -537,12 +561,7 @@ impl RecordStore for PostgresStore {
         change: &KeyChange,
     ) -> Result<Option<KeyRecord>, StoreError> {
         let change = ChangeRow::from_change(change, STORE)?;
-        // READ COMMITTED whatever the server's default: the re-evaluation above relies on it.
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
-            .await
-            .map_err(backend)?;
+        let mut tx = self.begin_read_committed().await?;
         let row = sqlx::query(UPDATE.as_str())
             .bind(id.as_str())
             .bind(change.revoke_at)
@@ -562,13 +581,7 @@ impl RecordStore for PostgresStore {
             return Ok(None);
         };
         let record = decode(&row)?;
-        let revision: i64 = sqlx::query_scalar(LOG_CHANGE)
-            .bind(id.as_str())
-            .bind(&self.inner.channel)
-            .bind(to_sql_int(self.options.change_log_len))
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(backend)?;
+        let revision = self.log_change(&mut tx, id).await?;
         tx.commit().await.map_err(backend)?;
         tracing::debug!(revision, "key updated");
         Ok(Some(record))
@@ -586,11 +599,7 @@ impl RecordStore for PostgresStore {
         force: bool,
     ) -> Result<RotateOutcome, StoreError> {
         let row = RecordRow::from_record(successor, STORE)?;
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
-            .await
-            .map_err(backend)?;
+        let mut tx = self.begin_read_committed().await?;
         let current = sqlx::query(GET_FOR_UPDATE.as_str())
             .bind(old.as_str())
             .fetch_optional(&mut *tx)
@@ -624,13 +633,7 @@ impl RecordStore for PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        let revision: i64 = sqlx::query_scalar(LOG_CHANGE)
-            .bind(old.as_str())
-            .bind(&self.inner.channel)
-            .bind(to_sql_int(self.options.change_log_len))
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(backend)?;
+        let revision = self.log_change(&mut tx, old).await?;
         tx.commit().await.map_err(backend)?;
         tracing::debug!(revision, successor = %successor.id, "key rotated");
         Ok(RotateOutcome::Rotated(Box::new(replaced)))
