@@ -339,6 +339,8 @@ pub async fn manager_rotation_is_explicit_and_reports_both_ends(store: &Arc<dyn 
         .await
         .expect("forced rotate");
     assert_eq!(again.grace_end, t(3_600_000));
+    // The new key lives as long as the first replacement, not until the old key's grace end.
+    assert_eq!(again.expires_at(), a.record.expires_at);
     let info = m.get(&a.record.id).await.expect("get").expect("present");
     assert_eq!(info.rotated_to, Some(again.record.id));
 

@@ -187,9 +187,10 @@ impl KeyManager {
     /// ([`RecordStore::rotate`](crate::RecordStore::rotate)), serialized with a concurrent
     /// revoke: a key revoked before the rotation is never replaced, and concurrent rotations
     /// of one key make one replacement. Forced ([`RotateOptions::force`]), a revoked, expired
-    /// or already rotated key is replaced too; the new key of an expired key gets the old
-    /// key's lifetime counted from now (the old expiry is past), and the old key is never
-    /// given a longer life. The answer says when the new key expires and when the old one
+    /// or already rotated key is replaced too; the old key is never given a longer life. The
+    /// new key keeps the old key's expiry; for an already rotated key that is the expiry of
+    /// the key that replaced it (the old key's own was cut to its grace end), and for an
+    /// expired key its lifetime counted from now. The answer says when the new key expires and when the old one
     /// stops working.
     ///
     /// # Errors
@@ -215,13 +216,13 @@ impl KeyManager {
         {
             return Err(Error::RotationConflict { id: *id, conflict });
         }
-        let expires_at = old.expires_at.map(|e| {
-            if e > now {
-                e
-            } else {
-                now.saturating_add(old.created_at.until(e))
-            }
-        });
+        // A rotated key's expiry was cut to its grace end; the life it had lives on in its
+        // successor, so a forced second rotation takes it from there.
+        let previous = match old.rotated_to {
+            Some(successor) => self.inner.store.get(&successor).await?,
+            None => None,
+        };
+        let expires_at = successor_expiry(previous.as_ref().unwrap_or(&old), now);
         let placement = Placement::Successor {
             old: *id,
             grace_end: now.saturating_add(options.grace),
@@ -292,6 +293,18 @@ impl KeyManager {
             .map(|r| KeyInfo::from_record(r, now))
             .collect())
     }
+}
+
+/// The expiry of a key that replaces `source` at `now`: the same instant while it is ahead,
+/// otherwise (a forced rotation of an expired key) `source`'s lifetime counted from `now`.
+fn successor_expiry(source: &KeyRecord, now: Timestamp) -> Option<Timestamp> {
+    source.expires_at.map(|e| {
+        if e > now {
+            e
+        } else {
+            now.saturating_add(source.created_at.until(e))
+        }
+    })
 }
 
 /// Checks a key's metadata: at most [`MAX_METADATA_LEN`] bytes as JSON.

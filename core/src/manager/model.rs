@@ -378,8 +378,9 @@ pub struct RotatedKey {
 }
 
 impl RotatedKey {
-    /// When the new key expires (`None`: never). It keeps the old key's expiry, or, for a
-    /// forced rotation of an expired key, the old key's lifetime counted from the rotation.
+    /// When the new key expires (`None`: never). It keeps the old key's expiry (for a forced
+    /// rotation of an already rotated key, the expiry of the key that replaced it), or, for a
+    /// forced rotation of an expired key, that lifetime counted from the rotation.
     pub fn expires_at(&self) -> Option<Timestamp> {
         self.record.expires_at
     }
