@@ -13,6 +13,7 @@ use crate::invalid::InvalidValue;
 use crate::key::{Environment, KeyId, MalformedKey, Prefix, RandomError};
 use crate::name::Project;
 use crate::scope::ScopeSet;
+use crate::store::RotationConflict;
 use crate::time::Timestamp;
 
 /// The outcome of presenting a credential, when it is not accepted.
@@ -218,6 +219,15 @@ pub enum Error {
         id: KeyId,
         /// Why not.
         reason: &'static str,
+    },
+    /// A rotation was refused: the key is revoked, expired or already rotated, and the
+    /// rotation was not forced (HTTP 409 Conflict). Nothing was changed.
+    #[error("key {id} cannot be rotated: {conflict}")]
+    RotationConflict {
+        /// The key that was to be rotated.
+        id: KeyId,
+        /// Why not.
+        conflict: RotationConflict,
     },
     /// An input value is invalid.
     #[error(transparent)]

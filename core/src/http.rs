@@ -447,10 +447,16 @@ fn retry_after_value(d: Duration) -> HeaderValue {
 
 /// Maps any manager error to an HTTP answer: credential outcomes as in [`auth_rejection`],
 /// store and hashing failures as 503 (log them: the message is for operators), overload as
-/// 503 with `Retry-After: 1`, anything else as 500.
+/// 503 with `Retry-After: 1`, a refused rotation ([`Error::RotationConflict`]) as 409
+/// Conflict, anything else as 500.
 pub fn rejection(err: &Error, realm: &str, now: Timestamp) -> Rejection {
     match err {
         Error::Auth(a) => auth_rejection(a, realm, now),
+        Error::RotationConflict { .. } => Rejection {
+            status: StatusCode::CONFLICT,
+            headers: HeaderMap::new(),
+            body: json_body("conflict", &err.to_string()),
+        },
         Error::Store(_) | Error::Hash(_) | Error::Overloaded => {
             let mut headers = HeaderMap::new();
             if matches!(err, Error::Overloaded) {

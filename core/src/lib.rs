@@ -37,14 +37,16 @@ pub use key::{
 };
 pub use manager::{
     EventsAccepted, Identity, IssueRequest, IssuedKey, KeyInfo, KeyManager, KeyManagerBuilder,
-    KeyStatus, KeyUsage, QUOTA_SETTING_TTL, Requirements, Tenant, TenantKeys, UsageReport,
+    KeyStatus, KeyUsage, QUOTA_SETTING_TTL, Requirements, RotateOptions, RotatedKey, Tenant,
+    TenantKeys, UsageReport,
 };
 pub use name::{MAX_KEY_NAME_LEN, Project};
 pub use quota::{Credits, Period, Quota, QuotaUsage, RateLimit, Refill};
 pub use scope::{MAX_SCOPES, Scope, ScopeSet};
 pub use store::{
     ChangeEvent, Changes, Consumption, Counter, DEFAULT_CHANGE_LOG_LEN, KeyChange, KeyLimits,
-    KeyRecord, KeyStore, ListQuery, RecordStore, Setting, UsageBucket, UsageStore,
+    KeyRecord, KeyStore, ListQuery, RecordStore, RotateOutcome, RotationConflict, Setting,
+    UsageBucket, UsageStore,
 };
 pub use throttle::{Cause, LogThrottle};
 pub use time::{Clock, MAX_EXPIRY, MAX_GRACE, ManualClock, SystemClock, Timestamp, parse_duration};

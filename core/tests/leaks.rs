@@ -331,7 +331,7 @@ async fn every_verify_outcome_logged_at_trace_shows_no_secret_key_or_header() {
         "hash unreadable: Hash",
         "expired: Expired",
         "not found: NotFound",
-        "rotate revoked: InvalidState",
+        "rotate revoked: RotationConflict",
         "bad name: Invalid",
         "store down: Store",
         "store down, issue: Store",

@@ -9,7 +9,7 @@
 //! | `POST /api/v1/me/api-keys/` | `admin` | issues a key (shown once) |
 //! | `GET /api/v1/me/api-keys/` | `admin` | lists the keys (masked) |
 //! | `DELETE /api/v1/me/api-keys/{key_id}/` | `admin` | revokes a key at once |
-//! | `POST /api/v1/me/api-keys/{key_id}/rotate/` | `admin` | issues a replacement key |
+//! | `POST /api/v1/me/api-keys/{key_id}/rotate/` | `admin` | issues a replacement key; 409 for a revoked, expired or already rotated key unless the body says `"force": true` |
 //!
 //! An admin key manages the keys of its own project **and environment**: it lists, revokes
 //! and rotates those only (any other id is 404, as if it did not exist), and it issues keys
@@ -34,7 +34,7 @@ use axum::{Json, Router};
 use keyward::EventsAccepted;
 use keyward::{
     ApiKey, Environment, Error, Identity, IssueRequest, IssuedKey, KeyId, KeyInfo, KeyManager,
-    ListQuery, Project, Scope, Timestamp, parse_duration,
+    ListQuery, Project, RotateOptions, Scope, Timestamp, parse_duration,
 };
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
@@ -260,7 +260,7 @@ impl IntoResponse for ManagerError {
                 ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string()).into_response()
             }
             Error::Invalid(_) => ApiError::bad_request(e.to_string()).into_response(),
-            Error::Auth(_) => into_response(keyward::http::rejection(&e, REALM, self.now)),
+            // Credential outcomes, a refused rotation (409), the store down (503, logged by `fail`).
             _ => into_response(keyward::http::rejection(&e, REALM, self.now)),
         }
     }
@@ -460,7 +460,7 @@ struct KeyOnce<'a> {
 struct ReplacedKey {
     id: KeyId,
     /// When the old key stops working (the end of the grace period).
-    expires_at: Option<keyward::Timestamp>,
+    expires_at: Timestamp,
 }
 
 const SHOWN_ONCE: &str =
@@ -579,6 +579,9 @@ async fn revoke_key(
 struct RotateKey {
     /// How long the old key keeps working: `90s`, `15m`, `24h` (the default), `30d`.
     grace: Option<String>,
+    /// Rotate even a revoked, expired or already rotated key (otherwise 409 Conflict).
+    #[serde(default)]
+    force: bool,
 }
 
 async fn rotate_key(
@@ -595,7 +598,7 @@ async fn rotate_key(
     } else {
         serde_json::from_slice(&body).map_err(|e| {
             ApiError::bad_request(format!(
-                "invalid JSON body: {e}; send nothing, or {{\"grace\": \"24h\"}}"
+                "invalid JSON body: {e}; send nothing, or {{\"grace\": \"24h\", \"force\": false}}"
             ))
             .into_response()
         })?
@@ -605,25 +608,23 @@ async fn rotate_key(
             .map_err(|e| ApiError::bad_request(format!("'grace': {e}")).into_response())?,
         None => DEFAULT_GRACE,
     };
-    let issued = state
+    let mut options = RotateOptions::grace(grace);
+    if body.force {
+        options = options.force();
+    }
+    let rotated = state
         .manager
-        .rotate(&id, grace)
+        .rotate_with(&id, options)
         .await
         .map_err(fail(&state.manager))?;
-    let old_end = state
-        .manager
-        .get(&id)
-        .await
-        .ok()
-        .flatten()
-        .and_then(|k| k.expires_at);
-    tracing::info!(key.id = %id, new_key.id = %issued.record.id, by = %who.id, "rotated API key over HTTP");
+    tracing::info!(key.id = %id, new_key.id = %rotated.record.id, by = %who.id, "rotated API key over HTTP");
+    let grace_end = rotated.grace_end;
     Ok(key_once(
         &state.manager,
-        &issued,
+        &IssuedKey::from(rotated),
         Some(ReplacedKey {
             id,
-            expires_at: old_end,
+            expires_at: grace_end,
         }),
     ))
 }

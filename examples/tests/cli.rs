@@ -216,6 +216,13 @@ fn issue_verify_list_rotate_revoke_end_to_end() {
     assert_ne!(new_id, id);
     assert!(rotated.stderr.contains(&new_id), "{rotated:?}");
     assert!(rotated.stderr.contains("grace end"), "{rotated:?}");
+    assert!(rotated.stderr.contains("the new key "), "{rotated:?}");
+    // rotating it again is refused unless forced.
+    let again = cli.run(&["rotate", &id, "--grace", "1h"]);
+    assert_eq!(again.code, 2, "{again:?}");
+    assert!(again.stderr.contains("already rotated"), "{again:?}");
+    assert!(again.stderr.contains("--force"), "{again:?}");
+    assert!(again.stdout.is_empty(), "{again:?}");
     for k in [&key, &new_key] {
         let run = cli.verify(k, &["--env", "dev", "--scope", "write"]);
         assert_eq!(run.code, 0, "{run:?}");
@@ -239,6 +246,15 @@ fn issue_verify_list_rotate_revoke_end_to_end() {
     let again = cli.run(&["rotate", &id]);
     assert_eq!(again.code, 2, "{again:?}");
     assert!(again.stderr.contains("revoked"), "{again:?}");
+    // forced, it is replaced all the same, and the new key's expiry is printed.
+    let forced = cli.run(&["rotate", &id, "--force"]);
+    assert_eq!(forced.code, 0, "{forced:?}");
+    assert!(
+        forced.stderr.contains("the new key expires at"),
+        "{forced:?}"
+    );
+    let forced_id = id_of(forced.stdout.trim_end());
+    assert_eq!(cli.run(&["revoke", &forced_id]).code, 0);
 
     let json = cli.list(&["--json"]);
     let keys: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();

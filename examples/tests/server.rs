@@ -1169,6 +1169,41 @@ async fn rotation_refuses_bad_grace_and_revoked_keys() {
     assert!(r.json()["message"].as_str().unwrap().contains("revoked"));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotating_a_rotated_key_is_409_unless_forced_and_both_ends_are_returned() {
+    let s = TestServer::start().await;
+    let admin = s.issue("web-app", &["admin"]).await;
+    let old = s.issue("web-app", &["read"]).await;
+    let path = rotate_path(&id_of(&old));
+    let r = s.post_json(&path, &admin, &json!({"grace": "1h"})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    let first = r.json();
+    assert!(first["expires_at"].is_null(), "{first}"); // the old key never expired
+    let grace_end = first["replaces"]["expires_at"].as_str().unwrap().to_owned();
+
+    let r = s.post_json(&path, &admin, &json!({"grace": "1h"})).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{r:?}");
+    let j = r.json();
+    assert_eq!(j["error"], "conflict");
+    let message = j["message"].as_str().unwrap();
+    assert!(message.contains("already rotated"), "{message}");
+    assert!(
+        message.contains(&id_of(first["key"].as_str().unwrap())),
+        "{message}"
+    );
+
+    // Forced: a second replacement; the old key's end stays the first grace end.
+    let r = s
+        .post_json(&path, &admin, &json!({"grace": "24h", "force": true}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    let second = r.json();
+    assert_eq!(second["replaces"]["expires_at"], grace_end.as_str());
+    let new = second["key"].as_str().unwrap().to_owned();
+    assert_eq!(s.ping(&new).await.status, StatusCode::OK);
+    assert_not_logged(&new);
+}
+
 // ---------------------------------------------------------------------------------------
 // The extractor
 

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use keyward::{
     ChangeEvent, Changes, Consumption, DEFAULT_CHANGE_LOG_LEN, KeyChange, KeyId, KeyRecord,
-    ListQuery, RecordStore, StoreError, Timestamp, UsageBucket, UsageStore, async_trait,
+    ListQuery, RecordStore, RotateOutcome, StoreError, Timestamp, UsageBucket, UsageStore,
+    async_trait,
 };
 
 const STORE: &str = "memory";
@@ -35,6 +36,18 @@ struct State {
     log: VecDeque<(u64, KeyId)>,
     usage: HashMap<UsageBucket, u64>,
     settings: HashMap<String, serde_json::Value>,
+}
+
+impl State {
+    /// Advances the revision and logs `id` as changed, keeping the log bounded.
+    fn log_change(&mut self, id: KeyId) {
+        self.revision += 1;
+        let rev = self.revision;
+        self.log.push_back((rev, id));
+        if self.log.len() as u64 > DEFAULT_CHANGE_LOG_LEN {
+            self.log.pop_front();
+        }
+    }
 }
 
 impl MemoryStore {
@@ -107,13 +120,32 @@ impl RecordStore for MemoryStore {
         };
         change.apply_to(record);
         let updated = record.clone();
-        s.revision += 1;
-        let rev = s.revision;
-        s.log.push_back((rev, *id));
-        if s.log.len() as u64 > DEFAULT_CHANGE_LOG_LEN {
-            s.log.pop_front();
-        }
+        s.log_change(*id);
         Ok(Some(updated))
+    }
+
+    /// Under the store's one lock, so it serializes with every update.
+    async fn rotate(
+        &self,
+        old: &KeyId,
+        successor: &KeyRecord,
+        grace_end: Timestamp,
+        now: Timestamp,
+        force: bool,
+    ) -> Result<RotateOutcome, StoreError> {
+        let mut s = self.lock()?;
+        let current = s.records.get(old).cloned();
+        let replaced = match RotateOutcome::decide(current, successor.id, grace_end, now, force) {
+            Ok(replaced) => replaced,
+            Err(outcome) => return Ok(outcome),
+        };
+        if s.records.contains_key(&successor.id) {
+            return Err(StoreError::AlreadyExists(successor.id));
+        }
+        s.records.insert(successor.id, successor.clone());
+        s.records.insert(*old, replaced.clone());
+        s.log_change(*old);
+        Ok(RotateOutcome::Rotated(Box::new(replaced)))
     }
 
     async fn record_usage(&self, used: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {

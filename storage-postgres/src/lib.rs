@@ -18,7 +18,8 @@ use keyward::store::rows::{
 };
 use keyward::{
     ChangeEvent, Changes, Consumption, DEFAULT_CHANGE_LOG_LEN, KeyChange, KeyId, KeyRecord,
-    ListQuery, RecordStore, StoreError, Timestamp, UsageBucket, UsageStore, async_trait,
+    ListQuery, RecordStore, RotateOutcome, StoreError, Timestamp, UsageBucket, UsageStore,
+    async_trait,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool, Row};
@@ -43,6 +44,12 @@ const MAX_IDENTIFIER_LEN: usize = 63;
 
 static GET: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {COLUMNS} FROM keyward_keys WHERE id = $1"));
+/// The old record of a rotation, locked until the transaction ends: a concurrent update
+/// (a revoke) or rotation of the same key waits for it, and then sees its result.
+static GET_FOR_UPDATE: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {COLUMNS} FROM keyward_keys WHERE id = $1 FOR UPDATE"));
+/// The old record after a rotation: its new expiry and its successor.
+const MARK_ROTATED: &str = "UPDATE keyward_keys SET expires_at = $2, rotated_to = $3 WHERE id = $1";
 /// Field-wise: each field is replaced only when its flag or value says so. Under READ
 /// COMMITTED a concurrent update of the same row is waited for and the expressions are
 /// re-evaluated on the newest version, so changes to different fields never undo each other.
@@ -97,7 +104,7 @@ const GET_SETTING: &str = "SELECT value FROM keyward_settings WHERE name = $1";
 const PUT_SETTING: &str = "INSERT INTO keyward_settings (name, value) VALUES ($1, $2)
     ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value";
 const DELETE_SETTING: &str = "DELETE FROM keyward_settings WHERE name = $1";
-/// Rows per multi-row `INSERT` in `insert_many` (14 parameters each; PostgreSQL allows
+/// Rows per multi-row `INSERT` in `insert_many` (15 parameters each; PostgreSQL allows
 /// 65,535 per statement).
 const INSERT_MANY_CHUNK: usize = 1000;
 const USAGE: &str = "SELECT used FROM keyward_usage WHERE counter = $1 AND period_start = $2";
@@ -443,6 +450,30 @@ fn channel_for(schema: &str) -> String {
     format!("{head}~{hash:016x}")
 }
 
+impl PostgresStore {
+    /// A READ COMMITTED transaction whatever the server's default: the re-evaluation of a
+    /// concurrent update (see `UPDATE`) and `SELECT … FOR UPDATE` rely on it.
+    async fn begin_read_committed(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
+        self.pool
+            .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
+            .await
+            .map_err(backend)
+    }
+
+    /// Logs `id` as changed in the caller's transaction (`LOG_CHANGE`); the new revision.
+    async fn log_change(&self, tx: &mut PgConnection, id: &KeyId) -> Result<i64, StoreError> {
+        sqlx::query_scalar(LOG_CHANGE)
+            .bind(id.as_str())
+            .bind(&self.inner.channel)
+            .bind(to_sql_int(self.options.change_log_len))
+            .fetch_one(tx)
+            .await
+            .map_err(backend)
+    }
+}
+
 fn is_duplicate_key(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db)
         if db.is_unique_violation() && db.constraint() == Some("keyward_keys_pkey"))
@@ -530,12 +561,7 @@ impl RecordStore for PostgresStore {
         change: &KeyChange,
     ) -> Result<Option<KeyRecord>, StoreError> {
         let change = ChangeRow::from_change(change, STORE)?;
-        // READ COMMITTED whatever the server's default: the re-evaluation above relies on it.
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
-            .await
-            .map_err(backend)?;
+        let mut tx = self.begin_read_committed().await?;
         let row = sqlx::query(UPDATE.as_str())
             .bind(id.as_str())
             .bind(change.revoke_at)
@@ -555,16 +581,62 @@ impl RecordStore for PostgresStore {
             return Ok(None);
         };
         let record = decode(&row)?;
-        let revision: i64 = sqlx::query_scalar(LOG_CHANGE)
-            .bind(id.as_str())
-            .bind(&self.inner.channel)
-            .bind(to_sql_int(self.options.change_log_len))
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(backend)?;
+        let revision = self.log_change(&mut tx, id).await?;
         tx.commit().await.map_err(backend)?;
         tracing::debug!(revision, "key updated");
         Ok(Some(record))
+    }
+
+    /// One READ COMMITTED transaction that locks the old row (`SELECT … FOR UPDATE`) before
+    /// deciding, so it serializes with every update of that key.
+    #[tracing::instrument(skip_all, fields(key.id = %old, force))]
+    async fn rotate(
+        &self,
+        old: &KeyId,
+        successor: &KeyRecord,
+        grace_end: Timestamp,
+        now: Timestamp,
+        force: bool,
+    ) -> Result<RotateOutcome, StoreError> {
+        let row = RecordRow::from_record(successor, STORE)?;
+        let mut tx = self.begin_read_committed().await?;
+        let current = sqlx::query(GET_FOR_UPDATE.as_str())
+            .bind(old.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?
+            .as_ref()
+            .map(decode)
+            .transpose()?;
+        let replaced = match RotateOutcome::decide(current, successor.id, grace_end, now, force) {
+            Ok(replaced) => replaced,
+            Err(outcome) => {
+                tx.rollback().await.map_err(backend)?;
+                return Ok(outcome);
+            }
+        };
+        let (sql, params) =
+            insert_statement(vec![row], " ON CONFLICT (id) DO NOTHING RETURNING id");
+        let inserted: Option<String> =
+            sqlx::query_scalar_with(AssertSqlSafe(sql), arguments(params)?)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+        if inserted.is_none() {
+            tx.rollback().await.map_err(backend)?;
+            return Err(StoreError::AlreadyExists(successor.id));
+        }
+        sqlx::query(MARK_ROTATED)
+            .bind(old.as_str())
+            .bind(replaced.expires_at.map(Timestamp::unix_millis))
+            .bind(successor.id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let revision = self.log_change(&mut tx, old).await?;
+        tx.commit().await.map_err(backend)?;
+        tracing::debug!(revision, successor = %successor.id, "key rotated");
+        Ok(RotateOutcome::Rotated(Box::new(replaced)))
     }
 
     #[tracing::instrument(skip_all, fields(count = used.len()))]

@@ -83,6 +83,21 @@ CREATE TABLE keyward_settings (
 );
 "#,
     },
+    Migration {
+        version: 3,
+        description: "the successor of a rotated key (rotated_to)",
+        sql: r#"
+ALTER TABLE keyward_keys ADD COLUMN rotated_to text COLLATE "C";
+-- Keys rotated before this step get their latest successor (by creation) recorded.
+UPDATE keyward_keys k SET rotated_to = successor.id
+FROM (
+    SELECT DISTINCT ON (rotated_from) rotated_from, id FROM keyward_keys
+    WHERE rotated_from IS NOT NULL
+    ORDER BY rotated_from, created_at DESC, id DESC
+) AS successor
+WHERE k.id = successor.rotated_from;
+"#,
+    },
 ];
 
 /// Applies the steps the current schema lacks, in one transaction holding a

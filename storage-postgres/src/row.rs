@@ -107,16 +107,17 @@ mod tests {
             secret_hash: "$argon2id$…".into(),
             rotated_from: None,
             limits: "{}".into(),
+            rotated_to: None,
         };
         let (sql, params) = insert_statement(vec![row.clone(), row], " RETURNING id");
         assert_eq!(params.len(), 2 * COLUMN_COUNT);
         assert!(
             sql.starts_with(&format!(
                 "INSERT INTO keyward_keys ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, \
-                 $8, $9, $10, $11, $12, $13, $14::jsonb), ($15, "
+                 $8, $9, $10, $11, $12, $13, $14::jsonb, $15), ($16, "
             )),
             "{sql}"
         );
-        assert!(sql.ends_with("$27, $28::jsonb) RETURNING id"), "{sql}");
+        assert!(sql.ends_with("$29::jsonb, $30) RETURNING id"), "{sql}");
     }
 }

@@ -5,7 +5,7 @@
 mod common;
 
 use common::TestSchema;
-use keyward::StoreError;
+use keyward::{RecordStore, StoreError};
 use keyward_postgres::{MIGRATIONS, PostgresError, PostgresStore};
 use sqlx::postgres::PgPoolOptions;
 
@@ -97,5 +97,70 @@ async fn a_search_path_without_an_existing_schema_is_a_typed_error() {
             );
         }
         other => panic!("expected NoSchema, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_rotated_before_migration_3_is_known_as_rotated() {
+    let Some(schema) = TestSchema::create("a_key_rotated_before_migration_3").await else {
+        return;
+    };
+    let pool = schema.pool(2).await;
+    // The schema as version 2 left it, with a key rotated twice (an older version allowed
+    // that) and a key never rotated.
+    sqlx::raw_sql(
+        "CREATE TABLE keyward_migrations (
+            version     bigint PRIMARY KEY,
+            description text NOT NULL,
+            applied_at  timestamptz NOT NULL DEFAULT now()
+        )",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    for m in MIGRATIONS.iter().filter(|m| m.version <= 2) {
+        sqlx::raw_sql(m.sql).execute(&pool).await.unwrap();
+        sqlx::query("INSERT INTO keyward_migrations (version, description) VALUES ($1, $2)")
+            .bind(m.version)
+            .bind(m.description)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    let (old, first, latest, alone) = (
+        "old000000000",
+        "first0000000",
+        "latest000000",
+        "alone0000000",
+    );
+    for (id, created_at, rotated_from) in [
+        (old, 1_i64, None),
+        (latest, 3, Some(old)),
+        (first, 2, Some(old)),
+        (alone, 4, None),
+    ] {
+        sqlx::query(
+            "INSERT INTO keyward_keys (id, prefix, project, environment, created_at, secret_hash,
+                 rotated_from)
+             VALUES ($1, 'av', 'legacy', 'dev', $2, $3, $4)",
+        )
+        .bind(id)
+        .bind(created_at)
+        .bind(keyward::conformance::SAMPLE_PHC)
+        .bind(rotated_from)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+
+    let store = PostgresStore::from_pool(pool).await.unwrap();
+    let rotated_to = |id: &str| {
+        let store = store.clone();
+        let id: keyward::KeyId = id.parse().unwrap();
+        async move { store.get(&id).await.unwrap().unwrap().rotated_to }
+    };
+    assert_eq!(rotated_to(old).await, Some(latest.parse().unwrap()));
+    for id in [first, latest, alone] {
+        assert_eq!(rotated_to(id).await, None, "{id}");
     }
 }

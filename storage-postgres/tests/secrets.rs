@@ -45,10 +45,11 @@ async fn no_row_of_any_keyward_table_holds_a_secret_or_a_full_key() {
         keys.push(issued);
     }
     // Fill every table: a rotation and a revocation (change log), usage, a counter, a setting.
-    let rotated = manager
+    let rotated: keyward::IssuedKey = manager
         .rotate(&keys[2].record.id, Duration::from_secs(60))
         .await
-        .unwrap();
+        .unwrap()
+        .into();
     manager.revoke(&keys[0].record.id).await.unwrap();
     manager.flush_usage().await.unwrap();
     store

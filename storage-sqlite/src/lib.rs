@@ -18,7 +18,7 @@ use keyward::store::rows::{
 };
 use keyward::{
     Changes, Consumption, DEFAULT_CHANGE_LOG_LEN, KeyChange, KeyId, KeyRecord, ListQuery,
-    RecordStore, StoreError, Timestamp, UsageBucket, UsageStore, async_trait,
+    RecordStore, RotateOutcome, StoreError, Timestamp, UsageBucket, UsageStore, async_trait,
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
@@ -418,6 +418,19 @@ fn insert_row(conn: &Connection, id: KeyId, row: RecordRow) -> Result<(), StoreE
     Ok(())
 }
 
+/// Logs `id` as changed (the log's row id is the new revision) and prunes the log to its
+/// newest `keep` entries, in the caller's transaction.
+fn log_change(conn: &Connection, id: &KeyId, keep: i64) -> Result<(), StoreError> {
+    conn.prepare_cached("INSERT INTO keyward_changes (key_id) VALUES (?1)")
+        .and_then(|mut stmt| stmt.execute(params![id.as_str()]))
+        .map_err(backend)?;
+    let revision = conn.last_insert_rowid();
+    conn.prepare_cached("DELETE FROM keyward_changes WHERE revision <= ?1")
+        .and_then(|mut stmt| stmt.execute(params![revision.saturating_sub(keep)]))
+        .map_err(backend)?;
+    Ok(())
+}
+
 #[async_trait]
 impl RecordStore for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all, fields(key.id = %record.id))]
@@ -527,17 +540,54 @@ impl RecordStore for SqliteStore {
             if !exists {
                 return Ok(None);
             }
-            tx.prepare_cached("INSERT INTO keyward_changes (key_id) VALUES (?1)")
-                .and_then(|mut stmt| stmt.execute(params![id.as_str()]))
-                .map_err(backend)?;
-            let revision = tx.last_insert_rowid();
-            tx.prepare_cached("DELETE FROM keyward_changes WHERE revision <= ?1")
-                .and_then(|mut stmt| stmt.execute(params![revision.saturating_sub(keep)]))
-                .map_err(backend)?;
+            log_change(&tx, &id, keep)?;
             // Commit before decoding: a change (above all a revocation) takes effect even if
             // some other column of the row was damaged by hand; decoding then reports that.
             tx.commit().map_err(backend)?;
             get_record(conn, &id)
+        })
+        .await
+    }
+
+    /// One `BEGIN IMMEDIATE` transaction: it holds the database's write lock from the read
+    /// of the old record to the commit, so it serializes with every update.
+    #[tracing::instrument(level = "debug", skip_all, fields(key.id = %old, force))]
+    async fn rotate(
+        &self,
+        old: &KeyId,
+        successor: &KeyRecord,
+        grace_end: Timestamp,
+        now: Timestamp,
+        force: bool,
+    ) -> Result<RotateOutcome, StoreError> {
+        let old = *old;
+        let (successor_id, row) = (successor.id, RecordRow::from_record(successor, STORE)?);
+        let keep = to_sql_int(self.inner.change_log_len);
+        self.write(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let current = get_record(&tx, &old)?;
+            let replaced = match RotateOutcome::decide(current, successor_id, grace_end, now, force)
+            {
+                Ok(replaced) => replaced,
+                Err(outcome) => return Ok(outcome),
+            };
+            insert_row(&tx, successor_id, row)?;
+            tx.prepare_cached(
+                "UPDATE keyward_keys SET expires_at = ?1, rotated_to = ?2 WHERE id = ?3",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    replaced.expires_at.map(Timestamp::unix_millis),
+                    successor_id.as_str(),
+                    old.as_str()
+                ])
+            })
+            .map_err(backend)?;
+            log_change(&tx, &old, keep)?;
+            tx.commit().map_err(backend)?;
+            Ok(RotateOutcome::Rotated(Box::new(replaced)))
         })
         .await
     }

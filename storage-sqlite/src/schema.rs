@@ -53,6 +53,15 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         ON keyward_keys (project, environment, created_at, id);
     DROP INDEX keys_by_created;
     CREATE INDEX keyward_keys_created ON keyward_keys (created_at, id);",
+    // 4: the successor of a rotated key, so that "already rotated" is known in one read.
+    // Keys rotated before this step get their latest successor (by creation) recorded.
+    "ALTER TABLE keyward_keys ADD COLUMN rotated_to TEXT;
+    UPDATE keyward_keys SET rotated_to = successor.id
+    FROM (
+        SELECT rotated_from, id, MAX(created_at) FROM keyward_keys
+        WHERE rotated_from IS NOT NULL GROUP BY rotated_from
+    ) AS successor
+    WHERE keyward_keys.id = successor.rotated_from;",
 ];
 
 /// The schema version this code writes and reads.

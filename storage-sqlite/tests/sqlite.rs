@@ -253,11 +253,39 @@ const SCHEMA_V2: &str = "
     ) WITHOUT ROWID;
     PRAGMA user_version = 2;";
 
+/// Inserts a record as keyward-sqlite wrote it at `user_version` 2 (no `rotated_to`).
+fn insert_v2(conn: &rusqlite::Connection, r: &KeyRecord) {
+    conn.execute(
+        "INSERT INTO keys (id, prefix, project, environment, scopes, name, metadata,
+             created_at, expires_at, revoked_at, last_used_at, secret_hash, rotated_from,
+             limits)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        rusqlite::params![
+            r.id.as_str(),
+            r.prefix.as_str(),
+            r.project.as_str(),
+            r.environment.as_str(),
+            r.scopes.to_string(),
+            r.name,
+            r.metadata.as_ref().map(|m| m.to_string()),
+            r.created_at.unix_millis(),
+            r.expires_at.map(Timestamp::unix_millis),
+            r.revoked_at.map(Timestamp::unix_millis),
+            r.last_used_at.map(Timestamp::unix_millis),
+            r.secret_hash.as_str(),
+            r.rotated_from.map(|id| id.to_string()),
+            serde_json::to_string(&r.limits).unwrap(),
+        ],
+    )
+    .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_with_the_old_table_names_is_migrated_with_everything_in_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = db_in(&dir);
-    let r = sample_record(&project("legacy"), env("prd"), t(1));
+    let mut r = sample_record(&project("legacy"), env("prd"), t(1));
+    r.rotated_to = None; // no such column before version 4
     let bucket = UsageBucket {
         counter: "project:legacy:events".into(),
         period_start: t(0),
@@ -268,29 +296,7 @@ async fn a_database_with_the_old_table_names_is_migrated_with_everything_in_it()
         // log whose oldest entry was pruned.
         let conn = raw(&path);
         conn.execute_batch(SCHEMA_V2).unwrap();
-        conn.execute(
-            "INSERT INTO keys (id, prefix, project, environment, scopes, name, metadata,
-                 created_at, expires_at, revoked_at, last_used_at, secret_hash, rotated_from,
-                 limits)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-            rusqlite::params![
-                r.id.as_str(),
-                r.prefix.as_str(),
-                r.project.as_str(),
-                r.environment.as_str(),
-                r.scopes.to_string(),
-                r.name,
-                r.metadata.as_ref().map(|m| m.to_string()),
-                r.created_at.unix_millis(),
-                r.expires_at.map(Timestamp::unix_millis),
-                r.revoked_at.map(Timestamp::unix_millis),
-                r.last_used_at.map(Timestamp::unix_millis),
-                r.secret_hash.as_str(),
-                r.rotated_from.map(|id| id.to_string()),
-                serde_json::to_string(&r.limits).unwrap(),
-            ],
-        )
-        .unwrap();
+        insert_v2(&conn, &r);
         conn.execute(
             "INSERT INTO usage (counter, period_start, used) VALUES (?1, ?2, 7)",
             rusqlite::params![bucket.counter, bucket.period_start.unix_millis()],
@@ -425,6 +431,7 @@ async fn a_row_edited_to_hold_garbage_is_corrupt_not_a_panic() {
         ("environment", Integer(7)),
         ("prefix", Text("".into())),
         ("rotated_from", Text("short".into())),
+        ("rotated_to", Text("short".into())),
         ("name", Blob(vec![0xff, 0xfe])),
     ];
     for (column, value) in cases {
@@ -644,4 +651,34 @@ fn the_store_is_cloneable_send_and_sync_for_arc_dyn_keystore() {
     fn assert_traits<T: Clone + Send + Sync + std::fmt::Debug + 'static>() {}
     assert_traits::<SqliteStore>();
     let _: fn(SqliteStore) -> Arc<dyn KeyStore> = |s| Arc::new(s);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_rotated_before_the_rotated_to_column_is_known_as_rotated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_in(&dir);
+    let p = project("legacy-rotated");
+    let mut old = sample_record(&p, env("prd"), t(1));
+    (old.rotated_from, old.rotated_to) = (None, None);
+    let successor = |at| KeyRecord {
+        id: keyward::KeyId::generate().unwrap(),
+        created_at: at,
+        rotated_from: Some(old.id),
+        ..old.clone()
+    };
+    // Rotated twice (as an older version allowed), the latest successor last.
+    let (first, latest) = (successor(t(2)), successor(t(3)));
+    {
+        let conn = raw(&path);
+        conn.execute_batch(SCHEMA_V2).unwrap();
+        for r in [&old, &latest, &first] {
+            insert_v2(&conn, r);
+        }
+    }
+    let store = SqliteStore::open(&path).await.unwrap();
+    let got = store.get(&old.id).await.unwrap().unwrap();
+    assert_eq!(got.rotated_to, Some(latest.id));
+    for r in [first, latest] {
+        assert_eq!(store.get(&r.id).await.unwrap(), Some(r));
+    }
 }

@@ -10,7 +10,7 @@ use crate::error::StoreError;
 use crate::key::KeyId;
 use crate::store::{
     ChangeEvent, Changes, Consumption, KeyChange, KeyRecord, KeyStore, ListQuery, RecordStore,
-    UsageBucket, UsageStore,
+    RotateOutcome, UsageBucket, UsageStore,
 };
 use crate::time::Timestamp;
 
@@ -77,6 +77,19 @@ impl<H: StoreHook> RecordStore for Wrapped<H> {
     ) -> Result<Option<KeyRecord>, StoreError> {
         self.hook.before("update")?;
         self.inner.update(id, change).await
+    }
+    async fn rotate(
+        &self,
+        old: &KeyId,
+        successor: &KeyRecord,
+        grace_end: Timestamp,
+        now: Timestamp,
+        force: bool,
+    ) -> Result<RotateOutcome, StoreError> {
+        self.hook.before("rotate")?;
+        self.inner
+            .rotate(old, successor, grace_end, now, force)
+            .await
     }
     async fn record_usage(&self, used: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {
         self.hook.before("record_usage")?;

@@ -67,6 +67,7 @@ pub fn sample_record(
                 per_seconds: 1,
             }),
         },
+        rotated_to: Some(KeyId::generate().expect("rng")),
     }
 }
 

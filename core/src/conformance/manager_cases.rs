@@ -20,7 +20,8 @@ use crate::scope::ScopeSet;
 use crate::store::{KeyLimits, KeyStore, ListQuery};
 use crate::time::ManualClock;
 
-fn manager(store: &Arc<dyn KeyStore>, clock: &ManualClock, envs: &[&str]) -> KeyManager {
+/// A manager over `store` on `clock`, serving `envs`, with the `av` prefix and fast hashing.
+pub(super) fn manager(store: &Arc<dyn KeyStore>, clock: &ManualClock, envs: &[&str]) -> KeyManager {
     let mut b = KeyManager::builder_arc(Arc::clone(store))
         .prefix("av".parse().expect("prefix"))
         .hash_params(HashParams::INSECURE_TEST_ONLY)
@@ -170,7 +171,7 @@ pub async fn manager_revokes_rotates_and_expires_keys(store: &Arc<dyn KeyStore>)
     assert!(matches!(m.revoke(&unknown).await, Err(Error::NotFound(id)) if id == unknown));
     assert!(matches!(
         m.rotate(&a.record.id, Duration::ZERO).await,
-        Err(Error::InvalidState { .. })
+        Err(Error::RotationConflict { .. })
     ));
 
     // Rotation: both work during the grace period, only the new one after it.
@@ -202,7 +203,7 @@ pub async fn manager_revokes_rotates_and_expires_keys(store: &Arc<dyn KeyStore>)
         .expect("new key after grace");
     assert!(matches!(
         m.rotate(&b.record.id, Duration::ZERO).await,
-        Err(Error::InvalidState { .. })
+        Err(Error::RotationConflict { .. })
     ));
 
     // Expiry set at issue and by set_expiry.

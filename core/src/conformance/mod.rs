@@ -27,6 +27,7 @@ mod doubles;
 mod helpers;
 mod leaks;
 mod manager_cases;
+mod rotation_cases;
 mod store_cases;
 
 pub use doubles::{
@@ -105,6 +106,10 @@ macro_rules! __conformance_cases {
             store_cases::consume_refuses_a_batch_crossing_the_limit_whole,
             store_cases::usage_is_counted_per_counter_and_per_period,
             store_cases::changes_since_reports_updated_ids_and_advances,
+            rotation_cases::rotate_replaces_a_key_in_one_step_and_logs_the_old_id,
+            rotation_cases::rotate_refuses_revoked_expired_and_rotated_keys_unless_forced,
+            rotation_cases::rotate_to_a_taken_id_is_already_exists_and_writes_nothing,
+            rotation_cases::concurrent_rotations_and_a_revoke_serialize_in_the_store,
             manager_cases::manager_issues_verifies_and_binds_keys,
             manager_cases::manager_revokes_rotates_and_expires_keys,
             manager_cases::revoke_is_effective_for_every_verify_that_starts_after_it,
@@ -114,6 +119,8 @@ macro_rules! __conformance_cases {
             manager_cases::manager_event_quotas_refuse_whole_batches_and_roll_over,
             manager_cases::manager_credits_are_used_per_verify_and_refill_at_the_boundary,
             manager_cases::manager_rate_limits_reject_the_burst_and_recover,
+            rotation_cases::concurrent_manager_rotations_and_a_revoke_make_no_successor_of_a_revoked_key,
+            rotation_cases::manager_rotation_is_explicit_and_reports_both_ends,
         );
     };
 }

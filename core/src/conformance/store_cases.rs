@@ -33,6 +33,7 @@ pub async fn insert_and_get_round_trip_every_field(store: &Arc<dyn KeyStore>) {
     bare.metadata = None;
     bare.expires_at = None;
     bare.rotated_from = None;
+    bare.rotated_to = None;
     bare.limits = KeyLimits::default();
     bare.scopes = ScopeSet::new();
     bare.name = String::new();

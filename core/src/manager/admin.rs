@@ -10,17 +10,30 @@ use crate::invalid::{InvalidValue, ValueKind};
 use crate::key::{ApiKey, Environment, KeyId, Prefix};
 use crate::name::validate_key_name;
 use crate::scope::validate_key_scopes;
-use crate::store::{KeyChange, KeyRecord, ListQuery};
+use crate::store::{KeyChange, KeyRecord, ListQuery, RotateOutcome};
 use crate::time::{Timestamp, validate_expires_at, validate_expires_in, validate_grace};
 
 use super::KeyManager;
-use super::model::{IssueRequest, IssuedKey, KeyInfo};
+use super::model::{IssueRequest, IssuedKey, KeyInfo, RotateOptions, RotatedKey};
 
 /// The largest metadata document a key may carry, serialized, in bytes.
 const MAX_METADATA_LEN: usize = 16 * 1024;
 
 /// How many fresh ids an issue tries before giving up on id collisions.
 const ISSUE_ATTEMPTS: u32 = 3;
+
+/// Where a new key's record goes: a fresh key, or the successor of a rotated key.
+enum Placement {
+    /// [`RecordStore::insert`](crate::RecordStore::insert).
+    New,
+    /// [`RecordStore::rotate`](crate::RecordStore::rotate) of `old`.
+    Successor {
+        old: KeyId,
+        grace_end: Timestamp,
+        now: Timestamp,
+        force: bool,
+    },
+}
 
 impl KeyManager {
     /// Issues a new key. The returned [`IssuedKey::key`] is the only copy of the secret.
@@ -38,9 +51,12 @@ impl KeyManager {
             validate_expires_in(d)?;
         }
         let now = self.now();
-        let issued = self
-            .insert_new_key(self.inner.prefix, req.environment, |id, secret_hash| {
-                KeyRecord {
+        let (issued, _) = self
+            .insert_new_key(
+                self.inner.prefix,
+                req.environment,
+                &Placement::New,
+                |id, secret_hash| KeyRecord {
                     id,
                     prefix: self.inner.prefix,
                     project: req.project.clone(),
@@ -55,30 +71,59 @@ impl KeyManager {
                     secret_hash,
                     rotated_from: None,
                     limits: req.limits.clone(),
-                }
-            })
+                    rotated_to: None,
+                },
+            )
             .await?;
         tracing::info!(key.id = %issued.record.id, "issued API key");
         Ok(issued)
     }
 
-    /// Generates a key, hashes its secret and inserts the record `record(id, hash)` builds.
-    /// A 72-bit random id colliding is rare but possible: a taken id is retried with a fresh
-    /// key, [`ISSUE_ATTEMPTS`] times in all.
+    /// Generates a key, hashes its secret and places the record `record(id, hash)` builds:
+    /// inserts it, or rotates to it in one store step. Returns the new key and, for a
+    /// rotation, the old record as the store left it. A 72-bit random id colliding is rare
+    /// but possible: a taken id is retried with a fresh key, [`ISSUE_ATTEMPTS`] times in all.
     async fn insert_new_key(
         &self,
         prefix: Prefix,
         environment: Environment,
+        placement: &Placement,
         record: impl Fn(KeyId, SecretHash) -> KeyRecord,
-    ) -> Result<IssuedKey, Error> {
+    ) -> Result<(IssuedKey, Option<KeyRecord>), Error> {
         let mut attempts = 0;
         loop {
             attempts += 1;
             let key = ApiKey::generate(prefix, environment)?;
             let secret_hash = self.inner.hasher.hash(key.secret_bytes()).await?;
             let record = record(key.id(), secret_hash);
-            match self.inner.store.insert(&record).await {
-                Ok(()) => return Ok(IssuedKey { key, record }),
+            let placed = match placement {
+                Placement::New => self.inner.store.insert(&record).await.map(|()| None),
+                Placement::Successor {
+                    old,
+                    grace_end,
+                    now,
+                    force,
+                } => {
+                    let outcome = self
+                        .inner
+                        .store
+                        .rotate(old, &record, *grace_end, *now, *force)
+                        .await;
+                    // Invalidate even on error: the change may have been applied before the
+                    // failure.
+                    self.invalidate(old);
+                    match outcome {
+                        Ok(RotateOutcome::Rotated(replaced)) => Ok(Some(*replaced)),
+                        Ok(RotateOutcome::Refused(conflict)) => {
+                            return Err(Error::RotationConflict { id: *old, conflict });
+                        }
+                        Ok(RotateOutcome::NotFound) => return Err(Error::NotFound(*old)),
+                        Err(e) => Err(e),
+                    }
+                }
+            };
+            match placed {
+                Ok(replaced) => return Ok((IssuedKey { key, record }, replaced)),
                 Err(StoreError::AlreadyExists(_)) if attempts < ISSUE_ATTEMPTS => continue,
                 Err(e) => return Err(e.into()),
             }
@@ -144,15 +189,38 @@ impl KeyManager {
 
     /// Rotates a key: issues a new key with the same binding, scopes, name, metadata, limits
     /// and expiry, and lets the old key work for `grace` longer (never longer than it would
-    /// have). Rotating a revoked or expired key fails.
+    /// have). A key that is revoked, expired or already rotated is refused: see
+    /// [`KeyManager::rotate_with`] to force it.
+    ///
+    /// # Errors
+    /// As [`KeyManager::rotate_with`].
+    pub async fn rotate(&self, id: &KeyId, grace: Duration) -> Result<RotatedKey, Error> {
+        self.rotate_with(id, RotateOptions::grace(grace)).await
+    }
+
+    /// Rotates a key as [`KeyManager::rotate`] does, with options. The check of the old key's
+    /// state, the insert of the new key and the old key's new expiry are one store step
+    /// ([`RecordStore::rotate`](crate::RecordStore::rotate)), serialized with a concurrent
+    /// revoke: a key revoked before the rotation is never replaced, and concurrent rotations
+    /// of one key make one replacement. Forced ([`RotateOptions::force`]), a revoked, expired
+    /// or already rotated key is replaced too; the old key is never given a longer life. The
+    /// new key keeps the old key's expiry; for an already rotated key that is the expiry of
+    /// the key that replaced it (the old key's own was cut to its grace end), and for an
+    /// expired key its lifetime counted from now. The answer says when the new key expires and when the old one
+    /// stops working.
     ///
     /// # Errors
     /// [`Error::Invalid`] for a grace longer than [`MAX_GRACE`](crate::MAX_GRACE);
-    /// [`Error::NotFound`], [`Error::InvalidState`] for a revoked or expired key,
-    /// [`Error::Store`] when the store fails.
-    #[tracing::instrument(skip_all, fields(key.id = %id))]
-    pub async fn rotate(&self, id: &KeyId, grace: Duration) -> Result<IssuedKey, Error> {
-        validate_grace(grace)?;
+    /// [`Error::NotFound`]; [`Error::RotationConflict`] for a revoked, expired or already
+    /// rotated key when not forced (nothing is changed); [`Error::Store`] when the store
+    /// fails.
+    #[tracing::instrument(skip_all, fields(key.id = %id, force = options.force))]
+    pub async fn rotate_with(
+        &self,
+        id: &KeyId,
+        options: RotateOptions,
+    ) -> Result<RotatedKey, Error> {
+        validate_grace(options.grace)?;
         let old = self
             .inner
             .store
@@ -160,38 +228,57 @@ impl KeyManager {
             .await?
             .ok_or(Error::NotFound(*id))?;
         let now = self.now();
-        if old.revoked_at.is_some() {
-            return Err(Error::InvalidState {
-                id: *id,
-                reason: "it is revoked; issue a new key instead",
-            });
+        // Checked here to spare the hashing; the store checks again in its transaction.
+        if !options.force
+            && let Some(conflict) = old.rotation_conflict(now)
+        {
+            return Err(Error::RotationConflict { id: *id, conflict });
         }
-        if !old.is_active(now) {
-            return Err(Error::InvalidState {
-                id: *id,
-                reason: "it has expired; issue a new key instead",
-            });
-        }
-        let issued = self
-            .insert_new_key(old.prefix, old.environment, |id, secret_hash| KeyRecord {
-                id,
-                created_at: now,
-                revoked_at: None,
-                last_used_at: None,
-                secret_hash,
-                rotated_from: Some(old.id),
-                ..old.clone()
-            })
-            .await?;
-        let grace_end = now.saturating_add(grace);
-        let old_expiry = old.expires_at.map_or(grace_end, |e| e.min(grace_end));
-        let change = KeyChange {
-            expires_at: Some(Some(old_expiry)),
-            ..KeyChange::default()
+        // A rotated key's expiry was cut to its grace end; the life it had lives on in its
+        // successor, so a forced second rotation takes it from there.
+        let previous = match old.rotated_to {
+            Some(successor) => self.inner.store.get(&successor).await?,
+            None => None,
         };
-        self.update(id, &change).await?;
-        tracing::info!(new_key.id = %issued.record.id, grace_end = %old_expiry, "rotated API key");
-        Ok(issued)
+        let expires_at = successor_expiry(previous.as_ref().unwrap_or(&old), now);
+        let placement = Placement::Successor {
+            old: *id,
+            grace_end: now.saturating_add(options.grace),
+            now,
+            force: options.force,
+        };
+        let (issued, replaced) = self
+            .insert_new_key(
+                old.prefix,
+                old.environment,
+                &placement,
+                |id, secret_hash| KeyRecord {
+                    id,
+                    created_at: now,
+                    expires_at,
+                    revoked_at: None,
+                    last_used_at: None,
+                    secret_hash,
+                    rotated_from: Some(old.id),
+                    rotated_to: None,
+                    ..old.clone()
+                },
+            )
+            .await?;
+        let grace_end = replaced
+            .and_then(|r| r.expires_at)
+            .unwrap_or(now.saturating_add(options.grace));
+        tracing::info!(
+            new_key.id = %issued.record.id,
+            new_key.expires_at = ?issued.record.expires_at,
+            grace_end = %grace_end,
+            "rotated API key"
+        );
+        Ok(RotatedKey {
+            key: issued.key,
+            record: issued.record,
+            grace_end,
+        })
     }
 
     /// Fetches one key's public view.
@@ -224,6 +311,18 @@ impl KeyManager {
             .map(|r| KeyInfo::from_record(r, now))
             .collect())
     }
+}
+
+/// The expiry of a key that replaces `source` at `now`: the same instant while it is ahead,
+/// otherwise (a forced rotation of an expired key) `source`'s lifetime counted from `now`.
+fn successor_expiry(source: &KeyRecord, now: Timestamp) -> Option<Timestamp> {
+    source.expires_at.map(|e| {
+        if e > now {
+            e
+        } else {
+            now.saturating_add(source.created_at.until(e))
+        }
+    })
 }
 
 /// Checks a key's metadata: at most [`MAX_METADATA_LEN`] bytes as JSON.

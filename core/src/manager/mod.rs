@@ -34,7 +34,9 @@ mod usage;
 mod verify;
 
 pub use builder::KeyManagerBuilder;
-pub use model::{Identity, IssueRequest, IssuedKey, KeyInfo, KeyStatus, Requirements};
+pub use model::{
+    Identity, IssueRequest, IssuedKey, KeyInfo, KeyStatus, Requirements, RotateOptions, RotatedKey,
+};
 pub use tenant::{Tenant, TenantKeys};
 pub use usage::{EventsAccepted, KeyUsage, QUOTA_SETTING_TTL, UsageReport};
 

@@ -1,6 +1,6 @@
 //! The values the manager takes and gives: [`Requirements`] of an endpoint, the verified
 //! [`Identity`], the public [`KeyInfo`] with its [`KeyStatus`], and issuing's
-//! [`IssueRequest`] and [`IssuedKey`].
+//! [`IssueRequest`] and [`IssuedKey`], rotation's [`RotateOptions`] and [`RotatedKey`].
 
 use std::fmt;
 use std::time::Duration;
@@ -201,6 +201,8 @@ pub struct KeyInfo {
     pub rotated_from: Option<KeyId>,
     /// Usage limits.
     pub limits: KeyLimits,
+    /// The key that replaced it by rotation.
+    pub rotated_to: Option<KeyId>,
 }
 
 impl KeyInfo {
@@ -226,6 +228,7 @@ impl KeyInfo {
             last_used_at: r.last_used_at,
             rotated_from: r.rotated_from,
             limits: r.limits.clone(),
+            rotated_to: r.rotated_to,
         }
     }
 }
@@ -327,6 +330,81 @@ impl fmt::Debug for IssuedKey {
         f.debug_struct("IssuedKey")
             .field("key", &self.key)
             .field("record", &self.record)
+            .finish()
+    }
+}
+
+/// How to rotate a key: how long the old key keeps working, and whether to force it.
+///
+/// ```
+/// use std::time::Duration;
+/// let options = keyward::RotateOptions::grace(Duration::from_secs(3600)).force();
+/// assert!(options.force);
+/// assert_eq!(options.grace, Duration::from_secs(3600));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RotateOptions {
+    /// How long the old key keeps working (never longer than it would have).
+    pub grace: Duration,
+    /// Rotate even a key that is revoked, expired or already rotated (a second replacement).
+    /// Without it such a rotation is refused with
+    /// [`Error::RotationConflict`](crate::Error::RotationConflict).
+    pub force: bool,
+}
+
+impl RotateOptions {
+    /// An unforced rotation whose old key keeps working for `grace`.
+    pub fn grace(grace: Duration) -> Self {
+        Self {
+            grace,
+            force: false,
+        }
+    }
+
+    /// Forces the rotation: a revoked, expired or already rotated key is rotated too.
+    pub fn force(mut self) -> Self {
+        self.force = true;
+        self
+    }
+}
+
+/// A rotated key: the replacement, shown once, and when each key stops working.
+pub struct RotatedKey {
+    /// The new key. Show it to the user once; it cannot be recovered later.
+    pub key: ApiKey,
+    /// The new key's stored record (hash only).
+    pub record: KeyRecord,
+    /// When the old key stops working: the end of the grace period, or its own earlier
+    /// expiry.
+    pub grace_end: Timestamp,
+}
+
+impl RotatedKey {
+    /// When the new key expires (`None`: never). It keeps the old key's expiry (for a forced
+    /// rotation of an already rotated key, the expiry of the key that replaced it), or, for a
+    /// forced rotation of an expired key, that lifetime counted from the rotation.
+    pub fn expires_at(&self) -> Option<Timestamp> {
+        self.record.expires_at
+    }
+}
+
+impl From<RotatedKey> for IssuedKey {
+    /// The new key and its record, without the rotation's times.
+    fn from(rotated: RotatedKey) -> Self {
+        IssuedKey {
+            key: rotated.key,
+            record: rotated.record,
+        }
+    }
+}
+
+impl fmt::Debug for RotatedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RotatedKey")
+            .field("key", &self.key)
+            .field("record", &self.record)
+            .field("grace_end", &self.grace_end)
             .finish()
     }
 }

@@ -14,7 +14,7 @@ use crate::store::{KeyChange, KeyRecord, ListQuery};
 use crate::time::Timestamp;
 
 use super::KeyManager;
-use super::model::{IssueRequest, IssuedKey, KeyInfo};
+use super::model::{IssueRequest, IssuedKey, KeyInfo, RotateOptions, RotatedKey};
 use super::usage::UsageReport;
 
 /// What an admin may manage: one project, and optionally one environment of it.
@@ -199,9 +199,21 @@ impl TenantKeys {
     ///
     /// # Errors
     /// As [`TenantKeys::update`], and as [`KeyManager::rotate`].
-    pub async fn rotate(&self, id: &KeyId, grace: Duration) -> Result<IssuedKey, Error> {
+    pub async fn rotate(&self, id: &KeyId, grace: Duration) -> Result<RotatedKey, Error> {
+        self.rotate_with(id, RotateOptions::grace(grace)).await
+    }
+
+    /// Rotates a key of the tenant with options (see [`KeyManager::rotate_with`]).
+    ///
+    /// # Errors
+    /// As [`TenantKeys::update`], and as [`KeyManager::rotate_with`].
+    pub async fn rotate_with(
+        &self,
+        id: &KeyId,
+        options: RotateOptions,
+    ) -> Result<RotatedKey, Error> {
         self.own(id).await?;
-        self.manager.rotate(id, grace).await
+        self.manager.rotate_with(id, options).await
     }
 
     /// Usage of the tenant's project quota, and of its keys' own quotas and credits (only

@@ -18,8 +18,8 @@ mod records;
 pub mod rows;
 mod usage;
 
-pub use record::{KeyChange, KeyLimits, KeyRecord, ListQuery};
-pub use records::{ChangeEvent, Changes, DEFAULT_CHANGE_LOG_LEN, RecordStore};
+pub use record::{KeyChange, KeyLimits, KeyRecord, ListQuery, RotationConflict};
+pub use records::{ChangeEvent, Changes, DEFAULT_CHANGE_LOG_LEN, RecordStore, RotateOutcome};
 pub use usage::{Consumption, Counter, Setting, UsageBucket, UsageStore};
 
 /// A complete key store: [`RecordStore`] and [`UsageStore`]. Implement those two; this trait

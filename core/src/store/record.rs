@@ -64,6 +64,9 @@ pub struct KeyRecord {
     pub rotated_from: Option<KeyId>,
     /// Usage limits.
     pub limits: KeyLimits,
+    /// The key that replaced this one by rotation (the latest, after a forced second
+    /// rotation). Set by [`RecordStore::rotate`](super::RecordStore::rotate) only.
+    pub rotated_to: Option<KeyId>,
 }
 
 impl KeyRecord {
@@ -78,6 +81,60 @@ impl KeyRecord {
     pub fn binds(&self, key: &ApiKey) -> bool {
         key.has_prefix(&self.prefix) && key.has_environment(&self.environment)
     }
+
+    /// Why an unforced rotation of this key at `now` is refused: it is revoked, expired or
+    /// already rotated; `None` when it may be rotated. The one statement of the rule, which
+    /// every store checks inside its [`RecordStore::rotate`](super::RecordStore::rotate)
+    /// transaction.
+    pub fn rotation_conflict(&self, now: Timestamp) -> Option<RotationConflict> {
+        if let Some(at) = self.revoked_at {
+            return Some(RotationConflict::Revoked { at });
+        }
+        if let Some(at) = self.expires_at
+            && now >= at
+        {
+            return Some(RotationConflict::Expired { at });
+        }
+        self.rotated_to
+            .map(|successor| RotationConflict::AlreadyRotated { successor })
+    }
+
+    /// Marks this record as replaced by `successor`: it expires at `grace_end`, or earlier
+    /// if it would have (a rotation never extends a key's life).
+    pub fn rotate_to(&mut self, successor: KeyId, grace_end: Timestamp) {
+        self.expires_at = Some(self.expires_at.map_or(grace_end, |e| e.min(grace_end)));
+        self.rotated_to = Some(successor);
+    }
+}
+
+/// Why a key cannot be rotated unless the rotation is forced (HTTP 409 Conflict).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RotationConflict {
+    /// The key is revoked.
+    #[error(
+        "it was revoked at {at}; issue a new key, or force the rotation to get a replacement with the same settings"
+    )]
+    Revoked {
+        /// When it was revoked.
+        at: Timestamp,
+    },
+    /// The key has expired.
+    #[error(
+        "it expired at {at}; issue a new key, or force the rotation to get a replacement with the same settings"
+    )]
+    Expired {
+        /// When it expired.
+        at: Timestamp,
+    },
+    /// The key was rotated already: a second rotation would make a second replacement.
+    #[error(
+        "it was already rotated to key {successor}; rotate that key instead, or force a second replacement"
+    )]
+    AlreadyRotated {
+        /// The key that replaced it.
+        successor: KeyId,
+    },
 }
 
 /// A field-wise change to a key. Fields left `None` are untouched, so concurrent changes to

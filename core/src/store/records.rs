@@ -8,7 +8,7 @@ use crate::error::StoreError;
 use crate::key::KeyId;
 use crate::time::Timestamp;
 
-use super::record::{KeyChange, KeyRecord, ListQuery};
+use super::record::{KeyChange, KeyRecord, ListQuery, RotationConflict};
 
 /// How many change-log entries a store keeps unless configured otherwise: a reader further
 /// behind than this is told to resync (drop its whole cache) by
@@ -62,6 +62,44 @@ impl Changes {
     }
 }
 
+/// What [`RecordStore::rotate`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RotateOutcome {
+    /// The successor was inserted; this is the old record as it is now (its expiry and
+    /// `rotated_to` set).
+    Rotated(Box<KeyRecord>),
+    /// No record has the old id; nothing was written.
+    NotFound,
+    /// The old key's state refuses an unforced rotation; nothing was written.
+    Refused(RotationConflict),
+}
+
+impl RotateOutcome {
+    /// The decision every store makes inside its [`RecordStore::rotate`] transaction, given
+    /// the old record as read under the transaction's lock: `Ok(record)` is the old record
+    /// as the store must write it back (see [`KeyRecord::rotate_to`]) before inserting the
+    /// successor; `Err(outcome)` ([`RotateOutcome::NotFound`] or
+    /// [`RotateOutcome::Refused`]) is the answer, with nothing written.
+    ///
+    /// # Errors
+    /// The outcome to return when nothing may be written.
+    pub fn decide(
+        old: Option<KeyRecord>,
+        successor: KeyId,
+        grace_end: Timestamp,
+        now: Timestamp,
+        force: bool,
+    ) -> Result<KeyRecord, RotateOutcome> {
+        let mut old = old.ok_or(RotateOutcome::NotFound)?;
+        if !force && let Some(conflict) = old.rotation_conflict(now) {
+            return Err(RotateOutcome::Refused(conflict));
+        }
+        old.rotate_to(successor, grace_end);
+        Ok(old)
+    }
+}
+
 /// Key records and their change feed. Implementations must make every method atomic with
 /// respect to concurrent callers in any process sharing the backend. Part of [`KeyStore`](super::KeyStore).
 ///
@@ -94,6 +132,26 @@ pub trait RecordStore: Send + Sync + fmt::Debug + 'static {
     /// changed.
     async fn update(&self, id: &KeyId, change: &KeyChange)
     -> Result<Option<KeyRecord>, StoreError>;
+
+    /// Rotates a key in one transaction, serialized with every other change of the old
+    /// key's record (a concurrent [`RecordStore::update`] that revokes it either comes
+    /// first, and the rotation is refused, or after): reads the old record under a lock,
+    /// decides with [`RotateOutcome::decide`] (unless `force`, a key revoked, expired at
+    /// `now` or already rotated is refused), inserts `successor`, writes the old record's
+    /// new expiry (at most `grace_end`) and `rotated_to`, advances the revision and records
+    /// the old id as changed, as [`RecordStore::update`] does.
+    ///
+    /// # Errors
+    /// [`StoreError::AlreadyExists`] if the successor's id is taken (nothing is written);
+    /// otherwise the backend's failure.
+    async fn rotate(
+        &self,
+        old: &KeyId,
+        successor: &KeyRecord,
+        grace_end: Timestamp,
+        now: Timestamp,
+        force: bool,
+    ) -> Result<RotateOutcome, StoreError>;
 
     /// Records last-used times in one batch; a time earlier than the stored one is ignored.
     /// Unknown ids are skipped. Does not advance the revision.

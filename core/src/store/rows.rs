@@ -32,7 +32,7 @@
 //! let cells = [
 //!     Some("7Kq2mZ9xA1bC"), Some("av"), Some("web-app"), Some("dev"), Some("read write"),
 //!     Some("ingest"), None, Some("1800000000000"), None, None, None, Some(phc), None,
-//!     Some("{}"),
+//!     Some("{}"), None,
 //! ];
 //! let row = Texts(cells.iter().map(|c| c.map(str::to_owned)).collect());
 //! let record = RecordRow::read(&row, "example")?.into_record("example")?;
@@ -60,7 +60,7 @@ use super::records::Changes;
 pub const KEYS_TABLE: &str = "keyward_keys";
 
 /// How many columns a key record has.
-pub const COLUMN_COUNT: usize = 14;
+pub const COLUMN_COUNT: usize = 15;
 
 /// The key table's column names, in the order [`RecordRow::read`] reads them and
 /// [`RecordRow::into_params`] gives their values.
@@ -79,6 +79,7 @@ pub const COLUMN_NAMES: [&str; COLUMN_COUNT] = [
     "secret_hash",
     "rotated_from",
     "limits",
+    "rotated_to",
 ];
 
 /// [`COLUMN_NAMES`] as one list, for `SELECT {COLUMNS} FROM keyward_keys`,
@@ -89,7 +90,8 @@ pub const COLUMN_NAMES: [&str; COLUMN_COUNT] = [
 /// assert_eq!(COLUMNS, COLUMN_NAMES.join(", "));
 /// ```
 pub const COLUMNS: &str = "id, prefix, project, environment, scopes, name, metadata, \
-     created_at, expires_at, revoked_at, last_used_at, secret_hash, rotated_from, limits";
+     created_at, expires_at, revoked_at, last_used_at, secret_hash, rotated_from, limits, \
+     rotated_to";
 
 // Indexes into COLUMN_NAMES.
 const ID: usize = 0;
@@ -106,6 +108,7 @@ const LAST_USED_AT: usize = 10;
 const SECRET_HASH: usize = 11;
 const ROTATED_FROM: usize = 12;
 const LIMITS: usize = 13;
+const ROTATED_TO: usize = 14;
 
 /// A key id shown in messages: the first 16 characters of what the row holds, so that
 /// garbage stays short.
@@ -257,6 +260,7 @@ fn column(index: usize) -> &'static str {
 ///         .into(),
 ///     rotated_from: None,
 ///     limits: "{}".into(),
+///     rotated_to: None,
 /// };
 /// let record = row.clone().into_record("example")?;
 /// assert_eq!(RecordRow::from_record(&record, "example")?, row);
@@ -297,6 +301,8 @@ pub struct RecordRow {
     pub rotated_from: Option<String>,
     /// The limits as JSON text.
     pub limits: String,
+    /// The id of the key that replaced it.
+    pub rotated_to: Option<String>,
 }
 
 impl fmt::Debug for RecordRow {
@@ -315,6 +321,7 @@ impl fmt::Debug for RecordRow {
             .field("last_used_at", &self.last_used_at)
             .field("rotated_from", &self.rotated_from)
             .field("limits", &self.limits)
+            .field("rotated_to", &self.rotated_to)
             .finish_non_exhaustive()
     }
 }
@@ -349,6 +356,7 @@ impl RecordRow {
             secret_hash: record.secret_hash.as_str().to_owned(),
             rotated_from: record.rotated_from.as_ref().map(|r| r.as_str().to_owned()),
             limits: limits_json(&record.limits, store)?,
+            rotated_to: record.rotated_to.as_ref().map(|r| r.as_str().to_owned()),
         })
     }
 
@@ -390,6 +398,11 @@ impl RecordRow {
                 .map_err(|e| bad("rotated_from", &e))?,
             limits: serde_json::from_str(&self.limits)
                 .map_err(|e| bad("limits", &format_args!("not valid limits ({e})")))?,
+            rotated_to: self
+                .rotated_to
+                .map(|r| r.parse::<KeyId>())
+                .transpose()
+                .map_err(|e| bad("rotated_to", &e))?,
         })
     }
 
@@ -426,6 +439,7 @@ impl RecordRow {
             secret_hash: cells.required(SECRET_HASH, ColumnReader::text)?,
             rotated_from: cells.optional(ROTATED_FROM, ColumnReader::text)?,
             limits: cells.required(LIMITS, ColumnReader::json)?,
+            rotated_to: cells.optional(ROTATED_TO, ColumnReader::text)?,
         })
     }
 
@@ -447,6 +461,7 @@ impl RecordRow {
             Param::Text(Some(self.secret_hash)),
             Param::Text(self.rotated_from),
             Param::Json(Some(self.limits)),
+            Param::Text(self.rotated_to),
         ]
     }
 }
@@ -739,6 +754,7 @@ mod tests {
                 }),
                 ..KeyLimits::default()
             },
+            rotated_to: Some("5Yy4xX3wW2vV".parse().unwrap()),
         }
     }
 
@@ -868,6 +884,13 @@ mod tests {
                 "rotated_from",
                 RecordRow {
                     rotated_from: Some("x".into()),
+                    ..good.clone()
+                },
+            ),
+            (
+                "rotated_to",
+                RecordRow {
+                    rotated_to: Some("y".into()),
                     ..good.clone()
                 },
             ),

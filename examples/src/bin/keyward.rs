@@ -17,7 +17,7 @@ use keyward::client::diagnose;
 use keyward::{
     ApiKey, Credits, Environment, Error, HashParams, IssueRequest, KeyId, KeyLimits, KeyManager,
     KeyStore, ListQuery, Period, Prefix, Project, Quota, QuotaUsage, RateLimit, Refill,
-    Requirements, Scope, parse_duration,
+    Requirements, RotateOptions, Scope, parse_duration,
 };
 use keyward_examples::{
     DEFAULT_DB_URL, OpenStoreError, Table, for_each_page, format_time, hash_params_from_env,
@@ -79,13 +79,17 @@ enum Command {
         /// The key's id (the 12 characters after `<prefix>_<env>_`).
         id: String,
     },
-    /// Issue a replacement key; the old one keeps working during the grace period.
+    /// Issue a replacement key; the old one keeps working during the grace period. A key
+    /// that is revoked, expired or already rotated is refused unless --force is given.
     Rotate {
         /// The id of the key to replace.
         id: String,
         /// How long the old key keeps working (90s, 15m, 24h, 30d; at most 100 years).
         #[arg(long, default_value = "24h", value_parser = parse_duration)]
         grace: Duration,
+        /// Rotate even a revoked, expired or already rotated key (a second replacement).
+        #[arg(long)]
+        force: bool,
     },
     /// Set, remove or show a project's monthly (or daily, or custom) event quota.
     #[command(subcommand)]
@@ -277,7 +281,13 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Verify(args) => verify(db, cli.prefix, args).await,
         Command::List(args) => list(db, cli.prefix, args).await,
         Command::Revoke { id } => revoke(db, cli.prefix, &id).await,
-        Command::Rotate { id, grace } => rotate(db, cli.prefix, &id, grace).await,
+        Command::Rotate { id, grace, force } => {
+            let mut options = RotateOptions::grace(grace);
+            if force {
+                options = options.force();
+            }
+            rotate(db, cli.prefix, &id, options).await
+        }
         Command::Quota(cmd) => quota(db, cli.prefix, cmd).await,
         Command::Usage { project, json } => usage(db, cli.prefix, &project, json).await,
         Command::Doctor {
@@ -610,23 +620,36 @@ async fn revoke(db: &str, prefix: Prefix, id: &str) -> Result<ExitCode, Failure>
     Ok(ExitCode::SUCCESS)
 }
 
-async fn rotate(db: &str, prefix: Prefix, id: &str, grace: Duration) -> Result<ExitCode, Failure> {
+async fn rotate(
+    db: &str,
+    prefix: Prefix,
+    id: &str,
+    options: RotateOptions,
+) -> Result<ExitCode, Failure> {
     let id = parse_id(id)?;
     let manager = manager(db, prefix, &[], Some(hash_params_from_env())).await?;
-    let issued = manager.rotate(&id, grace).await?;
-    print_key_once(&issued.key)?;
+    let rotated = match manager.rotate_with(&id, options).await {
+        Err(e @ Error::RotationConflict { .. }) => {
+            return Err(Failure::usage(format!(
+                "{e} (run again with --force to rotate it anyway)"
+            )));
+        }
+        other => other?,
+    };
+    print_key_once(&rotated.key)?;
     eprintln!(
         "rotated key {id}: the new key is {} ({})",
-        issued.record.id,
-        issued.key.masked()
+        rotated.record.id,
+        rotated.key.masked()
     );
-    match manager.get(&id).await?.and_then(|old| old.expires_at) {
-        Some(end) => eprintln!(
-            "the old key {id} keeps working until {} (grace end), then expires",
-            format_time(end)
-        ),
-        None => eprintln!("the old key {id} keeps working"),
+    match rotated.expires_at() {
+        Some(end) => eprintln!("the new key expires at {}", format_time(end)),
+        None => eprintln!("the new key does not expire"),
     }
+    eprintln!(
+        "the old key {id} keeps working until {} (grace end), then expires",
+        format_time(rotated.grace_end)
+    );
     eprintln!("the full new key is shown once, on stdout: store it now; only its hash is kept");
     Ok(ExitCode::SUCCESS)
 }
