@@ -24,8 +24,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, JsonRejection};
-use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
+use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -34,13 +34,12 @@ use axum::{Json, Router};
 use keyward::EventsAccepted;
 use keyward::{
     ApiKey, Environment, Error, Identity, IssueRequest, IssuedKey, KeyId, KeyInfo, KeyManager,
-    ListQuery, Project, RotateOptions, Scope, Timestamp, parse_duration,
+    ListQuery, Project, RotateOptions, Scope, Tenant, TenantKeys, Timestamp, parse_duration,
 };
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
 use crate::axum_keyward::{KeywardLayer, VerifiedKey, into_response};
-use crate::list_all;
 
 /// The realm in this server's `WWW-Authenticate` challenges.
 pub const REALM: &str = "keyward";
@@ -511,8 +510,7 @@ async fn create_key(
     if let Some(m) = body.metadata {
         req = req.metadata(m);
     }
-    let issued = state
-        .manager
+    let issued = tenant_of(&state, &who)
         .issue(req)
         .await
         .map_err(fail(&state.manager))?;
@@ -520,42 +518,111 @@ async fn create_key(
     Ok(key_once(&state.manager, &issued, None))
 }
 
+/// The admin operations an admin key may perform: on its own project and environment only.
+/// Every key route goes through it, so a key of another tenant is 404, exactly as an unknown
+/// id.
+fn tenant_of(state: &AppState, who: &Identity) -> TenantKeys {
+    state
+        .manager
+        .tenant(Tenant::new(who.project.clone()).with_environment(who.environment))
+}
+
+/// Keys per page of `GET /api/v1/me/api-keys/` unless `limit` says otherwise.
+pub const DEFAULT_PAGE: u32 = 100;
+/// The largest `limit` of `GET /api/v1/me/api-keys/`.
+pub const MAX_PAGE: u32 = 1000;
+
+/// `GET /api/v1/me/api-keys/?limit=N&after=CURSOR`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListParams {
+    /// Keys per page, 1 to [`MAX_PAGE`] (default [`DEFAULT_PAGE`]).
+    limit: Option<u32>,
+    /// Where the page starts: the `after` of the previous page's `Link: rel="next"`.
+    after: Option<String>,
+}
+
+/// A page position as text: the last key's creation time (Unix ms) and id, `1764672000000.7Kq2mZ9xA1bC`.
+fn cursor(k: &KeyInfo) -> String {
+    format!("{}.{}", k.created_at.unix_millis(), k.id)
+}
+
+fn parse_cursor(text: &str) -> Option<(Timestamp, KeyId)> {
+    let (ms, id) = text.split_once('.')?;
+    Some((
+        Timestamp::from_unix_millis(ms.parse().ok()?),
+        id.parse().ok()?,
+    ))
+}
+
+/// One page of the caller's keys, oldest first. A full page carries
+/// `Link: <…?limit=N&after=CURSOR>; rel="next"` (RFC 8288); the last page carries none. A
+/// page costs one indexed store query however many keys the project has.
 async fn list_keys(
     State(state): State<AppState>,
     VerifiedKey(who): VerifiedKey,
+    params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Response, Response> {
+    let Query(params) = params.map_err(|e| {
+        ApiError::bad_request(format!(
+            "{}; use ?limit=1..{MAX_PAGE}&after=<cursor from the previous page's Link header>",
+            e.body_text()
+        ))
+        .into_response()
+    })?;
+    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(
+            ApiError::bad_request(format!("'limit' must be 1 to {MAX_PAGE}, not {limit}"))
+                .into_response(),
+        );
+    }
+    let after = match params.after.as_deref() {
+        None => None,
+        Some(text) => Some(parse_cursor(text).ok_or_else(|| {
+            ApiError::bad_request(
+                "'after' is not a cursor: pass the 'after' of the previous page's Link header",
+            )
+            .into_response()
+        })?),
+    };
     let query = ListQuery {
-        project: Some(who.project),
-        environment: Some(who.environment),
+        after,
+        limit,
         ..ListQuery::default()
     };
-    let keys = list_all(&state.manager, query)
+    let keys = tenant_of(&state, &who)
+        .list(&query)
         .await
         .map_err(fail(&state.manager))?;
-    Ok(json_response(StatusCode::OK, &keys))
+    let mut response = json_response(StatusCode::OK, &keys);
+    if keys.len() == limit as usize
+        && let Some(last) = keys.last()
+        && let Ok(link) = HeaderValue::from_str(&format!(
+            "<{API_KEYS}?limit={limit}&after={}>; rel=\"next\"",
+            cursor(last)
+        ))
+    {
+        response
+            .headers_mut()
+            .insert(axum::http::header::LINK, link);
+    }
+    Ok(response)
 }
 
-/// The id in the path, if it names a key of the caller's project and environment; 404 for
-/// any other id, whether it exists or not.
-async fn own_key(state: &AppState, who: &Identity, raw: &str) -> Result<KeyId, Response> {
-    let id = match KeyId::new(raw) {
-        Ok(id) => id,
-        Err(e) => {
-            let message = if ApiKey::parse(raw).is_ok() {
-                "that is a whole API key, not its id: put only the 12-character id in the URL \
-                 (URLs end up in logs), and revoke this key, since it may have leaked"
-                    .to_owned()
-            } else {
-                e.to_string()
-            };
-            return Err(ApiError::bad_request(message).into_response());
-        }
-    };
-    let info = state.manager.get(&id).await.map_err(fail(&state.manager))?;
-    match info {
-        Some(k) if k.project == who.project && k.environment == who.environment => Ok(id),
-        _ => Err(fail(&state.manager)(Error::NotFound(id))),
-    }
+/// The key id in a path, or a 400 that says what is wrong with it (and, for a whole key
+/// pasted into the URL, that it may have leaked).
+fn path_id(raw: &str) -> Result<KeyId, Response> {
+    KeyId::new(raw).map_err(|e| {
+        let message = if ApiKey::parse(raw).is_ok() {
+            "that is a whole API key, not its id: put only the 12-character id in the URL \
+             (URLs end up in logs), and revoke this key, since it may have leaked"
+                .to_owned()
+        } else {
+            e.to_string()
+        };
+        ApiError::bad_request(message).into_response()
+    })
 }
 
 async fn revoke_key(
@@ -563,9 +630,8 @@ async fn revoke_key(
     VerifiedKey(who): VerifiedKey,
     Path(key_id): Path<String>,
 ) -> Result<Response, Response> {
-    let id = own_key(&state, &who, &key_id).await?;
-    let info = state
-        .manager
+    let id = path_id(&key_id)?;
+    let info = tenant_of(&state, &who)
         .revoke(&id)
         .await
         .map_err(fail(&state.manager))?;
@@ -592,7 +658,7 @@ async fn rotate_key(
 ) -> Result<Response, Response> {
     let body =
         body.map_err(|r| ApiError::unreadable_body(r.status(), r.body_text()).into_response())?;
-    let id = own_key(&state, &who, &key_id).await?;
+    let id = path_id(&key_id)?;
     let body: RotateKey = if body.iter().all(u8::is_ascii_whitespace) {
         RotateKey::default()
     } else {
@@ -612,8 +678,7 @@ async fn rotate_key(
     if body.force {
         options = options.force();
     }
-    let rotated = state
-        .manager
+    let rotated = tenant_of(&state, &who)
         .rotate_with(&id, options)
         .await
         .map_err(fail(&state.manager))?;

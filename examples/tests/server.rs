@@ -617,6 +617,65 @@ async fn a_store_outage_under_load_logs_one_error_line_not_one_per_request() {
     assert!(lines[0].contains("cause=store"), "{lines:#?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_list_is_paged_with_a_next_link_and_bounded_limits() {
+    let s = TestServer::start().await;
+    let admin = s.issue("paged-app", &["admin"]).await;
+    for _ in 0..4 {
+        s.issue("paged-app", &["read"]).await;
+    }
+    // Another project's keys never appear.
+    s.issue("other-app", &["read"]).await;
+    let mut seen = Vec::new();
+    let mut path = format!("{}?limit=2", server::API_KEYS);
+    let mut pages = 0;
+    loop {
+        let r = s.get(&path, &admin).await;
+        assert_eq!(r.status, StatusCode::OK, "{r:?}");
+        let page = r.json();
+        let page = page.as_array().unwrap();
+        assert!(page.len() <= 2, "{r:?}");
+        seen.extend(page.iter().map(|k| {
+            assert_eq!(k["project"], "paged-app");
+            k["id"].as_str().unwrap().to_owned()
+        }));
+        pages += 1;
+        let Some(link) = r.headers.get("link") else {
+            break;
+        };
+        let link = link.to_str().unwrap();
+        assert!(link.ends_with("; rel=\"next\""), "{link}");
+        path = link[1..link.find('>').unwrap()].to_owned();
+        assert!(pages < 10, "the pages never end");
+    }
+    assert_eq!(pages, 3, "5 keys in pages of 2");
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!((seen.len(), unique.len()), (5, 5), "{seen:?}");
+    // The default page holds them all; limits out of range and bad cursors are 400.
+    assert_eq!(
+        s.get(server::API_KEYS, &admin)
+            .await
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        5
+    );
+    for bad in [
+        "?limit=0",
+        "?limit=1001",
+        "?limit=x",
+        "?after=nonsense",
+        "?colour=red",
+    ] {
+        let r = s.get(&format!("{}{bad}", server::API_KEYS), &admin).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}: {r:?}");
+        assert_eq!(r.json()["error"], "invalid_request", "{bad}: {r:?}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Ingestion
 
