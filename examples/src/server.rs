@@ -612,7 +612,7 @@ async fn list_keys(
 
 /// The key id in a path, or a 400 that says what is wrong with it (and, for a whole key
 /// pasted into the URL, that it may have leaked).
-fn path_id(raw: &str) -> Result<KeyId, Response> {
+fn path_id(raw: &str) -> Result<KeyId, ApiError> {
     KeyId::new(raw).map_err(|e| {
         let message = if ApiKey::parse(raw).is_ok() {
             "that is a whole API key, not its id: put only the 12-character id in the URL \
@@ -621,7 +621,7 @@ fn path_id(raw: &str) -> Result<KeyId, Response> {
         } else {
             e.to_string()
         };
-        ApiError::bad_request(message).into_response()
+        ApiError::bad_request(message)
     })
 }
 
@@ -630,7 +630,7 @@ async fn revoke_key(
     VerifiedKey(who): VerifiedKey,
     Path(key_id): Path<String>,
 ) -> Result<Response, Response> {
-    let id = path_id(&key_id)?;
+    let id = path_id(&key_id).map_err(IntoResponse::into_response)?;
     let info = tenant_of(&state, &who)
         .revoke(&id)
         .await
@@ -658,7 +658,7 @@ async fn rotate_key(
 ) -> Result<Response, Response> {
     let body =
         body.map_err(|r| ApiError::unreadable_body(r.status(), r.body_text()).into_response())?;
-    let id = path_id(&key_id)?;
+    let id = path_id(&key_id).map_err(IntoResponse::into_response)?;
     let body: RotateKey = if body.iter().all(u8::is_ascii_whitespace) {
         RotateKey::default()
     } else {
