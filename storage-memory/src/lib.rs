@@ -37,6 +37,18 @@ struct State {
     settings: HashMap<String, serde_json::Value>,
 }
 
+impl State {
+    /// Advances the revision and logs `id` as changed (an insert or an update), keeping the
+    /// last [`DEFAULT_CHANGE_LOG_LEN`] entries.
+    fn log_change(&mut self, id: KeyId) {
+        self.revision += 1;
+        self.log.push_back((self.revision, id));
+        if self.log.len() as u64 > DEFAULT_CHANGE_LOG_LEN {
+            self.log.pop_front();
+        }
+    }
+}
+
 impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
@@ -58,6 +70,7 @@ impl RecordStore for MemoryStore {
             return Err(StoreError::AlreadyExists(record.id));
         }
         s.records.insert(record.id, record.clone());
+        s.log_change(record.id);
         Ok(())
     }
 
@@ -72,6 +85,7 @@ impl RecordStore for MemoryStore {
         }
         for r in records {
             s.records.insert(r.id, r.clone());
+            s.log_change(r.id);
         }
         Ok(())
     }
@@ -107,12 +121,7 @@ impl RecordStore for MemoryStore {
         };
         change.apply_to(record);
         let updated = record.clone();
-        s.revision += 1;
-        let rev = s.revision;
-        s.log.push_back((rev, *id));
-        if s.log.len() as u64 > DEFAULT_CHANGE_LOG_LEN {
-            s.log.pop_front();
-        }
+        s.log_change(*id);
         Ok(Some(updated))
     }
 

@@ -61,16 +61,21 @@ static UPDATE: LazyLock<String> = LazyLock::new(|| {
      RETURNING {COLUMNS}"
     )
 });
-/// Hands out the next revision (the singleton row's lock orders commits), logs the id,
-/// prunes the log and notifies listeners; all in the update's transaction.
-const LOG_CHANGE: &str = "WITH rev AS (
-        UPDATE keyward_revision SET revision = revision + 1 RETURNING revision
+/// Hands out the next revisions, one per id in `$1` (the singleton row's lock orders
+/// commits), logs the ids, prunes the log and notifies listeners of each id; all in the
+/// transaction of the insert or update that changed them. Answers the last revision.
+const LOG_CHANGES: &str = "WITH ids AS (
+        SELECT id, ord FROM unnest($1::text[]) WITH ORDINALITY AS u(id, ord)
+    ), rev AS (
+        UPDATE keyward_revision SET revision = revision + (SELECT count(*) FROM ids)
+        RETURNING revision
     ), logged AS (
-        INSERT INTO keyward_changes (revision, key_id) SELECT revision, $1 FROM rev
+        INSERT INTO keyward_changes (revision, key_id)
+        SELECT rev.revision - (SELECT count(*) FROM ids) + ids.ord, ids.id FROM rev, ids
     ), pruned AS (
         DELETE FROM keyward_changes WHERE revision <= (SELECT revision FROM rev) - $3
     )
-    SELECT revision, pg_notify($2, $1)::text AS notified FROM rev";
+    SELECT revision, (SELECT count(pg_notify($2, id)::text) FROM ids) AS notified FROM rev";
 /// Rows are locked in id order first, so concurrent batches never deadlock.
 const RECORD_USAGE: &str = "WITH used AS (
         SELECT id, max(at) AS at FROM unnest($1::text[], $2::bigint[]) AS u(id, at) GROUP BY id
@@ -443,6 +448,24 @@ fn channel_for(schema: &str) -> String {
     format!("{head}~{hash:016x}")
 }
 
+impl PostgresStore {
+    /// Logs `ids` as changed in `tx` (see [`LOG_CHANGES`]); answers the last revision.
+    async fn log_changes<S: AsRef<str> + Sync>(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        ids: &[S],
+    ) -> Result<i64, StoreError> {
+        let ids: Vec<&str> = ids.iter().map(AsRef::as_ref).collect();
+        sqlx::query_scalar(LOG_CHANGES)
+            .bind(ids)
+            .bind(&self.inner.channel)
+            .bind(to_sql_int(self.options.change_log_len))
+            .fetch_one(tx)
+            .await
+            .map_err(backend)
+    }
+}
+
 fn is_duplicate_key(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db)
         if db.is_unique_violation() && db.constraint() == Some("keyward_keys_pkey"))
@@ -453,14 +476,20 @@ impl RecordStore for PostgresStore {
     #[tracing::instrument(skip_all, fields(key.id = %record.id))]
     async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError> {
         let (sql, params) = insert_statement(vec![RecordRow::from_record(record, STORE)?], "");
+        // One transaction: the row and its change-log entry (and notification), or neither.
+        let mut tx = self.pool.begin().await.map_err(backend)?;
         let result = sqlx::query_with(AssertSqlSafe(sql), arguments(params)?)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await;
         match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_duplicate_key(&e) => Err(StoreError::AlreadyExists(record.id)),
-            Err(e) => Err(backend(e)),
+            Ok(_) => {}
+            Err(e) if is_duplicate_key(&e) => return Err(StoreError::AlreadyExists(record.id)),
+            Err(e) => return Err(backend(e)),
         }
+        let revision = self.log_changes(&mut tx, &[record.id.as_str()]).await?;
+        tx.commit().await.map_err(backend)?;
+        tracing::debug!(revision, "key inserted");
+        Ok(())
     }
 
     /// One transaction of multi-row `INSERT ... ON CONFLICT (id) DO NOTHING RETURNING id`
@@ -483,6 +512,7 @@ impl RecordStore for PostgresStore {
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(backend)?;
+            self.log_changes(&mut tx, &ids).await?;
             inserted.extend(ids);
         }
         if inserted.len() < records.len() {
@@ -555,13 +585,7 @@ impl RecordStore for PostgresStore {
             return Ok(None);
         };
         let record = decode(&row)?;
-        let revision: i64 = sqlx::query_scalar(LOG_CHANGE)
-            .bind(id.as_str())
-            .bind(&self.inner.channel)
-            .bind(to_sql_int(self.options.change_log_len))
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(backend)?;
+        let revision = self.log_changes(&mut tx, &[id.as_str()]).await?;
         tx.commit().await.map_err(backend)?;
         tracing::debug!(revision, "key updated");
         Ok(Some(record))

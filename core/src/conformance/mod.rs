@@ -105,6 +105,7 @@ macro_rules! __conformance_cases {
             store_cases::consume_refuses_a_batch_crossing_the_limit_whole,
             store_cases::usage_is_counted_per_counter_and_per_period,
             store_cases::changes_since_reports_updated_ids_and_advances,
+            store_cases::changes_since_reports_inserted_ids,
             manager_cases::manager_issues_verifies_and_binds_keys,
             manager_cases::manager_revokes_rotates_and_expires_keys,
             manager_cases::revoke_is_effective_for_every_verify_that_starts_after_it,
