@@ -759,3 +759,31 @@ async fn failing_attempts_are_refused_past_their_share_while_a_real_key_s_first_
     release.send(()).unwrap();
     assert_eq!(outcome(&held.await.unwrap()), "invalid");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempts_that_fail_in_the_store_are_not_counted_against_the_key() {
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let store = Arc::new(keyward::conformance::FailingStore::new(
+        Arc::new(MemoryStore::new()),
+        "memory",
+        Arc::clone(&down),
+    ));
+    let cache = CacheConfig {
+        max_failures: 2,
+        ..CacheConfig::default()
+    };
+    let m = manager_on(store, cache);
+    let issued = m.issue(request()).await.unwrap();
+    let text = issued.key.expose_secret();
+    down.store(true, std::sync::atomic::Ordering::SeqCst);
+    for _ in 0..5 {
+        assert!(matches!(
+            m.verify(text, &Requirements::none()).await,
+            Err(Error::Store(_))
+        ));
+    }
+    down.store(false, std::sync::atomic::Ordering::SeqCst);
+    m.verify(text, &Requirements::none())
+        .await
+        .expect("a store outage used up none of the key's attempts");
+}

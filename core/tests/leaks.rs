@@ -417,14 +417,7 @@ async fn an_overloaded_hasher_answers_503_without_the_key() {
         .unwrap();
     let mut keys = Vec::new();
     for _ in 0..16 {
-        let issued = m
-            .issue(IssueRequest::new(
-                "web-app".parse().unwrap(),
-                "dev".parse().unwrap(),
-            ))
-            .await
-            .unwrap();
-        keys.push(issued.key.expose_secret().to_owned());
+        keys.push(issue(&m, req()).await.1);
     }
     // Wrong secrets for known ids run Argon2 (an unknown id runs none): many concurrent cold
     // verifies share one worker and no queue, so some are refused.
