@@ -548,3 +548,61 @@ impl Drop for InflightGuard<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+    }
+
+    fn ready_cache() -> VerifyCache {
+        let cache = VerifyCache::new(CacheConfig::default(), 2).unwrap();
+        cache.set_ready(true);
+        cache
+    }
+
+    #[test]
+    fn an_unknown_id_is_remembered_until_it_is_invalidated() {
+        rt().block_on(async {
+            let cache = ready_cache();
+            let id = KeyId::generate().unwrap();
+            let Cold::Verify(guard) = cache.cold(id, cache.digest(b"s")).await else {
+                panic!("a first attempt verifies cold");
+            };
+            guard.unknown();
+            assert!(matches!(
+                cache.cold(id, cache.digest(b"s")).await,
+                Cold::Unknown
+            ));
+            cache.invalidate(&id); // the feed reports its insert
+            assert!(matches!(
+                cache.cold(id, cache.digest(b"s")).await,
+                Cold::Verify(_)
+            ));
+        });
+    }
+
+    #[test]
+    fn an_unknown_id_read_before_an_invalidation_is_not_remembered() {
+        rt().block_on(async {
+            let cache = ready_cache();
+            let id = KeyId::generate().unwrap();
+            let Cold::Verify(guard) = cache.cold(id, cache.digest(b"s")).await else {
+                panic!("a first attempt verifies cold");
+            };
+            // The insert is reported between the store read and the outcome.
+            cache.invalidate(&id);
+            guard.unknown();
+            assert!(matches!(
+                cache.cold(id, cache.digest(b"s")).await,
+                Cold::Verify(_)
+            ));
+        });
+    }
+}
