@@ -500,34 +500,62 @@ pub(crate) enum Cold<'a> {
 /// of the hashing pool. Dropped without an outcome (the store or the hasher failed), the
 /// attempt is given back.
 pub(crate) struct ColdGuard<'a> {
+    // Dropped in this order: the attempt and the slot are settled before the lock is released,
+    // so the verify waiting for the lock sees them settled.
+    attempt: Reservation,
+    _slot: Option<Slot<'a>>,
     epoch: u64,
     digest: Digest,
     flight: InflightGuard<'a>,
-    attempt: Reservation,
-    _slot: Option<Slot<'a>>,
 }
 
 impl ColdGuard<'_> {
     /// The secret and binding were proven: cache the record (unless invalidated meanwhile);
     /// the attempt is given back.
     pub(crate) fn verified(self, record: KeyRecord, obsolete: bool) {
-        self.flight
+        let ColdGuard {
+            attempt,
+            _slot: slot,
+            epoch,
+            digest,
+            flight,
+        } = self;
+        flight
             .cache
-            .insert_if_unchanged(self.epoch, self.digest, record, obsolete);
+            .insert_if_unchanged(epoch, digest, record, obsolete);
+        drop(attempt);
+        drop(slot);
+        drop(flight);
     }
 
     /// The secret is wrong: the attempt stays counted.
     pub(crate) fn failed(self) {
-        self.attempt.keep();
+        self.finish(|_| {});
     }
 
     /// The store does not hold the id: remember it as unknown (unless an invalidation came
     /// in meanwhile, e.g. its insert); the attempt stays counted.
     pub(crate) fn unknown(self) {
-        let cache = self.flight.cache;
-        let until = Instant::now() + cache.config.negative_ttl;
-        cache.if_unchanged(self.epoch, || cache.unknown.insert(self.flight.id, until));
-        self.attempt.keep();
+        self.finish(|guard| {
+            let cache = guard.flight.cache;
+            let until = Instant::now() + cache.config.negative_ttl;
+            cache.if_unchanged(guard.epoch, || cache.unknown.insert(guard.flight.id, until));
+        });
+    }
+
+    /// Runs `record` for a failed attempt, keeps the attempt counted, then releases the slot
+    /// and the lock, in that order.
+    fn finish(self, record: impl FnOnce(&Self)) {
+        record(&self);
+        let ColdGuard {
+            attempt,
+            _slot: slot,
+            flight,
+            ..
+        } = self;
+        attempt.keep();
+        drop(slot);
+        drop(flight);
     }
 }
 
