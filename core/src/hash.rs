@@ -248,6 +248,11 @@ impl Hasher {
         self.inner.runs.load(Ordering::Relaxed)
     }
 
+    /// How many Argon2 computations run at once (the size of the hashing pool).
+    pub fn workers(&self) -> usize {
+        self.inner.worker_count
+    }
+
     /// The policy parameters new hashes are made with.
     pub fn params(&self) -> HashParams {
         self.inner.params

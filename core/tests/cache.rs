@@ -544,3 +544,246 @@ async fn an_expired_entry_whose_re_hash_failed_is_verified_cold_and_re_hashed() 
     let stored = memory.get(&issued.record.id).await.unwrap().unwrap();
     assert_eq!(params(stored), stronger);
 }
+
+fn outcome(r: &Result<keyward::Identity, Error>) -> &'static str {
+    match r {
+        Ok(_) => "ok",
+        Err(Error::Auth(AuthError::Invalid)) => "invalid",
+        Err(Error::Auth(AuthError::RateLimited { .. })) => "limited",
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_wrong_secrets_against_one_uncached_id_run_at_most_max_failures_argon2s() {
+    let m = manager_on(Arc::new(MemoryStore::new()), CacheConfig::default());
+    let issued = m.issue(request()).await.unwrap();
+    let guess = Arc::new(with_wrong_secret(issued.key.expose_secret(), 29));
+    let runs = m.hasher().runs();
+    let tasks: Vec<_> = (0..200)
+        .map(|_| {
+            let (m, guess) = (m.clone(), Arc::clone(&guess));
+            tokio::spawn(async move { m.verify(&guess, &Requirements::none()).await })
+        })
+        .collect();
+    let mut invalid = 0;
+    for t in tasks {
+        match outcome(&t.await.unwrap()) {
+            "invalid" => invalid += 1,
+            "limited" => {}
+            other => panic!("a wrong secret was {other}"),
+        }
+    }
+    let max = CacheConfig::default().max_failures as usize;
+    assert_eq!(
+        invalid, max,
+        "the first {max} are answered, the rest refused"
+    );
+    assert!(
+        m.hasher().runs() - runs <= max,
+        "{} Argon2 runs",
+        m.hasher().runs() - runs
+    );
+    m.verify(issued.key.expose_secret(), &Requirements::none())
+        .await
+        .map(|_| ())
+        .expect_err("the id is at its limit until the window ends");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_unknown_id_runs_no_argon2_and_reads_the_store_once() {
+    let counting = Arc::new(CountingStore::new(Arc::new(MemoryStore::new())));
+    let m = manager_on(counting.clone(), CacheConfig::default());
+    let issued = m.issue(request()).await.unwrap();
+    let wrong = with_wrong_secret(issued.key.expose_secret(), 29);
+    let unknown = keyward::ApiKey::generate(m.prefix(), "dev".parse().unwrap()).unwrap();
+    let runs = m.hasher().runs();
+    let gets = counting.gets();
+    for _ in 0..5 {
+        let err = m
+            .verify(unknown.expose_secret(), &Requirements::none())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Auth(AuthError::Invalid)), "{err:?}");
+        assert_eq!(counting.gets(), gets + 1, "one store read, then none");
+    }
+    assert_eq!(m.hasher().runs(), runs, "an unknown id runs no Argon2");
+    // The outward answer is the wrong secret's, byte for byte.
+    let unknown_err = m
+        .verify(unknown.expose_secret(), &Requirements::none())
+        .await;
+    let wrong_err = m.verify(&wrong, &Requirements::none()).await;
+    assert_eq!(
+        format!("{:?}", unknown_err.unwrap_err()),
+        format!("{:?}", wrong_err.unwrap_err())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_id_remembered_as_unknown_is_valid_once_the_feed_delivers_its_insert() {
+    let counting = Arc::new(CountingStore::new(Arc::new(MemoryStore::new())));
+    let store: Arc<dyn KeyStore> = counting.clone();
+    let cache = CacheConfig {
+        poll_interval: Duration::from_millis(20),
+        ..CacheConfig::default()
+    };
+    let a = manager_on(Arc::clone(&store), cache.clone());
+    let b = manager_on(Arc::clone(&store), cache);
+    // A key made elsewhere, whose record is not in the shared store yet.
+    let scratch = manager_on(Arc::new(MemoryStore::new()), CacheConfig::default());
+    let issued = scratch.issue(request()).await.unwrap();
+    let text = issued.key.expose_secret();
+    for _ in 0..3 {
+        assert_eq!(
+            outcome(&a.verify(text, &Requirements::none()).await),
+            "invalid"
+        );
+    }
+    let gets = counting.gets();
+    assert_eq!(
+        outcome(&a.verify(text, &Requirements::none()).await),
+        "invalid"
+    );
+    assert_eq!(counting.gets(), gets, "A remembers the id as unknown");
+    // Another manager on the same store inserts it; the negative TTL (60 s) is far away, so
+    // only the change feed can make A forget.
+    b.store().insert(&issued.record).await.unwrap();
+    let start = Instant::now();
+    loop {
+        match outcome(&a.verify(text, &Requirements::none()).await) {
+            "ok" => break,
+            "invalid" => assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "A never heard of the insert"
+            ),
+            other => panic!("{other}"),
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Blocks the first store `get` after [`Gate::close`] until [`Gate::open`], and reports
+/// when it is blocked, so a test can hold a cold verify in the middle deterministically.
+#[derive(Default)]
+struct Gate {
+    closed: std::sync::atomic::AtomicBool,
+    blocked: std::sync::Mutex<Option<std::sync::mpsc::Sender<()>>>,
+    release: std::sync::Mutex<Option<std::sync::mpsc::Receiver<()>>>,
+}
+
+impl Gate {
+    /// Closes the gate; the receiver hears when a `get` is held, the sender releases it.
+    fn close(&self) -> (std::sync::mpsc::Receiver<()>, std::sync::mpsc::Sender<()>) {
+        let (blocked_tx, blocked_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel();
+        *self.blocked.lock().unwrap() = Some(blocked_tx);
+        *self.release.lock().unwrap() = Some(release_rx);
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        (blocked_rx, release_tx)
+    }
+}
+
+impl keyward::conformance::StoreHook for Gate {
+    fn before(&self, method: &'static str) -> Result<(), keyward::StoreError> {
+        if method == "get" && self.closed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            let blocked = self.blocked.lock().unwrap().take().unwrap();
+            let release = self.release.lock().unwrap().take().unwrap();
+            blocked.send(()).unwrap();
+            release.recv().unwrap();
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failing_attempts_are_refused_past_their_share_while_a_real_key_s_first_use_succeeds() {
+    let gated = Arc::new(keyward::conformance::Wrapped::with_hook(
+        Arc::new(MemoryStore::new()) as Arc<dyn KeyStore>,
+        Gate::default(),
+    ));
+    // Two workers, half for ids with failed attempts: one such verify at a time.
+    let hasher = keyward::Hasher::with_workers(HashParams::INSECURE_TEST_ONLY, 2, 64).unwrap();
+    let m = KeyManager::builder_arc(gated.clone())
+        .serve("dev".parse().unwrap())
+        .hasher(hasher)
+        .cache(CacheConfig {
+            failing_share_percent: 50,
+            ..CacheConfig::default()
+        })
+        .build()
+        .unwrap();
+    let mut guesses = Vec::new();
+    for _ in 0..20 {
+        let issued = m.issue(request()).await.unwrap();
+        let guess = with_wrong_secret(issued.key.expose_secret(), 29);
+        // One failed attempt each: every id now has a failure history.
+        assert_eq!(
+            outcome(&m.verify(&guess, &Requirements::none()).await),
+            "invalid"
+        );
+        guesses.push(guess);
+    }
+    let real = m.issue(request()).await.unwrap();
+
+    // One failing attempt takes the share and is held at its store read.
+    let (blocked, release) = gated.hook().close();
+    let held = {
+        let (m, guess) = (m.clone(), guesses[0].clone());
+        tokio::spawn(async move { m.verify(&guess, &Requirements::none()).await })
+    };
+    tokio::task::spawn_blocking(move || blocked.recv().unwrap())
+        .await
+        .unwrap();
+    let runs = m.hasher().runs();
+    // The flood: refused before Argon2 while the share is in use.
+    let flood: Vec<_> = guesses[1..]
+        .iter()
+        .map(|guess| {
+            let (m, guess) = (m.clone(), guess.clone());
+            tokio::spawn(async move { m.verify(&guess, &Requirements::none()).await })
+        })
+        .collect();
+    for t in flood {
+        let r = t.await.unwrap();
+        assert!(
+            matches!(r, Err(Error::Auth(AuthError::RateLimited { .. }))),
+            "{r:?}"
+        );
+    }
+    assert_eq!(m.hasher().runs(), runs, "the flood ran no Argon2");
+    // A real key's first use has no failure history: it is not held to the share.
+    m.verify(real.key.expose_secret(), &Requirements::none())
+        .await
+        .expect("a real key's first use succeeds during the flood");
+    assert_eq!(m.hasher().runs(), runs + 1);
+    release.send(()).unwrap();
+    assert_eq!(outcome(&held.await.unwrap()), "invalid");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempts_that_fail_in_the_store_are_not_counted_against_the_key() {
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let store = Arc::new(keyward::conformance::FailingStore::new(
+        Arc::new(MemoryStore::new()),
+        "memory",
+        Arc::clone(&down),
+    ));
+    let cache = CacheConfig {
+        max_failures: 2,
+        ..CacheConfig::default()
+    };
+    let m = manager_on(store, cache);
+    let issued = m.issue(request()).await.unwrap();
+    let text = issued.key.expose_secret();
+    down.store(true, std::sync::atomic::Ordering::SeqCst);
+    for _ in 0..5 {
+        assert!(matches!(
+            m.verify(text, &Requirements::none()).await,
+            Err(Error::Store(_))
+        ));
+    }
+    down.store(false, std::sync::atomic::Ordering::SeqCst);
+    m.verify(text, &Requirements::none())
+        .await
+        .expect("a store outage used up none of the key's attempts");
+}

@@ -39,11 +39,11 @@ struct State {
 }
 
 impl State {
-    /// Advances the revision and logs `id` as changed, keeping the log bounded.
+    /// Advances the revision and logs `id` as changed (an insert or an update), keeping the
+    /// last [`DEFAULT_CHANGE_LOG_LEN`] entries.
     fn log_change(&mut self, id: KeyId) {
         self.revision += 1;
-        let rev = self.revision;
-        self.log.push_back((rev, id));
+        self.log.push_back((self.revision, id));
         if self.log.len() as u64 > DEFAULT_CHANGE_LOG_LEN {
             self.log.pop_front();
         }
@@ -71,6 +71,7 @@ impl RecordStore for MemoryStore {
             return Err(StoreError::AlreadyExists(record.id));
         }
         s.records.insert(record.id, record.clone());
+        s.log_change(record.id);
         Ok(())
     }
 
@@ -85,6 +86,7 @@ impl RecordStore for MemoryStore {
         }
         for r in records {
             s.records.insert(r.id, r.clone());
+            s.log_change(r.id);
         }
         Ok(())
     }
@@ -144,6 +146,8 @@ impl RecordStore for MemoryStore {
         }
         s.records.insert(successor.id, successor.clone());
         s.records.insert(*old, replaced.clone());
+        // The successor's insert and the old key's change, as `insert` and `update` log them.
+        s.log_change(successor.id);
         s.log_change(*old);
         Ok(RotateOutcome::Rotated(Box::new(replaced)))
     }

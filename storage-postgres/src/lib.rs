@@ -68,16 +68,21 @@ static UPDATE: LazyLock<String> = LazyLock::new(|| {
      RETURNING {COLUMNS}"
     )
 });
-/// Hands out the next revision (the singleton row's lock orders commits), logs the id,
-/// prunes the log and notifies listeners; all in the update's transaction.
-const LOG_CHANGE: &str = "WITH rev AS (
-        UPDATE keyward_revision SET revision = revision + 1 RETURNING revision
+/// Hands out the next revisions, one per id in `$1` (the singleton row's lock orders
+/// commits), logs the ids, prunes the log and notifies listeners of each id; all in the
+/// transaction of the insert or update that changed them. Answers the last revision.
+const LOG_CHANGES: &str = "WITH ids AS (
+        SELECT id, ord FROM unnest($1::text[]) WITH ORDINALITY AS u(id, ord)
+    ), rev AS (
+        UPDATE keyward_revision SET revision = revision + (SELECT count(*) FROM ids)
+        RETURNING revision
     ), logged AS (
-        INSERT INTO keyward_changes (revision, key_id) SELECT revision, $1 FROM rev
+        INSERT INTO keyward_changes (revision, key_id)
+        SELECT rev.revision - (SELECT count(*) FROM ids) + ids.ord, ids.id FROM rev, ids
     ), pruned AS (
         DELETE FROM keyward_changes WHERE revision <= (SELECT revision FROM rev) - $3
     )
-    SELECT revision, pg_notify($2, $1)::text AS notified FROM rev";
+    SELECT revision, (SELECT count(pg_notify($2, id)::text) FROM ids) AS notified FROM rev";
 /// Rows are locked in id order first, so concurrent batches never deadlock.
 const RECORD_USAGE: &str = "WITH used AS (
         SELECT id, max(at) AS at FROM unnest($1::text[], $2::bigint[]) AS u(id, at) GROUP BY id
@@ -462,10 +467,15 @@ impl PostgresStore {
             .map_err(backend)
     }
 
-    /// Logs `id` as changed in the caller's transaction (`LOG_CHANGE`); the new revision.
-    async fn log_change(&self, tx: &mut PgConnection, id: &KeyId) -> Result<i64, StoreError> {
-        sqlx::query_scalar(LOG_CHANGE)
-            .bind(id.as_str())
+    /// Logs `ids` as changed in `tx` (see [`LOG_CHANGES`]); answers the last revision.
+    async fn log_changes<S: AsRef<str> + Sync>(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        ids: &[S],
+    ) -> Result<i64, StoreError> {
+        let ids: Vec<&str> = ids.iter().map(AsRef::as_ref).collect();
+        sqlx::query_scalar(LOG_CHANGES)
+            .bind(ids)
             .bind(&self.inner.channel)
             .bind(to_sql_int(self.options.change_log_len))
             .fetch_one(tx)
@@ -484,14 +494,20 @@ impl RecordStore for PostgresStore {
     #[tracing::instrument(skip_all, fields(key.id = %record.id))]
     async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError> {
         let (sql, params) = insert_statement(vec![RecordRow::from_record(record, STORE)?], "");
+        // One transaction: the row and its change-log entry (and notification), or neither.
+        let mut tx = self.pool.begin().await.map_err(backend)?;
         let result = sqlx::query_with(AssertSqlSafe(sql), arguments(params)?)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await;
         match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_duplicate_key(&e) => Err(StoreError::AlreadyExists(record.id)),
-            Err(e) => Err(backend(e)),
+            Ok(_) => {}
+            Err(e) if is_duplicate_key(&e) => return Err(StoreError::AlreadyExists(record.id)),
+            Err(e) => return Err(backend(e)),
         }
+        let revision = self.log_changes(&mut tx, &[record.id.as_str()]).await?;
+        tx.commit().await.map_err(backend)?;
+        tracing::debug!(revision, "key inserted");
+        Ok(())
     }
 
     /// One transaction of multi-row `INSERT ... ON CONFLICT (id) DO NOTHING RETURNING id`
@@ -514,6 +530,7 @@ impl RecordStore for PostgresStore {
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(backend)?;
+            self.log_changes(&mut tx, &ids).await?;
             inserted.extend(ids);
         }
         if inserted.len() < records.len() {
@@ -581,7 +598,7 @@ impl RecordStore for PostgresStore {
             return Ok(None);
         };
         let record = decode(&row)?;
-        let revision = self.log_change(&mut tx, id).await?;
+        let revision = self.log_changes(&mut tx, &[id.as_str()]).await?;
         tx.commit().await.map_err(backend)?;
         tracing::debug!(revision, "key updated");
         Ok(Some(record))
@@ -633,7 +650,10 @@ impl RecordStore for PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        let revision = self.log_change(&mut tx, old).await?;
+        // The successor's insert and the old key's change, as `insert` and `update` log them.
+        let revision = self
+            .log_changes(&mut tx, &[successor.id.as_str(), old.as_str()])
+            .await?;
         tx.commit().await.map_err(backend)?;
         tracing::debug!(revision, successor = %successor.id, "key rotated");
         Ok(RotateOutcome::Rotated(Box::new(replaced)))

@@ -40,12 +40,21 @@ async fn a_revocation_through_one_instance_reaches_the_other_within_100ms_p99() 
             .await
             .unwrap();
         let text = issued.key.expose_secret();
-        // Warm both caches, and check B answers from its cache (no Argon2 on the second call).
+        // Warm both caches, and check B answers from its cache (no Argon2). The insert is a
+        // change too: its notification may reach B after B's first verify and drop that
+        // entry once, so B verifies until a call is warm.
         a.verify(text, &Requirements::none()).await.unwrap();
-        b.verify(text, &Requirements::none()).await.unwrap();
-        let runs = b.hasher().runs();
-        b.verify(text, &Requirements::none()).await.unwrap();
-        assert_eq!(b.hasher().runs(), runs, "B's second verify is warm");
+        let mut warm = false;
+        for _ in 0..100 {
+            let runs = b.hasher().runs();
+            b.verify(text, &Requirements::none()).await.unwrap();
+            if b.hasher().runs() == runs {
+                warm = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert!(warm, "B answers from its cache");
 
         a.revoke(&issued.record.id).await.unwrap();
         let start = Instant::now();

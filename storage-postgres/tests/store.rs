@@ -196,24 +196,24 @@ async fn a_reader_behind_the_pruned_change_log_is_told_to_resync() {
             .unwrap();
     }
     let all = store.changes_since(0).await.unwrap();
-    assert_eq!(all.revision, 3);
-    assert_eq!(all.ids, ids);
+    assert_eq!(all.revision, 6, "3 inserts, then 3 updates");
+    assert_eq!(all.ids, [ids.clone(), ids.clone()].concat());
     assert!(!all.resync);
     // What pruning does once the log is full: the oldest entries go.
-    sqlx::query("DELETE FROM keyward_changes WHERE revision <= 2")
+    sqlx::query("DELETE FROM keyward_changes WHERE revision <= 5")
         .execute(store.pool())
         .await
         .unwrap();
     let behind = store.changes_since(0).await.unwrap();
     assert!(behind.resync);
-    let at_edge = store.changes_since(2).await.unwrap();
+    let at_edge = store.changes_since(5).await.unwrap();
     assert!(!at_edge.resync);
     assert_eq!(at_edge.ids, [ids[2]]);
     let ahead = store.changes_since(u64::MAX).await.unwrap();
     assert!(!ahead.resync && ahead.ids.is_empty());
     // Usage is not a change.
     store.record_usage(&[(ids[0], t(9))]).await.unwrap();
-    assert_eq!(store.changes_since(3).await.unwrap().revision, 3);
+    assert_eq!(store.changes_since(6).await.unwrap().revision, 6);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -237,12 +237,12 @@ async fn the_change_log_keeps_the_configured_length_and_a_reader_behind_it_must_
         store.update(&id, &change).await.unwrap().unwrap();
     }
     let behind = store.changes_since(0).await.unwrap();
-    assert_eq!(behind.revision, 10);
+    assert_eq!(behind.revision, 11, "the insert, then 10 updates");
     assert!(behind.resync);
-    let edge = store.changes_since(7).await.unwrap();
+    let edge = store.changes_since(8).await.unwrap();
     assert!(!edge.resync);
     assert_eq!(edge.ids, vec![id; 3]);
-    assert!(store.changes_since(6).await.unwrap().resync);
+    assert!(store.changes_since(7).await.unwrap().resync);
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM keyward_changes")
         .fetch_one(store.pool())
         .await

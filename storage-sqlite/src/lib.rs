@@ -418,12 +418,25 @@ fn insert_row(conn: &Connection, id: KeyId, row: RecordRow) -> Result<(), StoreE
     Ok(())
 }
 
-/// Logs `id` as changed (the log's row id is the new revision) and prunes the log to its
-/// newest `keep` entries, in the caller's transaction.
-fn log_change(conn: &Connection, id: &KeyId, keep: i64) -> Result<(), StoreError> {
-    conn.prepare_cached("INSERT INTO keyward_changes (key_id) VALUES (?1)")
-        .and_then(|mut stmt| stmt.execute(params![id.as_str()]))
+/// Logs `ids` as changed, one revision each, and prunes the log to its last `keep` entries;
+/// in the caller's transaction (an insert, a batch of inserts or an update).
+fn log_changes(
+    conn: &Connection,
+    ids: impl IntoIterator<Item = KeyId>,
+    keep: i64,
+) -> Result<(), StoreError> {
+    let mut log = conn
+        .prepare_cached("INSERT INTO keyward_changes (key_id) VALUES (?1)")
         .map_err(backend)?;
+    let mut logged = false;
+    for id in ids {
+        log.execute(params![id.as_str()]).map_err(backend)?;
+        logged = true;
+    }
+    if !logged {
+        return Ok(());
+    }
+    // The row just logged: its revision.
     let revision = conn.last_insert_rowid();
     conn.prepare_cached("DELETE FROM keyward_changes WHERE revision <= ?1")
         .and_then(|mut stmt| stmt.execute(params![revision.saturating_sub(keep)]))
@@ -436,7 +449,17 @@ impl RecordStore for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all, fields(key.id = %record.id))]
     async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError> {
         let (id, row) = (record.id, RecordRow::from_record(record, STORE)?);
-        self.write(move |conn| insert_row(conn, id, row)).await
+        let keep = to_sql_int(self.inner.change_log_len);
+        self.write(move |conn| {
+            // One transaction: the row and its change-log entry, or neither.
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            insert_row(&tx, id, row)?;
+            log_changes(&tx, [id], keep)?;
+            tx.commit().map_err(backend)
+        })
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(count = records.len()))]
@@ -445,14 +468,18 @@ impl RecordStore for SqliteStore {
             .iter()
             .map(|r| Ok((r.id, RecordRow::from_record(r, STORE)?)))
             .collect::<Result<Vec<_>, StoreError>>()?;
+        let keep = to_sql_int(self.inner.change_log_len);
         self.write(move |conn| {
             // One transaction: a duplicate id anywhere inserts none of the batch.
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(backend)?;
+            let mut ids = Vec::with_capacity(rows.len());
             for (id, row) in rows {
                 insert_row(&tx, id, row)?;
+                ids.push(id);
             }
+            log_changes(&tx, ids, keep)?;
             tx.commit().map_err(backend)
         })
         .await
@@ -540,7 +567,7 @@ impl RecordStore for SqliteStore {
             if !exists {
                 return Ok(None);
             }
-            log_change(&tx, &id, keep)?;
+            log_changes(&tx, [id], keep)?;
             // Commit before decoding: a change (above all a revocation) takes effect even if
             // some other column of the row was damaged by hand; decoding then reports that.
             tx.commit().map_err(backend)?;
@@ -585,7 +612,8 @@ impl RecordStore for SqliteStore {
                 ])
             })
             .map_err(backend)?;
-            log_change(&tx, &old, keep)?;
+            // The successor's insert and the old key's change, as `insert` and `update` log them.
+            log_changes(&tx, [successor_id, old], keep)?;
             tx.commit().map_err(backend)?;
             Ok(RotateOutcome::Rotated(Box::new(replaced)))
         })

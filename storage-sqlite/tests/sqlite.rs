@@ -144,7 +144,7 @@ async fn data_persists_across_close_and_reopen() {
     assert_eq!(store.usage(&bucket).await.unwrap(), 7);
     let changes = store.changes_since(0).await.unwrap();
     assert_eq!(changes.revision, revision);
-    assert_eq!(changes.ids, vec![r.id]);
+    assert_eq!(changes.ids, vec![r.id, r.id], "the insert and the update");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -528,7 +528,11 @@ async fn the_change_log_is_bounded_and_a_reader_behind_it_must_resync() {
     let r = sample_record(&project("log"), env("dev"), t(1));
     store.insert(&r).await.unwrap();
     let start = store.changes_since(0).await.unwrap();
-    assert_eq!((start.revision, start.resync), (0, false));
+    assert_eq!(
+        (start.revision, start.resync),
+        (1, false),
+        "the insert is revision 1"
+    );
     for i in 0..10 {
         let change = KeyChange {
             name: Some(format!("n{i}")),
@@ -537,12 +541,12 @@ async fn the_change_log_is_bounded_and_a_reader_behind_it_must_resync() {
         store.update(&r.id, &change).await.unwrap();
     }
     let behind = store.changes_since(0).await.unwrap();
-    assert_eq!(behind.revision, 10);
+    assert_eq!(behind.revision, 11);
     assert!(behind.resync);
-    let edge = store.changes_since(7).await.unwrap();
+    let edge = store.changes_since(8).await.unwrap();
     assert!(!edge.resync);
     assert_eq!(edge.ids, vec![r.id; 3]);
-    assert!(store.changes_since(6).await.unwrap().resync);
+    assert!(store.changes_since(7).await.unwrap().resync);
     let rows: i64 = raw(&db_in(&dir))
         .query_row("SELECT COUNT(*) FROM keyward_changes", [], |r| r.get(0))
         .unwrap();
@@ -550,7 +554,7 @@ async fn the_change_log_is_bounded_and_a_reader_behind_it_must_resync() {
     let ahead = store.changes_since(u64::MAX).await.unwrap();
     assert_eq!(
         (ahead.revision, ahead.ids.len(), ahead.resync),
-        (10, 0, false)
+        (11, 0, false)
     );
 }
 

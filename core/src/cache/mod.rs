@@ -21,21 +21,38 @@
 //! re-hashing, another secret) the verify is cold. A TTL refresh of an active key therefore
 //! costs a store read, not an Argon2.
 //!
-//! **Races.** Every invalidation advances an epoch; a cold verify only caches its result if no
-//! invalidation happened since it read the store, so a verify racing a revocation can never
-//! re-insert the revoked key's old state.
+//! **Unknown ids.** An id the store does not hold costs one store read and no Argon2 (ids
+//! are public; the answer is the same `AuthError::Invalid` as a wrong secret). The cache
+//! then remembers it as unknown for [`CacheConfig::negative_ttl`] (as many ids as
+//! [`CacheConfig::capacity`]), so repeating it costs no store read either. Stores report
+//! inserts in their change feed, so an id inserted elsewhere is forgotten as unknown within
+//! the feed's staleness bound, like any change.
+//!
+//! **Failing work.** Attempts that run Argon2 are counted per id before they run, under the
+//! id's single-flight lock ([`CacheConfig::max_failures`] per
+//! [`CacheConfig::failure_window`]; a successful one is given back), and attempts against
+//! an id with failed attempts in its window may hold at most
+//! [`CacheConfig::failing_share_percent`] of the hashing pool at once. Past either limit the
+//! answer is `AuthError::RateLimited`, before Argon2. Ids without failures are not held to
+//! the share, so a flood of failing attempts cannot starve a real key's first use.
+//!
+//! **Races.** Every invalidation advances an epoch; a cold verify only caches its result (a
+//! verified key, or an unknown id) if no invalidation happened since it read the store, so a
+//! verify racing a revocation can never re-insert the revoked key's old state, nor one
+//! racing an insert remember the new id as unknown.
 //!
 //! **The rules live here.** The verify path asks the cache's `lookup` and, on a miss, its
 //! `cold`; what it gets back says what to do and carries the means to finish: a `Renewal`
-//! caches a revalidated record, a `ColdGuard` holds the id's single-flight lock and the
-//! epoch, and caches the verified record or counts the failure. Epochs, the
-//! single-flight map and the failure counters are not reachable from outside this module.
+//! caches a revalidated record, a `ColdGuard` holds the id's single-flight lock, the epoch,
+//! the counted attempt and the budget slot, and caches the verified record, remembers the
+//! unknown id or keeps the failure counted. Epochs, the single-flight map, the unknown ids,
+//! the failure counters and the budget are not reachable from outside this module.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rand::TryRng;
 use subtle::ConstantTimeEq;
@@ -45,8 +62,14 @@ use crate::key::{ApiKey, KeyId, RandomError};
 use crate::store::KeyRecord;
 
 mod feed;
+mod limits;
 
 pub(crate) use feed::{establish, watch_changes};
+use limits::{Budget, Failures, Reservation, Slot};
+
+/// How long a caller refused because failing attempts hold their share of the hashing pool
+/// is asked to wait.
+const BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// Verify cache settings.
 ///
@@ -54,10 +77,12 @@ pub(crate) use feed::{establish, watch_changes};
 /// let c = keyward::CacheConfig::default();
 /// assert_eq!(c.capacity, 100_000);
 /// assert_eq!(c.poll_interval, std::time::Duration::from_millis(250));
+/// assert_eq!((c.max_failures, c.failing_share_percent), (10, 50));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheConfig {
-    /// Most keys held (least recently used beyond this are evicted).
+    /// Most keys held (least recently used beyond this are evicted); as many unknown ids and
+    /// failure counters are held.
     pub capacity: u64,
     /// How long an entry is served without asking the store; bounds staleness if the change
     /// feed fails. After it, the key's next verify reads the store again (and runs Argon2 only
@@ -65,16 +90,30 @@ pub struct CacheConfig {
     pub ttl: Duration,
     /// How often stores without a push feed are polled for changes made elsewhere.
     pub poll_interval: Duration,
-    /// Failed cold attempts (wrong secret, Argon2 run) allowed per id per `failure_window`;
-    /// beyond that, attempts are refused with [`AuthError::RateLimited`](crate::AuthError)
-    /// without running Argon2. Trade-off: someone who knows a key's (public) id can keep it
-    /// at the limit on instances that have not verified the key since they started (or since
-    /// the key was changed), so the real key gets 429 there until the window passes. Where
-    /// the key was verified once, it is served without this check, even after its entry
-    /// expired (revalidated with a store read).
+    /// How long an id the store does not hold is answered as unknown without reading the
+    /// store again. An insert of the id (reported by the change feed, like any change) ends
+    /// it earlier; this bounds how long it lasts if the feed fails.
+    pub negative_ttl: Duration,
+    /// Failed cold attempts (wrong secret or unknown id) allowed per id per
+    /// `failure_window`; beyond that, attempts are refused with
+    /// [`AuthError::RateLimited`](crate::AuthError) without running Argon2. An attempt is
+    /// counted before its Argon2 runs, under the id's single-flight lock, so concurrent
+    /// attempts against one id run at most this many (a successful one is not counted).
+    /// Trade-off: someone who knows a key's (public) id can keep it at the limit on
+    /// instances that have not verified the key since they started (or since the key was
+    /// changed), so the real key gets 429 there until the window passes. Where the key was
+    /// verified once, it is served without this check, even after its entry expired
+    /// (revalidated with a store read).
     pub max_failures: u32,
     /// The window of `max_failures`.
     pub failure_window: Duration,
+    /// The share of the hashing pool (its workers, in percent; at least one worker) that cold
+    /// verifies against ids with failed attempts in their window may use at once. Past it,
+    /// such an attempt is refused with [`AuthError::RateLimited`](crate::AuthError) before
+    /// Argon2, while ids without failures are not limited, so a flood of failing attempts
+    /// cannot starve a real key's first use. Trade-off: during such a flood a real key whose
+    /// holder mistyped it in the window may be refused until the flood or the window ends.
+    pub failing_share_percent: u8,
 }
 
 impl Default for CacheConfig {
@@ -83,8 +122,10 @@ impl Default for CacheConfig {
             capacity: 100_000,
             ttl: Duration::from_secs(300),
             poll_interval: Duration::from_millis(250),
+            negative_ttl: Duration::from_secs(60),
             max_failures: 10,
             failure_window: Duration::from_secs(60),
+            failing_share_percent: 50,
         }
     }
 }
@@ -119,7 +160,7 @@ pub(crate) struct Entry {
     /// When a use of this key was last queued for the last-used batch (unix ms).
     noted_at: std::sync::atomic::AtomicI64,
     /// When the entry stops being served ([`CacheConfig::ttl`] after it was cached).
-    expires: std::time::Instant,
+    expires: Instant,
     /// The record's hash was weaker than the policy when verified (a re-hash was due): an
     /// expired entry like this is not revalidated, so the next verify re-hashes.
     obsolete: bool,
@@ -148,20 +189,17 @@ impl Entry {
     }
 }
 
-/// Failed cold attempts of one id, in the window opened by the first of them.
-struct Failures {
-    since: std::time::Instant,
-    count: AtomicU32,
-}
-
 pub(crate) struct VerifyCache {
     config: CacheConfig,
     key: Zeroizing<[u8; 32]>,
     /// Bounded (S3-FIFO eviction); entries carry their own expiry instant.
     entries: quick_cache::sync::Cache<KeyId, Arc<Entry>>,
-    /// Failed cold attempts per id (quick_cache, as the entries: a lookup on every attempt
-    /// against an uncached id, the hot path of a guessing flood).
-    failures: quick_cache::sync::Cache<KeyId, Arc<Failures>>,
+    /// Ids the store did not hold, until when they are answered as unknown.
+    unknown: quick_cache::sync::Cache<KeyId, Instant>,
+    /// Counted cold attempts per id.
+    failures: Failures,
+    /// The share of the hashing pool for ids with failed attempts.
+    budget: Budget,
     /// Serialises inserts against invalidations (held for a map operation only, never across
     /// an await).
     epoch_lock: Mutex<()>,
@@ -183,7 +221,8 @@ impl fmt::Debug for VerifyCache {
 }
 
 impl VerifyCache {
-    pub(crate) fn new(config: CacheConfig) -> Result<Self, RandomError> {
+    /// A cache for a manager whose hasher has `hashing_workers` workers.
+    pub(crate) fn new(config: CacheConfig, hashing_workers: usize) -> Result<Self, RandomError> {
         let mut key = Zeroizing::new([0u8; 32]);
         rand::rngs::SysRng
             .try_fill_bytes(&mut key[..])
@@ -193,7 +232,9 @@ impl VerifyCache {
             .max(1);
         Ok(Self {
             entries: quick_cache::sync::Cache::new(capacity),
-            failures: quick_cache::sync::Cache::new(capacity),
+            unknown: quick_cache::sync::Cache::new(capacity),
+            failures: Failures::new(config.max_failures, config.failure_window, capacity),
+            budget: Budget::new(hashing_workers, config.failing_share_percent),
             config,
             key,
             epoch_lock: Mutex::new(()),
@@ -214,7 +255,7 @@ impl VerifyCache {
     /// The entry of `id` if it is within its TTL.
     pub(crate) fn get(&self, id: &KeyId) -> Option<Arc<Entry>> {
         let entry = self.entries.get(id)?;
-        (std::time::Instant::now() < entry.expires).then_some(entry)
+        (Instant::now() < entry.expires).then_some(entry)
     }
 
     /// What the cache knows of `id` for a verify that could not be decided by
@@ -233,7 +274,7 @@ impl VerifyCache {
         }
         match self.entries.peek(id) {
             Some(entry)
-                if std::time::Instant::now() >= entry.expires
+                if Instant::now() >= entry.expires
                     && entry.digest.matches(digest)
                     && !entry.obsolete =>
             {
@@ -249,60 +290,125 @@ impl VerifyCache {
         }
     }
 
-    /// Admits a cold verify of `id` (store read and Argon2): refused while the id has used up
-    /// its failed attempts; otherwise under the id's single-flight lock, so concurrent cold
-    /// verifies of one id run Argon2 once (a verify that waited for the lock finds the entry
-    /// the first one cached).
+    /// Admits a cold verify of `id` (store read and Argon2), or answers without one:
+    ///
+    /// - `Refused` while the id has used up its failed attempts, checked before waiting for
+    ///   the id's single-flight lock and again under it, where the attempt is counted before
+    ///   its Argon2 runs (so concurrent attempts against one id run at most `max_failures`);
+    ///   also when the id has failed attempts and failing attempts hold their share of the
+    ///   hashing pool;
+    /// - `Unknown` for an id the store did not hold lately (counted as a failed attempt);
+    /// - `Hit` when the verify that held the lock before this one cached the id;
+    /// - otherwise `Verify`, under the id's single-flight lock.
     pub(crate) async fn cold(&self, id: KeyId, digest: Digest) -> Cold<'_> {
-        if self.too_many_failures(&id) {
-            return Cold::Refused {
-                retry_after: self.config.failure_window,
-            };
+        if let Some(answer) = self.unknown_or_refused(&id) {
+            return answer;
         }
         let flight = self.lock_id(id).await;
         if let Some(entry) = self.get(&id) {
             return Cold::Hit(entry);
         }
+        // What the verifies that held the lock before this one found out.
+        if let Some(answer) = self.unknown_or_refused(&id) {
+            return answer;
+        }
+        let epoch = self.epoch();
+        let Some(attempt) = self.failures.reserve(&id) else {
+            return self.refused(&id);
+        };
+        let slot = if attempt.had_history() {
+            match self.budget.take() {
+                Some(slot) => Some(slot),
+                None => {
+                    tracing::debug!(key.id = %id, "failing attempts hold their share of the hashing pool");
+                    return Cold::Refused {
+                        retry_after: BUSY_RETRY_AFTER,
+                    };
+                }
+            }
+        } else {
+            None
+        };
         Cold::Verify(ColdGuard {
-            epoch: self.epoch(),
+            epoch,
             digest,
             flight,
+            attempt,
+            _slot: slot,
         })
+    }
+
+    /// `Refused` when `id` has used up its attempts, `Unknown` (counted) when it is known to
+    /// be unknown; `None` when a cold verify should decide.
+    fn unknown_or_refused(&self, id: &KeyId) -> Option<Cold<'_>> {
+        if self.failures.exhausted(id) {
+            return Some(self.refused(id));
+        }
+        let known_unknown = self
+            .unknown
+            .get(id)
+            .is_some_and(|until| Instant::now() < until);
+        if !known_unknown {
+            return None;
+        }
+        Some(match self.failures.reserve(id) {
+            Some(attempt) => {
+                attempt.keep();
+                Cold::Unknown
+            }
+            None => self.refused(id),
+        })
+    }
+
+    fn refused(&self, id: &KeyId) -> Cold<'_> {
+        tracing::debug!(key.id = %id, "too many failed attempts");
+        Cold::Refused {
+            retry_after: self.failures.window(),
+        }
     }
 
     fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::SeqCst)
     }
 
-    /// Caches a verified key unless an invalidation happened since `epoch` was read.
-    fn insert_if_unchanged(&self, epoch: u64, digest: Digest, record: KeyRecord, obsolete: bool) {
+    /// Runs `cache` under the epoch lock if a change-feed baseline is established and no
+    /// invalidation happened since `epoch` was read.
+    fn if_unchanged(&self, epoch: u64, cache: impl FnOnce()) {
         let Ok(_guard) = self.epoch_lock.lock() else {
             return;
         };
         if self.ready.load(Ordering::SeqCst) && self.epoch.load(Ordering::SeqCst) == epoch {
+            cache();
+        }
+    }
+
+    /// Caches a verified key unless an invalidation happened since `epoch` was read.
+    fn insert_if_unchanged(&self, epoch: u64, digest: Digest, record: KeyRecord, obsolete: bool) {
+        self.if_unchanged(epoch, || {
             let entry = Entry {
                 digest,
                 record,
                 noted_at: std::sync::atomic::AtomicI64::new(i64::MIN),
-                expires: std::time::Instant::now() + self.config.ttl,
+                expires: Instant::now() + self.config.ttl,
                 obsolete,
             };
             self.entries.insert(entry.record.id, Arc::new(entry));
-        }
+        });
     }
 
-    /// Drops the entry of `id`: a change made through this manager, or reported by the feed.
+    /// Drops what is cached of `id` (its entry, or that it is unknown): a change made
+    /// through this manager, or reported by the feed (an update or an insert).
     pub(crate) fn invalidate(&self, id: &KeyId) {
         let _guard = self.epoch_lock.lock();
         self.epoch.fetch_add(1, Ordering::SeqCst);
         self.entries.remove(id);
+        self.unknown.remove(id);
     }
 
-    /// Drops every entry: the feed may have missed changes.
+    /// Drops everything cached: the feed may have missed changes.
     pub(crate) fn invalidate_all(&self) {
         let _guard = self.epoch_lock.lock();
-        self.epoch.fetch_add(1, Ordering::SeqCst);
-        self.entries.clear();
+        self.clear();
     }
 
     /// Marks whether a change-feed baseline is established (caching allowed).
@@ -310,38 +416,15 @@ impl VerifyCache {
         let _guard = self.epoch_lock.lock();
         self.ready.store(ready, Ordering::SeqCst);
         if !ready {
-            self.epoch.fetch_add(1, Ordering::SeqCst);
-            self.entries.clear();
+            self.clear();
         }
     }
 
-    /// The failures of `id` in a window that has not ended.
-    fn current_failures(&self, id: &KeyId) -> Option<Arc<Failures>> {
-        let failures = self.failures.get(id)?;
-        (failures.since.elapsed() < self.config.failure_window).then_some(failures)
-    }
-
-    /// Whether this id has used up its failed cold attempts.
-    fn too_many_failures(&self, id: &KeyId) -> bool {
-        self.current_failures(id)
-            .is_some_and(|f| f.count.load(Ordering::Relaxed) >= self.config.max_failures)
-    }
-
-    /// Counts a failed cold attempt. The caller holds the id's single-flight lock, so two
-    /// failures of one id never race to open a window.
-    fn record_failure(&self, id: &KeyId) {
-        match self.current_failures(id) {
-            Some(failures) => {
-                failures.count.fetch_add(1, Ordering::Relaxed);
-            }
-            None => self.failures.insert(
-                *id,
-                Arc::new(Failures {
-                    since: std::time::Instant::now(),
-                    count: AtomicU32::new(1),
-                }),
-            ),
-        }
+    /// Advances the epoch and drops every entry and unknown id; under the epoch lock.
+    fn clear(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.entries.clear();
+        self.unknown.clear();
     }
 
     /// The single-flight lock of one id.
@@ -399,34 +482,80 @@ impl Renewal<'_> {
 pub(crate) enum Cold<'a> {
     /// Another verify of this id cached it while this one waited.
     Hit(Arc<Entry>),
-    /// The id has used up its failed cold attempts in the current window.
+    /// The store did not hold the id lately: answer as to a wrong secret.
+    Unknown,
+    /// The id has used up its failed cold attempts in the current window, or has failed
+    /// attempts while failing attempts hold their share of the hashing pool.
     Refused {
-        /// When the window ends.
+        /// When to try again.
         retry_after: Duration,
     },
     /// Verify cold (store read and Argon2) and report the outcome to the guard.
     Verify(ColdGuard<'a>),
 }
 
-/// Held while one cold verify of an id runs: the id's single-flight lock, and the epoch read
-/// before the store was, so a result that raced an invalidation is not cached.
+/// Held while one cold verify of an id runs: the id's single-flight lock, the epoch read
+/// before the store was (a result that raced an invalidation is not cached), the attempt
+/// counted against the id and, for an id with failed attempts, a slot of the failing share
+/// of the hashing pool. Dropped without an outcome (the store or the hasher failed), the
+/// attempt is given back.
 pub(crate) struct ColdGuard<'a> {
+    // Dropped in this order: the attempt and the slot are settled before the lock is released,
+    // so the verify waiting for the lock sees them settled.
+    attempt: Reservation,
+    _slot: Option<Slot<'a>>,
     epoch: u64,
     digest: Digest,
     flight: InflightGuard<'a>,
 }
 
 impl ColdGuard<'_> {
-    /// The secret and binding were proven: cache the record (unless invalidated meanwhile).
+    /// The secret and binding were proven: cache the record (unless invalidated meanwhile);
+    /// the attempt is given back.
     pub(crate) fn verified(self, record: KeyRecord, obsolete: bool) {
-        self.flight
+        let ColdGuard {
+            attempt,
+            _slot: slot,
+            epoch,
+            digest,
+            flight,
+        } = self;
+        flight
             .cache
-            .insert_if_unchanged(self.epoch, self.digest, record, obsolete);
+            .insert_if_unchanged(epoch, digest, record, obsolete);
+        drop(attempt);
+        drop(slot);
+        drop(flight);
     }
 
-    /// The id is unknown or the secret wrong: count a failed attempt.
+    /// The secret is wrong: the attempt stays counted.
     pub(crate) fn failed(self) {
-        self.flight.cache.record_failure(&self.flight.id);
+        self.finish(|_| {});
+    }
+
+    /// The store does not hold the id: remember it as unknown (unless an invalidation came
+    /// in meanwhile, e.g. its insert); the attempt stays counted.
+    pub(crate) fn unknown(self) {
+        self.finish(|guard| {
+            let cache = guard.flight.cache;
+            let until = Instant::now() + cache.config.negative_ttl;
+            cache.if_unchanged(guard.epoch, || cache.unknown.insert(guard.flight.id, until));
+        });
+    }
+
+    /// Runs `record` for a failed attempt, keeps the attempt counted, then releases the slot
+    /// and the lock, in that order.
+    fn finish(self, record: impl FnOnce(&Self)) {
+        record(&self);
+        let ColdGuard {
+            attempt,
+            _slot: slot,
+            flight,
+            ..
+        } = self;
+        attempt.keep();
+        drop(slot);
+        drop(flight);
     }
 }
 
@@ -445,5 +574,69 @@ impl Drop for InflightGuard<'_> {
                 map.remove(&self.id);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    /// What `cold` answers for `id` on `cache`, by name.
+    async fn answer(cache: &VerifyCache, id: KeyId) -> &'static str {
+        match cache.cold(id, cache.digest(b"s")).await {
+            Cold::Hit(_) => "hit",
+            Cold::Unknown => "unknown",
+            Cold::Refused { .. } => "refused",
+            Cold::Verify(_) => "verify",
+        }
+    }
+
+    /// A cache with a change-feed baseline, an id, and `outcome` run on its first cold
+    /// attempt's guard with the cache: returns the next answer for the id.
+    fn after_first_attempt(
+        outcome: impl FnOnce(&VerifyCache, KeyId, ColdGuard<'_>),
+    ) -> &'static str {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let cache = VerifyCache::new(CacheConfig::default(), 2).unwrap();
+            cache.set_ready(true);
+            let id = KeyId::generate().unwrap();
+            let Cold::Verify(guard) = cache.cold(id, cache.digest(b"s")).await else {
+                panic!("a first attempt verifies cold");
+            };
+            outcome(&cache, id, guard);
+            let next = answer(&cache, id).await;
+            if next == "unknown" {
+                cache.invalidate(&id); // the feed reports its insert
+                assert_eq!(
+                    answer(&cache, id).await,
+                    "verify",
+                    "forgotten when invalidated"
+                );
+            }
+            next
+        })
+    }
+
+    #[test]
+    fn an_unknown_id_is_remembered_until_it_is_invalidated() {
+        assert_eq!(
+            after_first_attempt(|_, _, guard| guard.unknown()),
+            "unknown"
+        );
+    }
+
+    #[test]
+    fn an_unknown_id_read_before_an_invalidation_is_not_remembered() {
+        // The insert is reported between the store read and the outcome.
+        let answer = after_first_attempt(|cache, id, guard| {
+            cache.invalidate(&id);
+            guard.unknown();
+        });
+        assert_eq!(answer, "verify");
     }
 }

@@ -110,6 +110,7 @@ macro_rules! __conformance_cases {
             rotation_cases::rotate_refuses_revoked_expired_and_rotated_keys_unless_forced,
             rotation_cases::rotate_to_a_taken_id_is_already_exists_and_writes_nothing,
             rotation_cases::concurrent_rotations_and_a_revoke_serialize_in_the_store,
+            store_cases::changes_since_reports_inserted_ids,
             manager_cases::manager_issues_verifies_and_binds_keys,
             manager_cases::manager_revokes_rotates_and_expires_keys,
             manager_cases::revoke_is_effective_for_every_verify_that_starts_after_it,

@@ -447,14 +447,49 @@ pub async fn changes_since_reports_updated_ids_and_advances(store: &Arc<dyn KeyS
             )
             .await
             .expect("update");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        loop {
-            let ev = tokio::time::timeout_at(deadline, feed.recv())
-                .await
-                .expect("feed event in 5 s");
-            if matches!(ev, Some(ChangeEvent::Changed(id)) if id == a.id) {
-                break;
-            }
+        expect_announced(&mut feed, a.id).await;
+    }
+}
+
+/// Inserts, one by one and in a batch, advance the revision and are reported like updates
+/// (by `changes_since`, and by the push feed where there is one), so a cache that remembers
+/// an id as unknown learns that it now exists.
+pub async fn changes_since_reports_inserted_ids(store: &Arc<dyn KeyStore>) {
+    let p = project("inserted");
+    let r0 = store
+        .changes_since(u64::MAX)
+        .await
+        .expect("changes")
+        .revision;
+    let a = sample_record(&p, env("dev"), t(10));
+    store.insert(&a).await.expect("insert");
+    let batch = [
+        sample_record(&p, env("dev"), t(11)),
+        sample_record(&p, env("dev"), t(12)),
+    ];
+    store.insert_many(&batch).await.expect("insert_many");
+    let c = store.changes_since(r0).await.expect("changes");
+    assert!(c.revision >= r0 + 3, "revision {} after {}", c.revision, r0);
+    for id in [a.id, batch[0].id, batch[1].id] {
+        assert!(c.ids.contains(&id), "{id} not in {:?}", c.ids);
+    }
+    assert!(!c.resync);
+    if let Some(mut feed) = store.subscribe().await.expect("subscribe") {
+        let b = sample_record(&p, env("dev"), t(13));
+        store.insert(&b).await.expect("insert");
+        expect_announced(&mut feed, b.id).await;
+    }
+}
+
+/// Waits (at most 5 s) until the push feed announces `id`.
+async fn expect_announced(feed: &mut tokio::sync::mpsc::Receiver<ChangeEvent>, id: KeyId) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let ev = tokio::time::timeout_at(deadline, feed.recv())
+            .await
+            .expect("feed event in 5 s");
+        if matches!(ev, Some(ChangeEvent::Changed(changed)) if changed == id) {
+            break;
         }
     }
 }

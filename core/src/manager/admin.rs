@@ -123,7 +123,12 @@ impl KeyManager {
                 }
             };
             match placed {
-                Ok(replaced) => return Ok((IssuedKey { key, record }, replaced)),
+                Ok(replaced) => {
+                    // The id may be remembered as unknown (negative cache): forget it now,
+                    // before the feed reports the insert.
+                    self.invalidate(&record.id);
+                    return Ok((IssuedKey { key, record }, replaced));
+                }
                 Err(StoreError::AlreadyExists(_)) if attempts < ISSUE_ATTEMPTS => continue,
                 Err(e) => return Err(e.into()),
             }

@@ -3,8 +3,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::OnceCell;
-
 use crate::cache::{CacheConfig, VerifyCache};
 use crate::hash::{HashParams, Hasher};
 use crate::invalid::{InvalidValue, ValueKind};
@@ -55,7 +53,8 @@ impl KeyManagerBuilder {
         self
     }
 
-    /// Turns the verify cache off: every verify reads the store and runs Argon2.
+    /// Turns the verify cache off: every verify reads the store and, for a known id, runs
+    /// Argon2.
     pub fn without_cache(mut self) -> Self {
         self.cache = None;
         self
@@ -123,12 +122,12 @@ impl KeyManagerBuilder {
         let rate_limiters = RateLimiters::new(Arc::clone(&self.clock));
         let failure_log = LogThrottle::new(self.failure_log_interval, Arc::clone(&self.clock));
         let cache = match self.cache {
-            Some(config) => Some(Arc::new(VerifyCache::new(config).map_err(|e| {
-                InvalidValue {
+            Some(config) => Some(Arc::new(
+                VerifyCache::new(config, hasher.workers()).map_err(|e| InvalidValue {
                     kind: ValueKind::Config,
                     reason: e.to_string(),
-                }
-            })?)),
+                })?,
+            )),
             None => None,
         };
         Ok(KeyManager {
@@ -138,7 +137,6 @@ impl KeyManagerBuilder {
                 environments: self.environments,
                 hasher,
                 clock: self.clock,
-                decoy: OnceCell::new(),
                 cache,
                 last_used: Arc::new(LastUsedBatch::default()),
                 usage_flush_interval: self.usage_flush_interval,

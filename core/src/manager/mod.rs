@@ -15,10 +15,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::OnceCell;
-
 use crate::cache::VerifyCache;
-use crate::hash::{Hasher, SecretHash};
+use crate::hash::Hasher;
 use crate::key::{Environment, Prefix};
 use crate::ratelimit::RateLimiters;
 use crate::store::KeyStore;
@@ -86,9 +84,6 @@ struct Inner {
     environments: Vec<Environment>,
     hasher: Hasher,
     clock: Arc<dyn Clock>,
-    /// A hash of a random secret, verified against when the id is unknown, so an unknown id
-    /// costs the same Argon2 work as a wrong secret.
-    decoy: OnceCell<SecretHash>,
     cache: Option<Arc<VerifyCache>>,
     last_used: Arc<LastUsedBatch>,
     usage_flush_interval: Duration,

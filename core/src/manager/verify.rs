@@ -1,13 +1,13 @@
 //! The verify pipeline (docs/ARCHITECTURE.md, "The verify pipeline"): the key's text
 //! (parse, checksum, prefix, environment), then the verify cache, and only on a miss the
 //! store and Argon2; the state, project and scope outcomes only once the secret is proven;
-//! then the per-key rate limit and credits. The cache's rules (single flight, epochs, the
-//! failure limit) are the cache's own: this file only acts on what it answers.
+//! then the per-key rate limit and credits. The cache's rules (single flight, epochs, unknown
+//! ids, the failure limit and the failing share of the hashing pool) are the cache's own:
+//! this file only acts on what it answers.
 
 use crate::cache::{Cold, Entry, Lookup, VerifyCache};
 use crate::error::{AuthError, Error};
-use crate::hash::SecretHash;
-use crate::key::{ApiKey, Environment};
+use crate::key::ApiKey;
 use crate::store::{KeyChange, KeyRecord};
 use crate::time::Timestamp;
 
@@ -136,8 +136,12 @@ impl KeyManager {
     async fn authenticate(&self, key: &ApiKey, req: &Requirements) -> Result<Identity, Error> {
         self.start_background().await;
         let Some(cache) = &self.inner.cache else {
-            let (record, obsolete) = self.cold_verify(key).await?;
-            return self.accept(key, record, obsolete, req).await;
+            return match self.cold_verify(key).await? {
+                ColdOutcome::Verified { record, obsolete } => {
+                    self.accept(key, *record, obsolete, req).await
+                }
+                ColdOutcome::Unknown | ColdOutcome::Invalid => Err(invalid(key)),
+            };
         };
         let id = key.id();
         let digest = cache.digest(key.secret_bytes());
@@ -167,37 +171,33 @@ impl KeyManager {
     ) -> Result<Identity, Error> {
         let guard = match cache.cold(key.id(), digest.clone()).await {
             Cold::Hit(entry) => return self.accept_warm(key, &entry, &digest, req),
+            Cold::Unknown => return Err(invalid(key)),
             Cold::Refused { retry_after } => {
-                tracing::debug!(key.id = %key.id(), "rejected API key: too many failed attempts");
                 return Err(AuthError::RateLimited { retry_after }.into());
             }
             Cold::Verify(guard) => guard,
         };
-        match self.cold_verify(key).await {
-            Ok((record, obsolete)) => {
-                guard.verified(record.clone(), obsolete);
-                self.accept(key, record, obsolete, req).await
+        match self.cold_verify(key).await? {
+            ColdOutcome::Verified { record, obsolete } => {
+                guard.verified((*record).clone(), obsolete);
+                self.accept(key, *record, obsolete, req).await
             }
-            Err(Error::Auth(AuthError::Invalid)) => {
+            ColdOutcome::Unknown => {
+                guard.unknown();
+                Err(invalid(key))
+            }
+            ColdOutcome::Invalid => {
                 guard.failed();
-                Err(AuthError::Invalid.into())
+                Err(invalid(key))
             }
-            Err(e) => Err(e),
         }
     }
 
-    /// Store lookup and Argon2: the record if the secret and the binding match.
-    async fn cold_verify(&self, key: &ApiKey) -> Result<(KeyRecord, bool), Error> {
-        let id = key.id();
-        let record = self.inner.store.get(&id).await?;
-        let Some(record) = record else {
-            // The same Argon2 work as a wrong secret. What remains is the store lookup itself
-            // (a hit decodes a record): about 0.2% of a verify with test parameters, far less
-            // with real ones (SECURITY.md, Timing). Ids are public in any case.
-            let decoy = self.decoy().await?;
-            let _ = self.inner.hasher.verify(key.secret_bytes(), decoy).await?;
-            tracing::debug!(key.id = %id, "rejected API key: invalid");
-            return Err(AuthError::Invalid.into());
+    /// Store lookup and, for a known id, Argon2. An unknown id costs no Argon2: ids are
+    /// public, and the caller answers it as a wrong secret (SECURITY.md, "Threat model").
+    async fn cold_verify(&self, key: &ApiKey) -> Result<ColdOutcome, Error> {
+        let Some(record) = self.inner.store.get(&key.id()).await? else {
+            return Ok(ColdOutcome::Unknown);
         };
         let verdict = self
             .inner
@@ -205,10 +205,12 @@ impl KeyManager {
             .verify(key.secret_bytes(), &record.secret_hash)
             .await?;
         if !verdict.matches || !record.binds(key) {
-            tracing::debug!(key.id = %id, "rejected API key: invalid");
-            return Err(AuthError::Invalid.into());
+            return Ok(ColdOutcome::Invalid);
         }
-        Ok((record, verdict.obsolete))
+        Ok(ColdOutcome::Verified {
+            record: Box::new(record),
+            obsolete: verdict.obsolete,
+        })
     }
 
     /// Decides from a live cache entry: the digest and binding, then the state.
@@ -253,16 +255,6 @@ impl KeyManager {
         Ok(Identity::from_record(record))
     }
 
-    async fn decoy(&self) -> Result<&SecretHash, Error> {
-        self.inner
-            .decoy
-            .get_or_try_init(|| async {
-                let key = ApiKey::generate(self.inner.prefix, Environment::new("decoy")?)?;
-                Ok(self.inner.hasher.hash(key.secret_bytes()).await?)
-            })
-            .await
-    }
-
     /// Re-hashes a proven key's secret with the current parameters.
     async fn upgrade_hash(&self, key: &ApiKey) {
         let result = async {
@@ -283,6 +275,26 @@ impl KeyManager {
             Err(e) => tracing::warn!(key.id = %key.id(), error = %e, "could not re-hash API key"),
         }
     }
+}
+
+/// What a cold verify found.
+enum ColdOutcome {
+    /// The secret and the binding match.
+    Verified {
+        /// Boxed: the other outcomes carry nothing (clippy `large_enum_variant`).
+        record: Box<KeyRecord>,
+        obsolete: bool,
+    },
+    /// The store does not hold the id.
+    Unknown,
+    /// A wrong secret, or a key relabelled to another prefix or environment.
+    Invalid,
+}
+
+/// The one answer to an unknown id and a wrong secret alike.
+fn invalid(key: &ApiKey) -> Error {
+    tracing::debug!(key.id = %key.id(), "rejected API key: invalid");
+    AuthError::Invalid.into()
 }
 
 /// The outcomes decided once the secret is proven: revoked, expired, project, scopes.

@@ -20,7 +20,7 @@ pub const DEFAULT_CHANGE_LOG_LEN: u64 = 100_000;
 pub struct Changes {
     /// The store's current revision; pass it to the next call.
     pub revision: u64,
-    /// The ids changed after the revision asked for (possibly with repeats).
+    /// The ids inserted or changed after the revision asked for (possibly with repeats).
     pub ids: Vec<KeyId>,
     /// The store no longer knows all changes since that revision: drop every cached entry.
     pub resync: bool,
@@ -29,7 +29,7 @@ pub struct Changes {
 /// A message from a push-based change feed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChangeEvent {
-    /// This key changed (revoked, rotated, expiry, scopes, metadata…).
+    /// This key was inserted or changed (revoked, rotated, expiry, scopes, metadata…).
     Changed(KeyId),
     /// Changes may have been missed (e.g. the feed's connection dropped): drop every cached
     /// entry.
@@ -107,7 +107,9 @@ impl RotateOutcome {
 /// contract as tests; every store runs it.
 #[async_trait]
 pub trait RecordStore: Send + Sync + fmt::Debug + 'static {
-    /// Inserts a new record.
+    /// Inserts a new record. A successful insert advances the store's revision and records
+    /// the id as changed, like [`RecordStore::update`], in the same transaction: the change
+    /// feed reports it, so a verify cache that remembers the id as unknown forgets that.
     ///
     /// # Errors
     /// [`StoreError::AlreadyExists`] if the id is taken; otherwise the backend's failure.
@@ -115,7 +117,8 @@ pub trait RecordStore: Send + Sync + fmt::Debug + 'static {
 
     /// Inserts many records (bulk loading, migrations between stores), in one transaction
     /// where the backend has them. Fails on the first duplicate id (a store with
-    /// transactions inserts none of them then).
+    /// transactions inserts none of them then). Each inserted id advances the revision and is
+    /// recorded as changed, as by [`RecordStore::insert`].
     ///
     /// # Errors
     /// [`StoreError::AlreadyExists`] for a taken id; otherwise the backend's failure.
@@ -157,7 +160,8 @@ pub trait RecordStore: Send + Sync + fmt::Debug + 'static {
     /// Unknown ids are skipped. Does not advance the revision.
     async fn record_usage(&self, used: &[(KeyId, Timestamp)]) -> Result<(), StoreError>;
 
-    /// The ids changed after `revision` and the current revision. A store that keeps a
+    /// The ids inserted or updated after `revision` and the current revision (last-used times
+    /// are not changes). A store that keeps a
     /// bounded change log answers `resync: true` when `revision` is older than its log
     /// (build the answer with [`Changes::from_log`]).
     async fn changes_since(&self, revision: u64) -> Result<Changes, StoreError>;
