@@ -713,4 +713,13 @@ fn list_streams_every_page_of_a_large_project() {
     assert!(table.stdout.starts_with("ID"));
     let empty = cli.list(&["--project", "nobody", "--json"]);
     assert_eq!(empty.stdout, "[]\n");
+    // usage pages through the project the same way: every key has credits and a quota.
+    let usage = cli.run(&["usage", "--project", "big-app", "--json"]);
+    assert_eq!(usage.code, 0, "{usage:?}");
+    let report: serde_json::Value = serde_json::from_str(&usage.stdout).unwrap();
+    assert_eq!(report["project"], "big-app");
+    assert!(report["project_quota"].is_null());
+    assert_eq!(report["keys"].as_array().unwrap().len(), 1234);
+    let text = cli.run(&["usage", "--project", "big-app"]);
+    assert_eq!(text.stdout.lines().count(), 1 + 2 * 1234, "{}", &text.stdout[..200]);
 }

@@ -314,3 +314,65 @@ async fn counts_stop_at_i64_max_and_huge_amounts_are_refused_whole() {
         }
     );
 }
+
+/// Every list query (no filter; project; project and environment; with and without a cursor)
+/// has an index path in order: with sequential scans and sorts priced out, the plan holds
+/// neither, so a page costs the same in a project of 1,000 or 1,000,000 keys (issue 13, D5).
+#[tokio::test]
+async fn every_list_query_has_an_index_path_without_a_sort() {
+    use keyward::store::rows::{Param, Placeholders, list_statement};
+    use keyward::{Environment, ListQuery};
+    use sqlx::Row;
+    let Some(schema) = TestSchema::create("every_list_query_has_an_index_path").await else {
+        return;
+    };
+    let store = schema.store().await;
+    let ids = insert_keys(&store, 3).await;
+    let pool = schema.pool(1).await;
+    let mut conn = pool.acquire().await.unwrap();
+    sqlx::query("SET enable_seqscan = off")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    sqlx::query("SET enable_sort = off")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let project = Project::new("instances").unwrap();
+    let dev: Environment = "dev".parse().unwrap();
+    for (p, e) in [
+        (None, None),
+        (Some(project.clone()), None),
+        (Some(project), Some(dev)),
+    ] {
+        for after in [None, Some((t(1), ids[1]))] {
+            let query = ListQuery {
+                project: p.clone(),
+                environment: e,
+                after,
+                limit: 100,
+            };
+            let statement = list_statement(&query, Placeholders::Dollar);
+            let mut explain =
+                sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN {}", statement.sql)));
+            for param in statement.params {
+                explain = match param {
+                    Param::Integer(n) => explain.bind(n),
+                    Param::Text(s) | Param::Json(s) => explain.bind(s),
+                    Param::Names(n) => explain.bind(n),
+                };
+            }
+            let plan: Vec<String> = explain
+                .fetch_all(&mut *conn)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get::<String, _>(0))
+                .collect();
+            let text = plan.join(" | ");
+            assert!(text.contains("Index"), "{query:?}: {text}");
+            assert!(!text.contains("Sort"), "{query:?} sorts: {text}");
+            assert!(!text.contains("Seq Scan"), "{query:?}: {text}");
+        }
+    }
+}

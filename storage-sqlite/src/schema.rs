@@ -62,6 +62,9 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         WHERE rotated_from IS NOT NULL GROUP BY rotated_from
     ) AS successor
     WHERE keyward_keys.id = successor.rotated_from;",
+    // 5: a page of one project's keys (all environments) is read in index order, as PostgreSQL
+    // does: without it, every page sorted the whole project (issue 13, D5).
+    "CREATE INDEX keyward_keys_project_created ON keyward_keys (project, created_at, id);",
 ];
 
 /// The schema version this code writes and reads.

@@ -686,3 +686,66 @@ async fn a_key_rotated_before_the_rotated_to_column_is_known_as_rotated() {
         assert_eq!(store.get(&r.id).await.unwrap(), Some(r));
     }
 }
+
+/// Every list query (no filter; project; project and environment; each with and without a
+/// cursor) reads its page in index order: no full scan and no sort of the matching keys, so a
+/// page costs the same in a project of 1,000 or 1,000,000 keys (issue 13, D5).
+#[tokio::test]
+async fn every_list_query_is_served_by_an_index_without_a_sort() {
+    use keyward::store::rows::{Param, Placeholders, list_statement};
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_in(&dir);
+    let store = SqliteStore::open(&path).await.unwrap();
+    let records: Vec<KeyRecord> = (0..300)
+        .map(|i| {
+            sample_record(
+                &project(&format!("p{}", i % 3)),
+                env(["dev", "prd"][i % 2]),
+                t(i as i64),
+            )
+        })
+        .collect();
+    store.insert_many(&records).await.unwrap();
+    let conn = raw(&path);
+    conn.execute_batch("ANALYZE").unwrap();
+    let after = Some((t(5), records[5].id));
+    for (project_filter, env_filter) in
+        [(None, None), (Some("p1"), None), (Some("p1"), Some("dev"))]
+    {
+        for after in [None, after] {
+            let query = ListQuery {
+                project: project_filter.map(project),
+                environment: env_filter.map(env),
+                after,
+                limit: 100,
+            };
+            let statement = list_statement(&query, Placeholders::Question);
+            let params: Vec<rusqlite::types::Value> = statement
+                .params
+                .iter()
+                .map(|p| match p {
+                    Param::Text(Some(s)) => rusqlite::types::Value::Text(s.clone()),
+                    Param::Integer(Some(n)) => rusqlite::types::Value::Integer(*n),
+                    _ => rusqlite::types::Value::Null,
+                })
+                .collect();
+            let mut stmt = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {}", statement.sql))
+                .unwrap();
+            let plan: Vec<String> = stmt
+                .query_map(rusqlite::params_from_iter(params), |r| {
+                    r.get::<_, String>(3)
+                })
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            let text = plan.join(" | ");
+            assert!(text.contains("USING INDEX"), "{query:?}: {text}");
+            assert!(!text.contains("TEMP B-TREE"), "{query:?} sorts: {text}");
+            assert!(
+                !text.starts_with("SCAN keyward_keys |") && text != "SCAN keyward_keys",
+                "{query:?}: {text}"
+            );
+        }
+    }
+}

@@ -36,7 +36,7 @@ pub use model::{
     Identity, IssueRequest, IssuedKey, KeyInfo, KeyStatus, Requirements, RotateOptions, RotatedKey,
 };
 pub use tenant::{Tenant, TenantKeys};
-pub use usage::{EventsAccepted, KeyUsage, QUOTA_SETTING_TTL, UsageReport};
+pub use usage::{EventsAccepted, KeyUsage, KeyUsagePage, QUOTA_SETTING_TTL, UsageReport};
 
 use background::{Background, LastUsedBatch};
 use usage::ProjectQuotas;

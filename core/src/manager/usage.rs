@@ -66,6 +66,15 @@ pub struct UsageReport {
     pub keys: Vec<KeyUsage>,
 }
 
+/// One page of [`KeyManager::key_usage`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyUsagePage {
+    /// The keys of the page that have their own quota or credits.
+    pub keys: Vec<KeyUsage>,
+    /// Where the next page starts (`None`: this was the last).
+    pub next: Option<(Timestamp, KeyId)>,
+}
+
 /// One key's usage in the current period.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct KeyUsage {
@@ -280,19 +289,7 @@ impl KeyManager {
         project: &Project,
         environment: Option<Environment>,
     ) -> Result<UsageReport, Error> {
-        let project_quota = match self.project_quota(project).await? {
-            Some(q) => {
-                let (bucket, end) = self.event_bucket(Counter::ProjectEvents(project), q);
-                let used = self.inner.store.usage(&bucket).await?;
-                Some(QuotaUsage::new(
-                    q.limit,
-                    used,
-                    bucket.period_start,
-                    Some(end),
-                ))
-            }
-            None => None,
-        };
+        let project_quota = self.project_usage(project).await?;
         let mut keys = Vec::new();
         let mut query = ListQuery {
             project: Some(project.clone()),
@@ -301,14 +298,11 @@ impl KeyManager {
             ..ListQuery::default()
         };
         loop {
-            let page = self.inner.store.list(&query).await?;
-            let Some(last) = page.last() else { break };
-            query.after = Some((last.created_at, last.id));
-            for r in &page {
-                if r.limits.quota.is_none() && r.limits.credits.is_none() {
-                    continue;
-                }
-                keys.push(self.key_usage_of(r).await?);
+            let page = self.key_usage(&query).await?;
+            keys.extend(page.keys);
+            match page.next {
+                Some(next) => query.after = Some(next),
+                None => break,
             }
         }
         Ok(UsageReport {
@@ -316,6 +310,44 @@ impl KeyManager {
             project_quota,
             keys,
         })
+    }
+
+    /// Where a project's event quota stands in the current period (`None`: no quota).
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the store fails.
+    pub async fn project_usage(&self, project: &Project) -> Result<Option<QuotaUsage>, Error> {
+        let Some(q) = self.project_quota(project).await? else {
+            return Ok(None);
+        };
+        let (bucket, end) = self.event_bucket(Counter::ProjectEvents(project), q);
+        let used = self.inner.store.usage(&bucket).await?;
+        Ok(Some(QuotaUsage::new(
+            q.limit,
+            used,
+            bucket.period_start,
+            Some(end),
+        )))
+    }
+
+    /// The own quotas and credits of one page of keys: those of the keys `query` lists (at
+    /// most `query.limit`) that have either. Memory and work stay at one page however many
+    /// keys the project has; pass [`KeyUsagePage::next`] as `query.after` for the next page.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the store fails.
+    pub async fn key_usage(&self, query: &ListQuery) -> Result<KeyUsagePage, Error> {
+        let page = self.inner.store.list(query).await?;
+        let next = (page.len() >= query.limit as usize)
+            .then(|| page.last().map(|r| (r.created_at, r.id)))
+            .flatten();
+        let mut keys = Vec::new();
+        for r in &page {
+            if r.limits.quota.is_some() || r.limits.credits.is_some() {
+                keys.push(self.key_usage_of(r).await?);
+            }
+        }
+        Ok(KeyUsagePage { keys, next })
     }
 
     async fn key_usage_of(&self, r: &KeyRecord) -> Result<KeyUsage, Error> {

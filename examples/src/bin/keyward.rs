@@ -443,26 +443,62 @@ async fn usage(
     json: bool,
 ) -> Result<ExitCode, Failure> {
     let manager = manager(db, prefix, &[], None).await?;
-    let report = manager.usage(project).await?;
+    let write_err = |e: io::Error| Failure::usage(format!("cannot write to stdout: {e}"));
+    let mut out = io::stdout().lock();
+    let project_quota = manager.project_usage(project).await?;
     if json {
-        let text = serde_json::to_string_pretty(&report)
-            .map_err(|e| Failure::usage(format!("cannot encode the report: {e}")))?;
-        println!("{text}");
-        return Ok(ExitCode::SUCCESS);
-    }
-    match &report.project_quota {
-        Some(u) => println!("project '{project}' events: {}", describe_usage(u)),
-        None => println!("project '{project}' has no event quota"),
-    }
-    for k in &report.keys {
-        if let Some(u) = &k.quota {
-            println!("key {} events: {}", k.id, describe_usage(u));
+        let head = format!(
+            "{{\"project\":{},\"project_quota\":{},\"keys\":[",
+            encode(project)?,
+            encode(&project_quota)?
+        );
+        out.write_all(head.as_bytes()).map_err(write_err)?;
+    } else {
+        match &project_quota {
+            Some(u) => writeln!(out, "project '{project}' events: {}", describe_usage(u)),
+            None => writeln!(out, "project '{project}' has no event quota"),
         }
-        if let Some(u) = &k.credits {
-            println!("key {} credits: {}", k.id, describe_usage(u));
+        .map_err(write_err)?;
+    }
+    // One page of keys at a time: memory stays bounded however many keys the project has.
+    let mut query = ListQuery {
+        project: Some(project.clone()),
+        limit: LIST_PAGE,
+        ..ListQuery::default()
+    };
+    let mut first = true;
+    loop {
+        let page = manager.key_usage(&query).await?;
+        for k in &page.keys {
+            if json {
+                let sep = if first { "" } else { "," };
+                write!(out, "{sep}{}", encode(k)?).map_err(write_err)?;
+                first = false;
+                continue;
+            }
+            if let Some(u) = &k.quota {
+                writeln!(out, "key {} events: {}", k.id, describe_usage(u)).map_err(write_err)?;
+            }
+            if let Some(u) = &k.credits {
+                writeln!(out, "key {} credits: {}", k.id, describe_usage(u)).map_err(write_err)?;
+            }
+        }
+        match page.next {
+            Some(next) => query.after = Some(next),
+            None => break,
         }
     }
+    if json {
+        out.write_all(b"]}\n").map_err(write_err)?;
+    }
+    out.flush().map_err(write_err)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A value as JSON text, for the streamed `usage --json` report.
+fn encode<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, Failure> {
+    serde_json::to_string(value)
+        .map_err(|e| Failure::usage(format!("cannot encode the report: {e}")))
 }
 
 /// The key to verify: `$KEYWARD_KEY` if set and non-empty, else one line of stdin (its line
