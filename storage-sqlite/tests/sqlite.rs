@@ -374,6 +374,7 @@ async fn a_database_with_the_old_table_names_is_migrated_with_everything_in_it()
         names("index"),
         [
             "keyward_keys_created",
+            "keyward_keys_project_created",
             "keyward_keys_project_environment_created"
         ]
     );
