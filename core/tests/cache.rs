@@ -866,20 +866,26 @@ impl FeedTrouble {
         issued
     }
 
-    /// Waits until `text` is served from the cache alone (the feed caught up).
+    /// Waits until `key` is served from the cache alone (the feed caught up).
     async fn wait_until_warm(&self, key: &keyward::IssuedKey) {
-        let start = Instant::now();
-        while self
-            .m
-            .verify_cached(&key.key, &Requirements::none())
-            .is_none()
-        {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "the feed never caught up"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        wait_for("the feed to catch up", || {
+            self.m
+                .verify_cached(&key.key, &Requirements::none())
+                .is_some()
+        })
+        .await;
+    }
+}
+
+/// Waits (at most 10 s) until `done` holds.
+async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "waited for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
@@ -892,18 +898,11 @@ async fn a_lost_feed_revalidates_with_one_store_read_and_a_resync_invalidates_on
     let (gets, runs) = (t.gets(), t.m.hasher().runs());
 
     t.events.send(keyward::ChangeEvent::Lost).await.unwrap();
-    let start = Instant::now();
-    while t
-        .m
-        .verify_cached(&kept.key, &Requirements::none())
-        .is_some()
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "never marked lost"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_for("the feed to be marked lost", || {
+        t.m.verify_cached(&kept.key, &Requirements::none())
+            .is_none()
+    })
+    .await;
     // Lost: each use revalidates with one store read, no Argon2.
     t.m.verify(kept_text, &Requirements::none()).await.unwrap();
     assert_eq!((t.gets(), t.m.hasher().runs()), (gets + 1, runs));
@@ -958,17 +957,14 @@ async fn a_resync_whose_gap_exceeds_the_change_log_drops_the_whole_cache() {
         .catch_ups
         .load(std::sync::atomic::Ordering::SeqCst);
     t.events.send(keyward::ChangeEvent::Resync).await.unwrap();
-    let start = Instant::now();
-    while t
-        .hook
-        .hook()
-        .catch_ups
-        .load(std::sync::atomic::Ordering::SeqCst)
-        == catch_ups
-    {
-        assert!(start.elapsed() < Duration::from_secs(10), "no catch-up");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_for("a catch-up", || {
+        t.hook
+            .hook()
+            .catch_ups
+            .load(std::sync::atomic::Ordering::SeqCst)
+            != catch_ups
+    })
+    .await;
     // The cache is served again once caught up, and the key is no longer in it: the next
     // verify is cold (store read and Argon2).
     let runs = t.m.hasher().runs();

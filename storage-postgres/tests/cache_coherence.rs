@@ -36,13 +36,7 @@ async fn a_revocation_through_one_instance_reaches_the_other_within_100ms_p99() 
     let b = instance(schema.store().await);
     let mut latencies = Vec::with_capacity(ROUNDS);
     for _ in 0..ROUNDS {
-        let issued = a
-            .issue(IssueRequest::new(
-                "web-app".parse().unwrap(),
-                "prd".parse().unwrap(),
-            ))
-            .await
-            .unwrap();
+        let issued = issue(&a).await;
         let text = issued.key.expose_secret();
         a.verify(text, &Requirements::none()).await.unwrap();
         warm(&b, &issued).await;
@@ -72,6 +66,15 @@ async fn a_revocation_through_one_instance_reaches_the_other_within_100ms_p99() 
     assert!(p99 <= Duration::from_millis(100), "p99 {p99:?} > 100 ms");
 }
 
+async fn issue(a: &KeyManager) -> IssuedKey {
+    a.issue(IssueRequest::new(
+        "web-app".parse().unwrap(),
+        "prd".parse().unwrap(),
+    ))
+    .await
+    .unwrap()
+}
+
 /// Verifies `key` on `b` until B answers from its cache (no Argon2). The insert is a change
 /// too: its notification may reach B after B's first verify and drop that entry once.
 async fn warm(b: &KeyManager, key: &IssuedKey) {
@@ -94,14 +97,7 @@ async fn warm(b: &KeyManager, key: &IssuedKey) {
 async fn warm_keys(a: &KeyManager, b: &KeyManager, n: usize) -> Vec<IssuedKey> {
     let mut keys = Vec::with_capacity(n);
     for _ in 0..n {
-        let issued = a
-            .issue(IssueRequest::new(
-                "web-app".parse().unwrap(),
-                "prd".parse().unwrap(),
-            ))
-            .await
-            .unwrap();
-        keys.push(issued);
+        keys.push(issue(a).await);
     }
     for key in &keys {
         warm(b, key).await;
@@ -148,21 +144,14 @@ async fn after_the_listener_is_killed_unchanged_keys_stay_warm_and_a_key_revoked
     let (revoked, kept) = keys.split_first().unwrap();
 
     let mut admin = schema.admin().await;
-    let pids = common::listener_pids(&mut admin, &app).await;
-    assert_eq!(pids.len(), 1, "one listener backend named {app}");
-    let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
-        .bind(pids[0])
-        .fetch_one(&mut admin)
-        .await
-        .unwrap();
-    assert!(killed);
+    let killed = common::kill_listener(&mut admin, &app).await;
     // Made while B's listener reconnects (its notification is most likely lost; either way
     // B must refuse the key).
     a.revoke(&revoked.record.id).await.unwrap();
     let start = Instant::now();
     loop {
         let now = common::listener_pids(&mut admin, &app).await;
-        if now.len() == 1 && now[0] != pids[0] {
+        if now.len() == 1 && now[0] != killed {
             break;
         }
         assert!(
@@ -180,21 +169,13 @@ async fn through_a_database_outage_unchanged_keys_stay_warm_and_a_key_revoked_me
     let Some(schema) = common::TestSchema::create("outage_catch_up").await else {
         return;
     };
-    let direct = schema.options();
-    let host = direct.get_host().to_owned();
-    assert!(
-        host == "localhost" || host.starts_with("127."),
-        "the proxy test only targets a loopback database, not {host}"
-    );
     // B reaches the database through a proxy that can cut it off (like a restart, for B).
-    let proxy = common::Proxy::start((host, direct.get_port())).await;
+    let proxy = common::Proxy::in_front_of(&schema).await;
     let a = instance(schema.store().await);
     let b = instance(
-        keyward_postgres::PostgresStore::connect_with(
-            schema.options().host("127.0.0.1").port(proxy.port),
-        )
-        .await
-        .unwrap(),
+        keyward_postgres::PostgresStore::connect_with(proxy.options(&schema))
+            .await
+            .unwrap(),
     );
     let keys = warm_keys(&a, &b, 10).await;
     let (revoked, kept) = keys.split_first().unwrap();

@@ -86,14 +86,7 @@ async fn the_listener_reconnects_after_its_backend_is_killed_and_reports_resync(
         ChangeEvent::Changed(id)
     );
 
-    let pids = listener_pids(&mut admin, &app).await;
-    assert_eq!(pids.len(), 1, "one listener backend named {app}");
-    let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
-        .bind(pids[0])
-        .fetch_one(&mut admin)
-        .await
-        .unwrap();
-    assert!(killed);
+    let killed = common::kill_listener(&mut admin, &app).await;
     let killed_at = Instant::now();
     // A change made while the listener is down is lost as a notification; Resync covers it.
     writer.update(&id, &rename(1)).await.unwrap();
@@ -113,7 +106,7 @@ async fn the_listener_reconnects_after_its_backend_is_killed_and_reports_resync(
     assert!(lost, "the loss is announced before the resync");
     let new_pids = listener_pids(&mut admin, &app).await;
     assert_eq!(new_pids.len(), 1);
-    assert_ne!(new_pids[0], pids[0], "a new backend listens");
+    assert_ne!(new_pids[0], killed, "a new backend listens");
 
     let other = insert_key(&writer).await;
     writer.update(&other, &rename(2)).await.unwrap();
@@ -206,18 +199,11 @@ async fn the_listener_backs_off_while_the_database_is_unreachable_then_resyncs()
     let Some(schema) = TestSchema::create("the_listener_backs_off_while_unreachable").await else {
         return;
     };
-    let direct = schema.options();
-    let host = direct.get_host().to_owned();
-    assert!(
-        host == "localhost" || host.starts_with("127."),
-        "the proxy test only targets a loopback database, not {host}"
-    );
-    let proxy = Proxy::start((host, direct.get_port())).await;
+    let proxy = Proxy::in_front_of(&schema).await;
     let writer = schema.store().await;
-    let via_proxy =
-        PostgresStore::connect_with(schema.options().host("127.0.0.1").port(proxy.port))
-            .await
-            .unwrap();
+    let via_proxy = PostgresStore::connect_with(proxy.options(&schema))
+        .await
+        .unwrap();
     let id = insert_key(&writer).await;
     let mut feed = via_proxy.listen().await.unwrap();
     writer.update(&id, &rename(0)).await.unwrap();

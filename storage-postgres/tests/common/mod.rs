@@ -189,10 +189,24 @@ pub async fn listener_pids(admin: &mut sqlx::PgConnection, app: &str) -> Vec<i32
         .unwrap()
 }
 
+/// Terminates the one backend named `app` (a store's listener) with `pg_terminate_backend`;
+/// returns its pid.
+pub async fn kill_listener(admin: &mut PgConnection, app: &str) -> i32 {
+    let pids = listener_pids(admin, app).await;
+    assert_eq!(pids.len(), 1, "one listener backend named {app}");
+    let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(pids[0])
+        .fetch_one(&mut *admin)
+        .await
+        .unwrap();
+    assert!(killed);
+    pids[0]
+}
+
 /// A loopback TCP proxy to the test database that can be switched off, to make the database
 /// unreachable for one client only.
 pub struct Proxy {
-    pub port: u16,
+    port: u16,
     enabled: Arc<AtomicBool>,
     pub refused: Arc<AtomicUsize>,
     kill: tokio::sync::watch::Sender<u64>,
@@ -200,7 +214,23 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    pub async fn start(upstream: (String, u16)) -> Self {
+    /// A proxy to `schema`'s database, which must be on loopback.
+    pub async fn in_front_of(schema: &TestSchema) -> Self {
+        let direct = schema.options();
+        let host = direct.get_host().to_owned();
+        assert!(
+            host == "localhost" || host.starts_with("127."),
+            "the proxy test only targets a loopback database, not {host}"
+        );
+        Self::start((host, direct.get_port())).await
+    }
+
+    /// Connect options for `schema` through this proxy.
+    pub fn options(&self, schema: &TestSchema) -> PgConnectOptions {
+        schema.options().host("127.0.0.1").port(self.port)
+    }
+
+    async fn start(upstream: (String, u16)) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let enabled = Arc::new(AtomicBool::new(true));
