@@ -61,7 +61,7 @@ impl MemoryStore {
 
     /// An empty store whose change log keeps the last `n` changes (at least one): a reader
     /// further behind is told to resync by
-    /// [`RecordStore::changes_since`](keyward::RecordStore::changes_since).
+    /// [`RecordStore::changes_since`].
     pub fn with_change_log_len(n: u64) -> Self {
         let store = Self::default();
         if let Ok(mut state) = store.state.lock() {
