@@ -189,6 +189,30 @@ pub async fn listener_pids(admin: &mut sqlx::PgConnection, app: &str) -> Vec<i32
         .unwrap()
 }
 
+/// Verifies `text` on `manager` every `every` until it is refused as revoked; fails after
+/// `within`. Returns how long that took.
+pub async fn until_revoked(
+    manager: &keyward::KeyManager,
+    text: &str,
+    within: Duration,
+    every: Duration,
+) -> Duration {
+    let start = std::time::Instant::now();
+    loop {
+        match manager.verify(text, &keyward::Requirements::none()).await {
+            Err(keyward::Error::Auth(keyward::AuthError::Revoked { .. })) => {
+                return start.elapsed();
+            }
+            Ok(_) => assert!(
+                start.elapsed() < within,
+                "the revoked key was still accepted after {within:?}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
 /// Terminates the one backend named `app` (a store's listener) with `pg_terminate_backend`;
 /// returns its pid.
 pub async fn kill_listener(admin: &mut PgConnection, app: &str) -> i32 {
