@@ -787,3 +787,246 @@ async fn attempts_that_fail_in_the_store_are_not_counted_against_the_key() {
         .await
         .expect("a store outage used up none of the key's attempts");
 }
+
+/// A store hook for feed-trouble tests: hands out a push feed the test drives, counts `get`s
+/// and `changes_since` calls, and fails every call while `down` is set.
+#[derive(Default)]
+struct DrivenFeed {
+    events: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<keyward::ChangeEvent>>>,
+    gets: std::sync::atomic::AtomicUsize,
+    catch_ups: std::sync::atomic::AtomicUsize,
+    down: std::sync::atomic::AtomicBool,
+}
+
+impl keyward::conformance::StoreHook for DrivenFeed {
+    fn before(&self, method: &'static str) -> Result<(), keyward::StoreError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.down.load(SeqCst) {
+            return Err(keyward::StoreError::backend(
+                "test",
+                std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "down"),
+            ));
+        }
+        match method {
+            "get" => self.gets.fetch_add(1, SeqCst),
+            "changes_since" => self.catch_ups.fetch_add(1, SeqCst),
+            _ => 0,
+        };
+        Ok(())
+    }
+
+    fn subscribe(&self) -> Option<tokio::sync::mpsc::Receiver<keyward::ChangeEvent>> {
+        self.events.lock().unwrap().take()
+    }
+}
+
+/// A manager on a store with a test-driven push feed, and a manager on the same records that
+/// makes "changes elsewhere" (not notified unless the test sends them).
+struct FeedTrouble {
+    m: KeyManager,
+    hook: Arc<keyward::conformance::Wrapped<DrivenFeed>>,
+    elsewhere: KeyManager,
+    events: tokio::sync::mpsc::Sender<keyward::ChangeEvent>,
+}
+
+impl FeedTrouble {
+    fn new(inner: MemoryStore, cache: CacheConfig) -> Self {
+        let (events, rx) = tokio::sync::mpsc::channel(16);
+        let hook = DrivenFeed {
+            events: std::sync::Mutex::new(Some(rx)),
+            ..DrivenFeed::default()
+        };
+        let inner: Arc<dyn KeyStore> = Arc::new(inner);
+        let hook = Arc::new(keyward::conformance::Wrapped::with_hook(
+            Arc::clone(&inner),
+            hook,
+        ));
+        Self {
+            m: manager_on(hook.clone(), cache),
+            hook,
+            elsewhere: manager_on(inner, CacheConfig::default()),
+            events,
+        }
+    }
+
+    fn gets(&self) -> usize {
+        self.hook
+            .hook()
+            .gets
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Issues a key elsewhere and verifies it here (cold: cached).
+    async fn cached_key(&self) -> keyward::IssuedKey {
+        let issued = self.elsewhere.issue(request()).await.unwrap();
+        self.m
+            .verify(issued.key.expose_secret(), &Requirements::none())
+            .await
+            .unwrap();
+        issued
+    }
+
+    /// Waits until `key` is served from the cache alone (the feed caught up).
+    async fn wait_until_warm(&self, key: &keyward::IssuedKey) {
+        wait_for("the feed to catch up", || {
+            self.m
+                .verify_cached(&key.key, &Requirements::none())
+                .is_some()
+        })
+        .await;
+    }
+}
+
+/// Waits (at most 10 s) until `done` holds.
+async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "waited for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_feed_revalidates_with_one_store_read_and_a_resync_invalidates_only_what_changed() {
+    let t = FeedTrouble::new(MemoryStore::new(), CacheConfig::default());
+    let (kept, revoked) = (t.cached_key().await, t.cached_key().await);
+    let (kept_text, revoked_text) = (kept.key.expose_secret(), revoked.key.expose_secret());
+    t.wait_until_warm(&kept).await;
+    let (gets, runs) = (t.gets(), t.m.hasher().runs());
+
+    t.events.send(keyward::ChangeEvent::Lost).await.unwrap();
+    wait_for("the feed to be marked lost", || {
+        t.m.verify_cached(&kept.key, &Requirements::none())
+            .is_none()
+    })
+    .await;
+    // Lost: each use revalidates with one store read, no Argon2.
+    t.m.verify(kept_text, &Requirements::none()).await.unwrap();
+    assert_eq!((t.gets(), t.m.hasher().runs()), (gets + 1, runs));
+    t.m.verify(kept_text, &Requirements::none()).await.unwrap();
+    assert_eq!((t.gets(), t.m.hasher().runs()), (gets + 2, runs));
+
+    // A revocation made elsewhere while the feed is down is never notified…
+    t.elsewhere.revoke(&revoked.record.id).await.unwrap();
+    // …but the revalidation sees it.
+    assert!(matches!(
+        t.m.verify(revoked_text, &Requirements::none()).await,
+        Err(Error::Auth(AuthError::Revoked { .. }))
+    ));
+
+    // Back: the catch-up from the baseline invalidates the revoked key only.
+    t.events.send(keyward::ChangeEvent::Resync).await.unwrap();
+    t.wait_until_warm(&kept).await;
+    let (gets, runs) = (t.gets(), t.m.hasher().runs());
+    for _ in 0..10 {
+        t.m.verify(kept_text, &Requirements::none()).await.unwrap();
+    }
+    assert_eq!(
+        (t.gets(), t.m.hasher().runs()),
+        (gets, runs),
+        "an unchanged key: no store read, no Argon2"
+    );
+    assert!(matches!(
+        t.m.verify(revoked_text, &Requirements::none()).await,
+        Err(Error::Auth(AuthError::Revoked { .. }))
+    ));
+    assert!(
+        t.m.verify_cached(&revoked.key, &Requirements::none())
+            .is_none_or(|r| r.is_err()),
+        "the revoked key is not served as valid"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resync_whose_gap_exceeds_the_change_log_drops_the_whole_cache() {
+    let t = FeedTrouble::new(MemoryStore::with_change_log_len(1), CacheConfig::default());
+    let kept = t.cached_key().await;
+    let kept_text = kept.key.expose_secret();
+    t.wait_until_warm(&kept).await;
+    t.events.send(keyward::ChangeEvent::Lost).await.unwrap();
+    // Two changes elsewhere: the one-entry log no longer reaches the baseline.
+    for _ in 0..2 {
+        t.elsewhere.issue(request()).await.unwrap();
+    }
+    let catch_ups = t
+        .hook
+        .hook()
+        .catch_ups
+        .load(std::sync::atomic::Ordering::SeqCst);
+    t.events.send(keyward::ChangeEvent::Resync).await.unwrap();
+    wait_for("a catch-up", || {
+        t.hook
+            .hook()
+            .catch_ups
+            .load(std::sync::atomic::Ordering::SeqCst)
+            != catch_ups
+    })
+    .await;
+    // The cache is served again once caught up, and the key is no longer in it: the next
+    // verify is cold (store read and Argon2).
+    let runs = t.m.hasher().runs();
+    let start = Instant::now();
+    loop {
+        t.m.verify(kept_text, &Requirements::none()).await.unwrap();
+        if t.m.hasher().runs() == runs + 1 {
+            break;
+        }
+        // Still stale (the catch-up's answer not applied yet): a revalidation, no Argon2.
+        assert_eq!(t.m.hasher().runs(), runs);
+        assert!(start.elapsed() < Duration::from_secs(10), "never dropped");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_the_store_is_down_a_cached_key_is_served_until_max_stale_then_503() {
+    let max_stale = Duration::from_secs(3);
+    let t = FeedTrouble::new(
+        MemoryStore::new(),
+        CacheConfig {
+            max_stale,
+            ..CacheConfig::default()
+        },
+    );
+    let confirmed = Instant::now();
+    let key = t.cached_key().await;
+    let text = key.key.expose_secret();
+    let runs = t.m.hasher().runs();
+    t.events.send(keyward::ChangeEvent::Lost).await.unwrap();
+    t.hook
+        .hook()
+        .down
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    // Within max_stale of the last confirmation: served (the revalidation read fails).
+    t.m.verify(text, &Requirements::none())
+        .await
+        .expect("served within max_stale");
+    assert!(confirmed.elapsed() < max_stale, "the machine was too slow");
+    // Past it: the store error (503), not a credential error.
+    tokio::time::sleep_until((confirmed + max_stale + Duration::from_millis(100)).into()).await;
+    assert!(matches!(
+        t.m.verify(text, &Requirements::none()).await,
+        Err(Error::Store(_))
+    ));
+    // A wrong secret is still refused, without Argon2.
+    assert!(matches!(
+        t.m.verify(&with_wrong_secret(text, 29), &Requirements::none())
+            .await,
+        Err(Error::Auth(AuthError::Invalid)) | Err(Error::Store(_))
+    ));
+    assert_eq!(
+        t.m.hasher().runs(),
+        runs,
+        "no Argon2 while the store is down"
+    );
+    // The store is back (the feed still lost): one read confirms the key again.
+    t.hook
+        .hook()
+        .down
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    t.m.verify(text, &Requirements::none()).await.unwrap();
+    assert_eq!(t.m.hasher().runs(), runs);
+}

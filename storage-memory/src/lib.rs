@@ -14,7 +14,8 @@ use keyward::{
 const STORE: &str = "memory";
 
 /// A [`KeyStore`](keyward::KeyStore) in process memory. Clones share the same data. Its
-/// change log keeps the last [`DEFAULT_CHANGE_LOG_LEN`] changes.
+/// change log keeps the last [`DEFAULT_CHANGE_LOG_LEN`] changes (see
+/// [`MemoryStore::with_change_log_len`]).
 ///
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
@@ -34,17 +35,19 @@ struct State {
     records: HashMap<KeyId, KeyRecord>,
     revision: u64,
     log: VecDeque<(u64, KeyId)>,
+    /// Most entries kept in `log` (`None`: [`DEFAULT_CHANGE_LOG_LEN`]).
+    log_len: Option<u64>,
     usage: HashMap<UsageBucket, u64>,
     settings: HashMap<String, serde_json::Value>,
 }
 
 impl State {
     /// Advances the revision and logs `id` as changed (an insert or an update), keeping the
-    /// last [`DEFAULT_CHANGE_LOG_LEN`] entries.
+    /// last `log_len` entries.
     fn log_change(&mut self, id: KeyId) {
         self.revision += 1;
         self.log.push_back((self.revision, id));
-        if self.log.len() as u64 > DEFAULT_CHANGE_LOG_LEN {
+        if self.log.len() as u64 > self.log_len.unwrap_or(DEFAULT_CHANGE_LOG_LEN) {
             self.log.pop_front();
         }
     }
@@ -54,6 +57,17 @@ impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty store whose change log keeps the last `n` changes (at least one): a reader
+    /// further behind is told to resync by
+    /// [`RecordStore::changes_since`].
+    pub fn with_change_log_len(n: u64) -> Self {
+        let store = Self::default();
+        if let Ok(mut state) = store.state.lock() {
+            state.log_len = Some(n.max(1));
+        }
+        store
     }
 
     fn lock(&self) -> Result<MutexGuard<'_, State>, StoreError> {

@@ -29,7 +29,7 @@ use crate::row::{arguments, decode, insert_statement};
 
 pub use error::PostgresError;
 pub use listener::{
-    FEED_CAPACITY, HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT, RECONNECT_INITIAL_DELAY,
+    CONNECT_TIMEOUT, FEED_CAPACITY, HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT, RECONNECT_INITIAL_DELAY,
     RECONNECT_MAX_DELAY,
 };
 pub use migrate::{MIGRATIONS, Migration};
@@ -396,11 +396,13 @@ impl PostgresStore {
     /// and a background task delivers [`ChangeEvent::Changed`] for every key updated through
     /// any store on this schema, committed after this returns.
     ///
-    /// When the connection drops, the task reconnects with jittered exponential backoff
-    /// ([`RECONNECT_INITIAL_DELAY`] to [`RECONNECT_MAX_DELAY`]) and then sends
-    /// [`ChangeEvent::Resync`], since notifications sent meanwhile are lost. A subscriber
-    /// more than [`FEED_CAPACITY`] events behind also gets a `Resync`. Dropping the receiver
-    /// stops the task and closes its connection.
+    /// When the connection drops, or its heartbeat (`SELECT 1` every [`HEARTBEAT_INTERVAL`])
+    /// fails or takes longer than [`HEARTBEAT_TIMEOUT`], the task sends [`ChangeEvent::Lost`]
+    /// at once, abandons the connection, reconnects on a new one (each within
+    /// [`CONNECT_TIMEOUT`]) with jittered exponential backoff ([`RECONNECT_INITIAL_DELAY`] to
+    /// [`RECONNECT_MAX_DELAY`]) and then sends [`ChangeEvent::Resync`], since notifications
+    /// sent meanwhile are lost. A subscriber more than [`FEED_CAPACITY`] events behind also
+    /// gets a `Resync`. Dropping the receiver stops the task and closes its connection.
     ///
     /// ```no_run
     /// # async fn demo(store: keyward_postgres::PostgresStore) -> Result<(), keyward::StoreError> {
@@ -408,7 +410,9 @@ impl PostgresStore {
     /// while let Some(event) = feed.recv().await {
     ///     match event {
     ///         keyward::ChangeEvent::Changed(id) => println!("{id} changed"),
-    ///         keyward::ChangeEvent::Resync => println!("drop every cached key"),
+    ///         keyward::ChangeEvent::Lost => println!("revalidate cached keys until the resync"),
+    ///         keyward::ChangeEvent::Resync => println!("catch up from the change log"),
+    ///         _ => println!("unknown event: treat as a resync"),
     ///     }
     /// }
     /// # Ok(())

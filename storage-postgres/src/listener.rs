@@ -1,5 +1,15 @@
 //! The change feed: a task holding one `LISTEN` connection that forwards notifications to a
-//! subscriber, reconnecting with backoff and announcing [`ChangeEvent::Resync`] after any gap.
+//! subscriber. When the connection breaks, or its heartbeat fails or times out, it sends
+//! [`ChangeEvent::Lost`] at once, reconnects with backoff and, once it listens again, sends
+//! [`ChangeEvent::Resync`] (the subscriber catches up from the change log).
+//!
+//! **It cannot hang.** Every connection gets a one-connection pool of its own, so a connection
+//! that hangs can never block the next one (a shared one-connection pool whose only connection
+//! was stuck made every reconnect fail with "pool timed out"). Connecting plus `LISTEN` is
+//! bounded by [`CONNECT_TIMEOUT`], the heartbeat by [`HEARTBEAT_TIMEOUT`]. On any failure or
+//! timeout the connection is abandoned, not cleaned up: sqlx's listener still sends
+//! `UNLISTEN *` from a detached task when dropped, which on a hung connection waits until the
+//! operating system closes the socket, but it holds only the abandoned connection and its pool.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
@@ -21,55 +31,75 @@ pub const FEED_CAPACITY: usize = 1024;
 pub const RECONNECT_INITIAL_DELAY: Duration = Duration::from_millis(100);
 /// Longest wait between reconnect attempts.
 pub const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(5);
-/// How often an idle listener checks its connection with `SELECT 1`, so a silently dead one
-/// (a network partition sends no FIN) is noticed.
-pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(30);
-/// How long the heartbeat query and a reconnect may take before the connection is deemed lost.
-pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often an idle listener checks its connection with `SELECT 1`, so a silently dead or
+/// hung one (a network partition sends no FIN; a stopped server answers nothing) is noticed
+/// within this plus [`HEARTBEAT_TIMEOUT`].
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
+/// How long the heartbeat query may take before the connection is deemed lost.
+pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long opening a connection and running `LISTEN` may take before the attempt is
+/// abandoned (and retried after the backoff).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Opens a listener on its own one-connection pool and spawns the task that feeds `tx`.
+/// Opens a listener on a connection of its own and spawns the task that feeds `tx`.
 /// `LISTEN` has run when this returns, so every change committed afterwards is delivered.
 pub(crate) async fn spawn(
     options: PgConnectOptions,
     channel: String,
 ) -> Result<mpsc::Receiver<ChangeEvent>, StoreError> {
-    let pool = PgPoolOptions::new()
-        .max_connections(1)
-        .min_connections(0)
-        .max_lifetime(None)
-        .idle_timeout(None)
-        .acquire_timeout(HEARTBEAT_TIMEOUT)
-        .connect_lazy_with(options);
-    let listener = open(&pool, &channel)
+    let listening = open(&options, &channel)
         .await
         .map_err(|e| StoreError::backend(STORE, e))?;
     let (tx, rx) = mpsc::channel(FEED_CAPACITY);
     let span = tracing::info_span!("keyward_listener", channel = %channel);
     tokio::spawn(
         Feed {
-            pool,
+            options,
             channel,
             tx,
             owes_resync: false,
         }
-        .run(listener)
+        .run(listening)
         .instrument(span),
     );
     tracing::debug!("change feed listening");
     Ok(rx)
 }
 
-async fn open(pool: &PgPool, channel: &str) -> Result<PgListener, sqlx::Error> {
-    let mut listener = PgListener::connect_with(pool).await?;
-    // Reconnection is ours (with backoff and a Resync), not the listener's silent one.
-    listener.eager_reconnect(false);
-    listener.ignore_pool_close_event(true);
-    listener.listen(channel).await?;
-    Ok(listener)
+/// A listening connection and the one-connection pool that is its own.
+struct Listening {
+    listener: PgListener,
+    pool: PgPool,
+}
+
+/// Opens a connection of its own and runs `LISTEN`, within [`CONNECT_TIMEOUT`].
+async fn open(options: &PgConnectOptions, channel: &str) -> Result<Listening, sqlx::Error> {
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .min_connections(0)
+        .max_lifetime(None)
+        .idle_timeout(None)
+        .acquire_timeout(CONNECT_TIMEOUT)
+        .connect_lazy_with(options.clone());
+    let listen = async {
+        let mut listener = PgListener::connect_with(&pool).await?;
+        // Reconnection is ours (a new pool, backoff, Lost and Resync), not the listener's
+        // silent one on the same pool.
+        listener.eager_reconnect(false);
+        listener.ignore_pool_close_event(true);
+        listener.listen(channel).await?;
+        Ok(listener)
+    };
+    match tokio::time::timeout(CONNECT_TIMEOUT, listen).await {
+        Ok(Ok(listener)) => Ok(Listening { listener, pool }),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(sqlx::Error::PoolTimedOut),
+    }
 }
 
 struct Feed {
-    pool: PgPool,
+    /// Connect options of every connection (each gets a pool of its own).
+    options: PgConnectOptions,
     channel: String,
     tx: mpsc::Sender<ChangeEvent>,
     /// An event could not be queued (the subscriber lags): a Resync must reach it.
@@ -85,25 +115,41 @@ enum Stop {
 }
 
 impl Feed {
-    async fn run(mut self, listener: PgListener) {
-        let mut current = Some(listener);
-        while let Some(mut listener) = current.take() {
-            if let Stop::Lost = self.receive(&mut listener).await {
-                tracing::warn!(
-                    "change feed connection lost; reconnecting (changes made meanwhile are covered by a resync)"
-                );
-                drop(listener);
-                current = self.reconnect().await;
-                // LISTEN is active again: whatever happened before it is covered by this.
-                if current.is_some() && !self.deliver(ChangeEvent::Resync) {
-                    current = None;
+    async fn run(mut self, listening: Listening) {
+        let mut current = Some(listening);
+        while let Some(Listening { mut listener, pool }) = current.take() {
+            match self.receive(&mut listener).await {
+                Stop::Lost => {
+                    tracing::warn!(
+                        "change feed connection lost; reconnecting (changes made meanwhile are caught up after a resync)"
+                    );
+                    // Abandoned, not cleaned up (see the module docs): the next connection
+                    // has a pool of its own.
+                    drop(listener);
+                    drop(pool);
+                    if !self.deliver(ChangeEvent::Lost) {
+                        break;
+                    }
+                    current = self.reconnect().await;
+                    // LISTEN is active again: whatever happened before it is covered by this.
+                    if current.is_some() && !self.deliver(ChangeEvent::Resync) {
+                        current = None;
+                    }
+                }
+                Stop::Closed => {
+                    // The listener returns its connection (after UNLISTEN) to its pool, which
+                    // close() then ends; bounded, in case the connection hangs.
+                    drop(listener);
+                    if tokio::time::timeout(CONNECT_TIMEOUT, pool.close())
+                        .await
+                        .is_err()
+                    {
+                        tracing::debug!("change feed connection did not close in time; abandoned");
+                    }
                 }
             }
-            // Stop::Closed: the listener is dropped here, returning its connection (after
-            // UNLISTEN) to the pool, so that close() below can end it.
         }
         tracing::debug!("change feed closed by its subscriber");
-        self.pool.close().await;
     }
 
     async fn receive(&mut self, listener: &mut PgListener) -> Stop {
@@ -188,25 +234,26 @@ impl Feed {
     }
 
     /// Opens a new listener, retrying with jittered exponential backoff; `None` when the
-    /// subscriber went away meanwhile.
-    async fn reconnect(&self) -> Option<PgListener> {
+    /// subscriber went away meanwhile. Logs the first failure and the recovery, not every
+    /// attempt.
+    async fn reconnect(&self) -> Option<Listening> {
         let mut delay = RECONNECT_INITIAL_DELAY;
         let mut attempt: u32 = 1;
         loop {
             let opened = tokio::select! {
                 () = self.tx.closed() => return None,
-                r = tokio::time::timeout(HEARTBEAT_TIMEOUT, open(&self.pool, &self.channel)) => r,
+                r = open(&self.options, &self.channel) => r,
             };
             match opened {
-                Ok(Ok(l)) => {
+                Ok(listening) => {
                     tracing::info!(attempt, "change feed reconnected");
-                    return Some(l);
+                    return Some(listening);
                 }
-                Ok(Err(e)) => {
-                    tracing::warn!(attempt, error = %e, retry_in = ?delay, "change feed reconnect failed");
+                Err(e) if attempt == 1 => {
+                    tracing::warn!(error = %e, "change feed reconnect failed; retrying with backoff");
                 }
-                Err(_) => {
-                    tracing::warn!(attempt, retry_in = ?delay, "change feed reconnect timed out");
+                Err(e) => {
+                    tracing::debug!(attempt, error = %e, retry_in = ?delay, "change feed reconnect failed");
                 }
             }
             tokio::select! {

@@ -7,16 +7,13 @@
 mod common;
 
 use keyward::RecordStore;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::{TestSchema, next_event};
+use common::{Proxy, TestSchema, listener_pids, next_event};
 use keyward::conformance::sample_record;
 use keyward::{ChangeEvent, KeyChange, KeyId, Project, Timestamp};
 use keyward_postgres::PostgresStore;
-use tokio::io::copy_bidirectional;
-use tokio::net::{TcpListener, TcpStream};
 
 fn rename(n: usize) -> KeyChange {
     KeyChange {
@@ -33,14 +30,6 @@ async fn insert_key(store: &PostgresStore) -> KeyId {
     );
     store.insert(&r).await.unwrap();
     r.id
-}
-
-async fn listener_pids(admin: &mut sqlx::PgConnection, app: &str) -> Vec<i32> {
-    sqlx::query_scalar("SELECT pid FROM pg_stat_activity WHERE application_name = $1")
-        .bind(app)
-        .fetch_all(&mut *admin)
-        .await
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -97,29 +86,27 @@ async fn the_listener_reconnects_after_its_backend_is_killed_and_reports_resync(
         ChangeEvent::Changed(id)
     );
 
-    let pids = listener_pids(&mut admin, &app).await;
-    assert_eq!(pids.len(), 1, "one listener backend named {app}");
-    let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
-        .bind(pids[0])
-        .fetch_one(&mut admin)
-        .await
-        .unwrap();
-    assert!(killed);
+    let killed = common::kill_listener(&mut admin, &app).await;
     let killed_at = Instant::now();
     // A change made while the listener is down is lost as a notification; Resync covers it.
     writer.update(&id, &rename(1)).await.unwrap();
 
+    let mut lost = false;
     loop {
         match next_event(&mut feed, Duration::from_secs(10)).await {
             ChangeEvent::Resync => break,
             // The change above may have slipped in before the backend died.
             ChangeEvent::Changed(got) => assert_eq!(got, id),
+            // Announced as soon as the connection broke.
+            ChangeEvent::Lost => lost = true,
+            other => panic!("{other:?}"),
         }
     }
     println!("resync after {:?}", killed_at.elapsed());
+    assert!(lost, "the loss is announced before the resync");
     let new_pids = listener_pids(&mut admin, &app).await;
     assert_eq!(new_pids.len(), 1);
-    assert_ne!(new_pids[0], pids[0], "a new backend listens");
+    assert_ne!(new_pids[0], killed, "a new backend listens");
 
     let other = insert_key(&writer).await;
     writer.update(&other, &rename(2)).await.unwrap();
@@ -128,7 +115,7 @@ async fn the_listener_reconnects_after_its_backend_is_killed_and_reports_resync(
             ChangeEvent::Changed(got) if got == other => break,
             // The change made during the outage, if LISTEN was back before it committed.
             ChangeEvent::Changed(got) => assert_eq!(got, id),
-            ChangeEvent::Resync => panic!("a second resync without a second outage"),
+            other => panic!("a second {other:?} without a second outage"),
         }
     }
 }
@@ -207,87 +194,16 @@ async fn dropping_the_receiver_closes_the_listener_connection() {
     }
 }
 
-/// A loopback TCP proxy to the test database that can be switched off, to make the database
-/// unreachable for one client only.
-struct Proxy {
-    port: u16,
-    enabled: Arc<AtomicBool>,
-    refused: Arc<AtomicUsize>,
-    kill: tokio::sync::watch::Sender<u64>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Proxy {
-    async fn start(upstream: (String, u16)) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let enabled = Arc::new(AtomicBool::new(true));
-        let refused = Arc::new(AtomicUsize::new(0));
-        let (kill, _) = tokio::sync::watch::channel(0_u64);
-        let task = tokio::spawn({
-            let (enabled, refused, kill) = (enabled.clone(), refused.clone(), kill.clone());
-            async move {
-                while let Ok((mut inbound, _)) = listener.accept().await {
-                    if !enabled.load(Ordering::SeqCst) {
-                        refused.fetch_add(1, Ordering::SeqCst);
-                        continue; // dropped: the client's handshake fails
-                    }
-                    let mut killed = kill.subscribe();
-                    let upstream = upstream.clone();
-                    tokio::spawn(async move {
-                        let Ok(mut outbound) = TcpStream::connect(upstream).await else {
-                            return;
-                        };
-                        tokio::select! {
-                            _ = copy_bidirectional(&mut inbound, &mut outbound) => {}
-                            _ = killed.changed() => {}
-                        }
-                    });
-                }
-            }
-        });
-        Self {
-            port,
-            enabled,
-            refused,
-            kill,
-            task,
-        }
-    }
-
-    /// Off: cuts every open connection and drops new ones. On: forwards again.
-    fn set_enabled(&self, on: bool) {
-        self.enabled.store(on, Ordering::SeqCst);
-        if !on {
-            self.kill.send_modify(|n| *n += 1);
-        }
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.task.abort();
-        self.kill.send_modify(|n| *n += 1);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_listener_backs_off_while_the_database_is_unreachable_then_resyncs() {
     let Some(schema) = TestSchema::create("the_listener_backs_off_while_unreachable").await else {
         return;
     };
-    let direct = schema.options();
-    let host = direct.get_host().to_owned();
-    assert!(
-        host == "localhost" || host.starts_with("127."),
-        "the proxy test only targets a loopback database, not {host}"
-    );
-    let proxy = Proxy::start((host, direct.get_port())).await;
+    let proxy = Proxy::in_front_of(&schema).await;
     let writer = schema.store().await;
-    let via_proxy =
-        PostgresStore::connect_with(schema.options().host("127.0.0.1").port(proxy.port))
-            .await
-            .unwrap();
+    let via_proxy = PostgresStore::connect_with(proxy.options(&schema))
+        .await
+        .unwrap();
     let id = insert_key(&writer).await;
     let mut feed = via_proxy.listen().await.unwrap();
     writer.update(&id, &rename(0)).await.unwrap();
@@ -299,11 +215,17 @@ async fn the_listener_backs_off_while_the_database_is_unreachable_then_resyncs()
     proxy.set_enabled(false);
     writer.update(&id, &rename(1)).await.unwrap(); // its notification is lost
     let down_for = Duration::from_millis(1500);
-    if let Ok(ev) = tokio::time::timeout(down_for, feed.recv()).await {
-        // Only the change above can slip through, if it beat the cut.
-        assert_eq!(ev, Some(ChangeEvent::Changed(id)));
-        tokio::time::sleep(down_for).await;
+    // The loss is announced at once (only the change above can slip in before, if it beat
+    // the cut), then nothing until the database is back.
+    loop {
+        match next_event(&mut feed, Duration::from_secs(5)).await {
+            ChangeEvent::Lost => break,
+            ChangeEvent::Changed(got) => assert_eq!(got, id),
+            other => panic!("{other:?}"),
+        }
     }
+    let quiet = tokio::time::timeout(down_for, feed.recv()).await;
+    assert!(quiet.is_err(), "{quiet:?} while unreachable");
     let attempts = proxy.refused.load(Ordering::SeqCst);
     println!("reconnect attempts while unreachable for {down_for:?}: {attempts}");
     assert!(
@@ -317,6 +239,7 @@ async fn the_listener_backs_off_while_the_database_is_unreachable_then_resyncs()
         match next_event(&mut feed, Duration::from_secs(10)).await {
             ChangeEvent::Resync => break,
             ChangeEvent::Changed(got) => assert_eq!(got, id),
+            other => panic!("{other:?}"),
         }
     }
     println!("resync {:?} after the database came back", back.elapsed());

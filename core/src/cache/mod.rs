@@ -8,11 +8,20 @@
 //!
 //! **Coherence.** Changes made through a manager invalidate its entry before the call returns.
 //! Changes made by other processes arrive through the store's change feed: PostgreSQL
-//! `LISTEN/NOTIFY` (a push; on reconnect the whole cache is dropped), or, for stores without a
-//! push feed (SQLite, memory), [`RecordStore::changes_since`](crate::RecordStore::changes_since) polled every
+//! `LISTEN/NOTIFY` (a push), or, for stores without a push feed (SQLite, memory),
+//! [`RecordStore::changes_since`](crate::RecordStore::changes_since) polled every
 //! [`CacheConfig::poll_interval`]. The staleness bound for a change made elsewhere is thus the
 //! notification latency (PostgreSQL) or the poll interval plus one query (SQLite). Entries
-//! also expire after [`CacheConfig::ttl`], which bounds staleness if the feed itself fails.
+//! also expire after [`CacheConfig::ttl`].
+//!
+//! **Feed trouble.** When the feed is lost (the push connection broke or its heartbeat timed
+//! out, the push channel ended, a poll failed), the cache is marked *stale*: no entry is
+//! served without a store read (the revalidation below: no Argon2) until the feed has caught
+//! up. Catching up reads the store's change log from the last revision the cache knows it has
+//! seen (`feed.rs`) and invalidates only the ids changed since; only a gap longer than the log
+//! drops everything. While the store cannot be read either, an entry is served for at most
+//! [`CacheConfig::max_stale`] after the store last confirmed it, then the answer is the
+//! store error (503).
 //!
 //! **Expiry.** An expired entry is not served, but it is kept until evicted. When its key is
 //! presented again with the same secret, one store read revalidates it, with no Argon2,
@@ -78,6 +87,7 @@ const BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);
 /// assert_eq!(c.capacity, 100_000);
 /// assert_eq!(c.poll_interval, std::time::Duration::from_millis(250));
 /// assert_eq!((c.max_failures, c.failing_share_percent), (10, 50));
+/// assert_eq!(c.max_stale, std::time::Duration::from_secs(30));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheConfig {
@@ -114,6 +124,14 @@ pub struct CacheConfig {
     /// cannot starve a real key's first use. Trade-off: during such a flood a real key whose
     /// holder mistyped it in the window may be refused until the flood or the window ends.
     pub failing_share_percent: u8,
+    /// How long after the store last confirmed a cached key it may still be served while the
+    /// store cannot be read (an outage): when the change feed is lost, or an entry's TTL has
+    /// passed, a verify revalidates the entry with one store read; if that read fails, the
+    /// entry is served only within this bound, and the answer is
+    /// [`Error::Store`](crate::Error::Store) (503) after it. Trade-off: a revocation made
+    /// elsewhere during an outage can be missed for this long; `Duration::ZERO` answers 503 as
+    /// soon as a revalidation fails.
+    pub max_stale: Duration,
 }
 
 impl Default for CacheConfig {
@@ -126,6 +144,7 @@ impl Default for CacheConfig {
             max_failures: 10,
             failure_window: Duration::from_secs(60),
             failing_share_percent: 50,
+            max_stale: Duration::from_secs(30),
         }
     }
 }
@@ -161,6 +180,8 @@ pub(crate) struct Entry {
     noted_at: std::sync::atomic::AtomicI64,
     /// When the entry stops being served ([`CacheConfig::ttl`] after it was cached).
     expires: Instant,
+    /// When the store read that confirmed the entry started (for [`CacheConfig::max_stale`]).
+    confirmed: Instant,
     /// The record's hash was weaker than the policy when verified (a re-hash was due): an
     /// expired entry like this is not revalidated, so the next verify re-hashes.
     obsolete: bool,
@@ -207,6 +228,9 @@ pub(crate) struct VerifyCache {
     /// False while no change-feed baseline is established: nothing is cached then, since a
     /// change made elsewhere could go unnoticed.
     ready: std::sync::atomic::AtomicBool,
+    /// True while the change feed is lost or has not caught up: entries are not served
+    /// without a store read then (see "Feed trouble" above).
+    stale: std::sync::atomic::AtomicBool,
     /// Per-id locks so concurrent cold verifies of one id run Argon2 once.
     inflight: Mutex<HashMap<KeyId, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -240,6 +264,7 @@ impl VerifyCache {
             epoch_lock: Mutex::new(()),
             epoch: AtomicU64::new(0),
             ready: std::sync::atomic::AtomicBool::new(false),
+            stale: std::sync::atomic::AtomicBool::new(false),
             inflight: Mutex::new(HashMap::new()),
         })
     }
@@ -252,36 +277,48 @@ impl VerifyCache {
         Digest(*blake3::keyed_hash(&self.key, secret).as_bytes())
     }
 
-    /// The entry of `id` if it is within its TTL.
+    /// The entry of `id` if it is within its TTL and the change feed is live (the warm
+    /// path: one atomic load more than the map lookup).
     pub(crate) fn get(&self, id: &KeyId) -> Option<Arc<Entry>> {
+        if self.stale.load(Ordering::Acquire) {
+            return None;
+        }
         let entry = self.entries.get(id)?;
         (Instant::now() < entry.expires).then_some(entry)
+    }
+
+    /// Whether the feed is lost or has not caught up (entries are revalidated on use).
+    fn is_stale(&self) -> bool {
+        self.stale.load(Ordering::Acquire)
+    }
+
+    /// Marks the feed lost (`true`: entries are revalidated on use) or caught up again.
+    /// Returns whether this changed the state, so that callers log once per change.
+    fn set_stale(&self, stale: bool) -> bool {
+        self.stale.swap(stale, Ordering::AcqRel) != stale
     }
 
     /// What the cache knows of `id` for a verify that could not be decided by
     /// [`VerifyCache::get`]: a live entry, an expired one that a store read may renew, or
     /// nothing (then verify cold through [`VerifyCache::cold`]).
     ///
-    /// An expired entry is not served, but it proves which secret was verified against which
-    /// hash: if the store still holds that hash, a presented secret with the same digest
-    /// needs a store read to be accepted again, not Argon2. Invalidations remove entries, so
-    /// an expired entry has seen no change through the manager or the feed; the fresh record
-    /// decides everything else. An entry whose hash was due for a re-hash is not renewed, so
-    /// the cold verify re-hashes.
+    /// An expired entry (or any entry while the feed is lost) is not served, but it proves
+    /// which secret was verified against which hash: if the store still holds that hash, a
+    /// presented secret with the same digest needs a store read to be accepted again, not
+    /// Argon2. Invalidations remove entries, so such an entry has seen no change through the
+    /// manager or the feed; the fresh record decides everything else. An entry whose hash was
+    /// due for a re-hash is not renewed, so the cold verify re-hashes.
     pub(crate) fn lookup(&self, id: &KeyId, digest: &Digest) -> Lookup<'_> {
         if let Some(entry) = self.get(id) {
             return Lookup::Hit(entry);
         }
         match self.entries.peek(id) {
-            Some(entry)
-                if Instant::now() >= entry.expires
-                    && entry.digest.matches(digest)
-                    && !entry.obsolete =>
-            {
+            Some(entry) if entry.digest.matches(digest) && !entry.obsolete => {
                 Lookup::Expired(Renewal {
                     cache: self,
                     // Read before the caller reads the store: a change after it forbids caching.
                     epoch: self.epoch(),
+                    read_at: Instant::now(),
                     digest: digest.clone(),
                     entry,
                 })
@@ -312,7 +349,7 @@ impl VerifyCache {
         if let Some(answer) = self.unknown_or_refused(&id) {
             return answer;
         }
-        let epoch = self.epoch();
+        let (epoch, read_at) = (self.epoch(), Instant::now());
         let Some(attempt) = self.failures.reserve(&id) else {
             return self.refused(&id);
         };
@@ -331,6 +368,7 @@ impl VerifyCache {
         };
         Cold::Verify(ColdGuard {
             epoch,
+            read_at,
             digest,
             flight,
             attempt,
@@ -344,10 +382,12 @@ impl VerifyCache {
         if self.failures.exhausted(id) {
             return Some(self.refused(id));
         }
-        let known_unknown = self
-            .unknown
-            .get(id)
-            .is_some_and(|until| Instant::now() < until);
+        // While the feed is lost, an insert made elsewhere could go unnoticed: ask the store.
+        let known_unknown = !self.stale.load(Ordering::Acquire)
+            && self
+                .unknown
+                .get(id)
+                .is_some_and(|until| Instant::now() < until);
         if !known_unknown {
             return None;
         }
@@ -382,14 +422,23 @@ impl VerifyCache {
         }
     }
 
-    /// Caches a verified key unless an invalidation happened since `epoch` was read.
-    fn insert_if_unchanged(&self, epoch: u64, digest: Digest, record: KeyRecord, obsolete: bool) {
+    /// Caches a verified key, confirmed by a store read started at `read_at`, unless an
+    /// invalidation happened since `epoch` was read.
+    fn insert_if_unchanged(
+        &self,
+        epoch: u64,
+        read_at: Instant,
+        digest: Digest,
+        record: KeyRecord,
+        obsolete: bool,
+    ) {
         self.if_unchanged(epoch, || {
             let entry = Entry {
                 digest,
                 record,
                 noted_at: std::sync::atomic::AtomicI64::new(i64::MIN),
                 expires: Instant::now() + self.config.ttl,
+                confirmed: read_at,
                 obsolete,
             };
             self.entries.insert(entry.record.id, Arc::new(entry));
@@ -458,6 +507,7 @@ pub(crate) enum Lookup<'a> {
 pub(crate) struct Renewal<'a> {
     cache: &'a VerifyCache,
     epoch: u64,
+    read_at: Instant,
     digest: Digest,
     entry: Arc<Entry>,
 }
@@ -471,10 +521,27 @@ impl Renewal<'_> {
         if record.secret_hash != self.entry.record.secret_hash || !record.binds(key) {
             return None;
         }
-        tracing::trace!(key.id = %record.id, "revalidated an expired cache entry");
-        self.cache
-            .insert_if_unchanged(self.epoch, self.digest, record.clone(), false);
+        tracing::trace!(key.id = %record.id, "revalidated a cache entry");
+        self.cache.insert_if_unchanged(
+            self.epoch,
+            self.read_at,
+            self.digest,
+            record.clone(),
+            false,
+        );
         Some(record)
+    }
+
+    /// The store could not be read: the entry to decide from if the store confirmed it less
+    /// than [`CacheConfig::max_stale`] ago (the outage bound), else `None` (answer the store
+    /// error).
+    pub(crate) fn unconfirmed(self) -> Option<Arc<Entry>> {
+        let within = self
+            .entry
+            .confirmed
+            .checked_add(self.cache.config.max_stale)
+            .is_some_and(|until| Instant::now() < until);
+        within.then_some(self.entry)
     }
 }
 
@@ -505,6 +572,7 @@ pub(crate) struct ColdGuard<'a> {
     attempt: Reservation,
     _slot: Option<Slot<'a>>,
     epoch: u64,
+    read_at: Instant,
     digest: Digest,
     flight: InflightGuard<'a>,
 }
@@ -517,12 +585,13 @@ impl ColdGuard<'_> {
             attempt,
             _slot: slot,
             epoch,
+            read_at,
             digest,
             flight,
         } = self;
         flight
             .cache
-            .insert_if_unchanged(epoch, digest, record, obsolete);
+            .insert_if_unchanged(epoch, read_at, digest, record, obsolete);
         drop(attempt);
         drop(slot);
         drop(flight);

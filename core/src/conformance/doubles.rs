@@ -22,6 +22,12 @@ pub trait StoreHook: Send + Sync + 'static {
     /// # Errors
     /// Whatever the hook decides.
     fn before(&self, method: &'static str) -> Result<(), StoreError>;
+
+    /// The push change feed to hand out from `subscribe` instead of the inner store's
+    /// (`None`, the default: forward to the inner store). Lets a test drive the feed.
+    fn subscribe(&self) -> Option<tokio::sync::mpsc::Receiver<ChangeEvent>> {
+        None
+    }
 }
 
 /// A store that forwards every method to an inner store after a [`StoreHook`]. The one
@@ -103,7 +109,10 @@ impl<H: StoreHook> RecordStore for Wrapped<H> {
         &self,
     ) -> Result<Option<tokio::sync::mpsc::Receiver<ChangeEvent>>, StoreError> {
         self.hook.before("subscribe")?;
-        self.inner.subscribe().await
+        match self.hook.subscribe() {
+            Some(events) => Ok(Some(events)),
+            None => self.inner.subscribe().await,
+        }
     }
 }
 

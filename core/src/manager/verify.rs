@@ -149,8 +149,19 @@ impl KeyManager {
             Lookup::Hit(entry) => return self.accept_warm(key, &entry, &digest, req),
             Lookup::Expired(renewal) => {
                 // One store read, no Argon2, if the stored hash is the one this secret was
-                // verified against; otherwise verify cold.
-                if let Some(record) = self.inner.store.get(&id).await?
+                // verified against; otherwise verify cold. If the store cannot be read, the
+                // entry is served only within `max_stale` of its last confirmation.
+                let read = match self.inner.store.get(&id).await {
+                    Ok(read) => read,
+                    Err(e) => {
+                        let Some(entry) = renewal.unconfirmed() else {
+                            return Err(e.into());
+                        };
+                        tracing::debug!(key.id = %id, error = %e, "store unreachable; serving a cache entry within max_stale");
+                        return self.accept_warm(key, &entry, &digest, req);
+                    }
+                };
+                if let Some(record) = read
                     && let Some(record) = renewal.renew(key, record)
                 {
                     return self.accept(key, record, false, req).await;

@@ -27,13 +27,26 @@ pub struct Changes {
 }
 
 /// A message from a push-based change feed.
+///
+/// A feed whose connection breaks sends [`ChangeEvent::Lost`] at once and, once it listens
+/// again, [`ChangeEvent::Resync`]. The manager's verify cache revalidates every entry with a
+/// store read while the feed is lost, and on `Resync` catches up from the store's change log
+/// ([`RecordStore::changes_since`] from the last revision it knows it has seen), so only keys
+/// changed meanwhile are dropped (docs/ARCHITECTURE.md, "The verify cache").
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ChangeEvent {
     /// This key was inserted or changed (revoked, rotated, expiry, scopes, metadata…).
     Changed(KeyId),
-    /// Changes may have been missed (e.g. the feed's connection dropped): drop every cached
-    /// entry.
+    /// Changes may have been missed (the feed's connection dropped and is back, or the
+    /// subscriber fell behind): what changed since the last revision known to be seen must be
+    /// caught up from the store's change log (or, if that is not possible, every cached entry
+    /// dropped).
     Resync,
+    /// The feed's connection is lost (an error, or a heartbeat that timed out): changes may go
+    /// unnoticed until a [`ChangeEvent::Resync`] follows, so cached entries must not be served
+    /// without asking the store meanwhile.
+    Lost,
 }
 
 impl Changes {

@@ -9,6 +9,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use keyward::conformance::WithGuard;
@@ -16,6 +17,8 @@ use keyward::{ChangeEvent, KeyId, KeyStore};
 use keyward_postgres::PostgresStore;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
+use tokio::io::copy_bidirectional;
+use tokio::net::{TcpListener, TcpStream};
 
 /// Schemas of killed runs older than this are dropped at the next run.
 const STALE_AFTER: Duration = Duration::from_secs(3600);
@@ -175,4 +178,131 @@ pub async fn next_event(
         .await
         .expect("a change event in time")
         .expect("the feed is open")
+}
+
+/// The pids of the backends named `app` (a store's listener: `listener_application_name`).
+pub async fn listener_pids(admin: &mut sqlx::PgConnection, app: &str) -> Vec<i32> {
+    sqlx::query_scalar("SELECT pid FROM pg_stat_activity WHERE application_name = $1")
+        .bind(app)
+        .fetch_all(&mut *admin)
+        .await
+        .unwrap()
+}
+
+/// Verifies `text` on `manager` every `every` until it is refused as revoked; fails after
+/// `within`. Returns how long that took.
+pub async fn until_revoked(
+    manager: &keyward::KeyManager,
+    text: &str,
+    within: Duration,
+    every: Duration,
+) -> Duration {
+    let start = std::time::Instant::now();
+    loop {
+        match manager.verify(text, &keyward::Requirements::none()).await {
+            Err(keyward::Error::Auth(keyward::AuthError::Revoked { .. })) => {
+                return start.elapsed();
+            }
+            Ok(_) => assert!(
+                start.elapsed() < within,
+                "the revoked key was still accepted after {within:?}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// Terminates the one backend named `app` (a store's listener) with `pg_terminate_backend`;
+/// returns its pid.
+pub async fn kill_listener(admin: &mut PgConnection, app: &str) -> i32 {
+    let pids = listener_pids(admin, app).await;
+    assert_eq!(pids.len(), 1, "one listener backend named {app}");
+    let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(pids[0])
+        .fetch_one(&mut *admin)
+        .await
+        .unwrap();
+    assert!(killed);
+    pids[0]
+}
+
+/// A loopback TCP proxy to the test database that can be switched off, to make the database
+/// unreachable for one client only.
+pub struct Proxy {
+    port: u16,
+    enabled: Arc<AtomicBool>,
+    pub refused: Arc<AtomicUsize>,
+    kill: tokio::sync::watch::Sender<u64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    /// A proxy to `schema`'s database, which must be on loopback.
+    pub async fn in_front_of(schema: &TestSchema) -> Self {
+        let direct = schema.options();
+        let host = direct.get_host().to_owned();
+        assert!(
+            host == "localhost" || host.starts_with("127."),
+            "the proxy test only targets a loopback database, not {host}"
+        );
+        Self::start((host, direct.get_port())).await
+    }
+
+    /// Connect options for `schema` through this proxy.
+    pub fn options(&self, schema: &TestSchema) -> PgConnectOptions {
+        schema.options().host("127.0.0.1").port(self.port)
+    }
+
+    async fn start(upstream: (String, u16)) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let enabled = Arc::new(AtomicBool::new(true));
+        let refused = Arc::new(AtomicUsize::new(0));
+        let (kill, _) = tokio::sync::watch::channel(0_u64);
+        let task = tokio::spawn({
+            let (enabled, refused, kill) = (enabled.clone(), refused.clone(), kill.clone());
+            async move {
+                while let Ok((mut inbound, _)) = listener.accept().await {
+                    if !enabled.load(Ordering::SeqCst) {
+                        refused.fetch_add(1, Ordering::SeqCst);
+                        continue; // dropped: the client's handshake fails
+                    }
+                    let mut killed = kill.subscribe();
+                    let upstream = upstream.clone();
+                    tokio::spawn(async move {
+                        let Ok(mut outbound) = TcpStream::connect(upstream).await else {
+                            return;
+                        };
+                        tokio::select! {
+                            _ = copy_bidirectional(&mut inbound, &mut outbound) => {}
+                            _ = killed.changed() => {}
+                        }
+                    });
+                }
+            }
+        });
+        Self {
+            port,
+            enabled,
+            refused,
+            kill,
+            task,
+        }
+    }
+
+    /// Off: cuts every open connection and drops new ones. On: forwards again.
+    pub fn set_enabled(&self, on: bool) {
+        self.enabled.store(on, Ordering::SeqCst);
+        if !on {
+            self.kill.send_modify(|n| *n += 1);
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+        self.kill.send_modify(|n| *n += 1);
+    }
 }
