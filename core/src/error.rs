@@ -1,6 +1,6 @@
-//! Errors: the credential's outcome ([`AuthError`]), the store failing ([`StoreError`]) and
-//! the union of every failure ([`Error`]), which sits above the value types and the hasher
-//! (docs/ARCHITECTURE.md, "Layers").
+//! Errors: the credential's outcome ([`AuthError`]) and the union of every failure
+//! ([`Error`]), which sits above the value types, the hasher and the store contract (whose
+//! [`StoreError`] it wraps) (docs/ARCHITECTURE.md, "Layers").
 //!
 //! No error ever contains a secret or a full key: values presented by a client are described
 //! (length, position, character class), not repeated.
@@ -13,7 +13,7 @@ use crate::invalid::InvalidValue;
 use crate::key::{Environment, KeyId, MalformedKey, Prefix, RandomError};
 use crate::name::Project;
 use crate::scope::ScopeSet;
-use crate::store::RotationConflict;
+use crate::store::{RotationConflict, StoreError};
 use crate::time::Timestamp;
 
 /// The outcome of presenting a credential, when it is not accepted.
@@ -146,56 +146,6 @@ impl fmt::Display for EnvList<'_> {
             write!(f, "'{e}'")?;
         }
         Ok(())
-    }
-}
-
-/// The store (the backend) failed. This is an infrastructure problem (HTTP 503), not a verdict
-/// on the credential.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    /// A key with this id exists already.
-    #[error("a key with id {0} already exists in the store")]
-    AlreadyExists(KeyId),
-    /// The backend failed (connection, I/O, constraint, …).
-    #[error("the {store} store failed: {source}")]
-    Backend {
-        /// Which store.
-        store: &'static str,
-        /// The backend's own error.
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
-    /// The store holds data that Keyward cannot read back.
-    #[error(
-        "the {store} store holds a record that cannot be read ({message}); was it edited by hand?"
-    )]
-    Corrupt {
-        /// Which store.
-        store: &'static str,
-        /// What could not be read.
-        message: String,
-    },
-}
-
-impl StoreError {
-    /// Wraps a backend error, keeping it as the source.
-    pub fn backend(
-        store: &'static str,
-        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
-    ) -> Self {
-        StoreError::Backend {
-            store,
-            source: source.into(),
-        }
-    }
-
-    /// A record that cannot be decoded.
-    pub fn corrupt(store: &'static str, message: impl fmt::Display) -> Self {
-        StoreError::Corrupt {
-            store,
-            message: message.to_string(),
-        }
     }
 }
 

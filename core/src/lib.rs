@@ -26,7 +26,7 @@ pub mod conformance;
 
 pub use cache::CacheConfig;
 pub use client::{Diagnosis, KeyExpectation, LoadError};
-pub use error::{AuthError, Error, StoreError};
+pub use error::{AuthError, Error};
 pub use hash::{HashError, HashParams, Hasher, SecretHash, Verdict};
 #[cfg(feature = "http")]
 pub use http::Rejection;
@@ -46,7 +46,7 @@ pub use scope::{MAX_SCOPES, Scope, ScopeSet};
 pub use store::{
     ChangeEvent, Changes, Consumption, Counter, DEFAULT_CHANGE_LOG_LEN, KeyChange, KeyLimits,
     KeyRecord, KeyStore, ListQuery, RecordStore, RotateOutcome, RotationConflict, Setting,
-    UsageBucket, UsageStore,
+    StoreError, UsageBucket, UsageStore,
 };
 pub use throttle::{Cause, LogThrottle};
 pub use time::{Clock, MAX_EXPIRY, MAX_GRACE, ManualClock, SystemClock, Timestamp, parse_duration};

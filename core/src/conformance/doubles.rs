@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 
-use crate::error::StoreError;
 use crate::key::KeyId;
+use crate::store::StoreError;
 use crate::store::{
     ChangeEvent, Changes, Consumption, KeyChange, KeyRecord, KeyStore, ListQuery, RecordStore,
     RotateOutcome, UsageBucket, UsageStore,

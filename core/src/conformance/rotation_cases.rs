@@ -12,10 +12,11 @@ use std::time::Duration;
 
 use super::helpers::{env, project, sample_record, t};
 use super::manager_cases::manager;
-use crate::error::{Error, StoreError};
+use crate::error::Error;
 use crate::key::KeyId;
 use crate::manager::{IssueRequest, KeyInfo, Requirements, RotateOptions, RotatedKey};
 use crate::name::Project;
+use crate::store::StoreError;
 use crate::store::{KeyChange, KeyRecord, KeyStore, ListQuery, RotateOutcome, RotationConflict};
 use crate::time::{ManualClock, Timestamp};
 

@@ -11,10 +11,10 @@ use std::time::Duration;
 use futures_util::future::join_all;
 
 use super::helpers::{SAMPLE_PHC, env, project, sample_record, t, unique};
-use crate::error::StoreError;
 use crate::hash::SecretHash;
 use crate::key::KeyId;
 use crate::scope::ScopeSet;
+use crate::store::StoreError;
 use crate::store::{
     ChangeEvent, Changes, Consumption, KeyChange, KeyLimits, KeyRecord, KeyStore, ListQuery,
     UsageBucket,

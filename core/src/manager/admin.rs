@@ -4,12 +4,13 @@
 
 use std::time::Duration;
 
-use crate::error::{Error, StoreError};
+use crate::error::Error;
 use crate::hash::SecretHash;
 use crate::invalid::{InvalidValue, ValueKind};
 use crate::key::{ApiKey, Environment, KeyId, Prefix};
 use crate::name::validate_key_name;
 use crate::scope::validate_key_scopes;
+use crate::store::StoreError;
 use crate::store::{KeyChange, KeyRecord, ListQuery, RotateOutcome};
 use crate::time::{Timestamp, validate_expires_at, validate_expires_in, validate_grace};
 

@@ -11,9 +11,10 @@ use tokio::sync::OnceCell;
 use tokio::task::AbortHandle;
 
 use crate::cache::{VerifyCache, establish, watch_changes};
-use crate::error::{Error, StoreError};
+use crate::error::Error;
 use crate::key::KeyId;
 use crate::store::KeyStore;
+use crate::store::StoreError;
 use crate::time::Timestamp;
 
 use super::KeyManager;

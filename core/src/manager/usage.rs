@@ -6,10 +6,11 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::error::{AuthError, Error, StoreError};
+use crate::error::{AuthError, Error};
 use crate::key::{Environment, KeyId};
 use crate::name::Project;
 use crate::quota::{Credits, Quota, QuotaUsage};
+use crate::store::StoreError;
 use crate::store::{Consumption, Counter, KeyRecord, ListQuery, Setting, UsageBucket};
 use crate::time::Timestamp;
 

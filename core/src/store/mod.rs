@@ -13,11 +13,13 @@
 //! SQL stores share their row handling through [`rows`]: the column values of a record, the
 //! list query and the integer conversions, so that each keeps only its SQL.
 
+mod error;
 mod record;
 mod records;
 pub mod rows;
 mod usage;
 
+pub use error::StoreError;
 pub use record::{KeyChange, KeyLimits, KeyRecord, ListQuery, RotationConflict};
 pub use records::{ChangeEvent, Changes, DEFAULT_CHANGE_LOG_LEN, RecordStore, RotateOutcome};
 pub use usage::{Consumption, Counter, Setting, UsageBucket, UsageStore};

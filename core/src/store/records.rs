@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use std::fmt;
 
-use crate::error::StoreError;
+use super::error::StoreError;
 use crate::key::KeyId;
 use crate::time::Timestamp;
 

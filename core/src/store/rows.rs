@@ -47,7 +47,7 @@
 
 use std::fmt;
 
-use crate::error::StoreError;
+use super::error::StoreError;
 use crate::hash::SecretHash;
 use crate::key::KeyId;
 use crate::scope::ScopeSet;

@@ -5,7 +5,7 @@ use std::fmt;
 
 use async_trait::async_trait;
 
-use crate::error::StoreError;
+use super::error::StoreError;
 use crate::key::KeyId;
 use crate::name::Project;
 use crate::time::Timestamp;
