@@ -186,6 +186,10 @@ fn main() {
                 )
                 .await
                 .unwrap();
+            // The store logs the insert, and the change feed (polled every 250 ms here)
+            // reports it and drops the key's cache entry: let it arrive before warming the
+            // key, or the first measured verify would be cold.
+            tokio::time::sleep(Duration::from_millis(800)).await;
             let t = issued.key.expose_secret().to_owned();
             m.verify(&t, &req).await.unwrap();
             keys.push(t);
