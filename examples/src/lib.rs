@@ -2,7 +2,7 @@
 //!
 //! This library holds the code the binaries share: opening a store from a URL
 //! ([`open_store`]), choosing the hash parameters ([`hash_params_from_env`]), fetching and
-//! rendering key lists ([`for_each_page`], [`list_all`], [`render_table`], [`Table`]), setting up logging ([`init_logging`])
+//! rendering key lists ([`for_each_page`], [`list_all`], [`Table`]), setting up logging ([`init_logging`])
 //! and running a binary's async `main` ([`run_main`]), plus an axum adapter ([`axum_keyward`])
 //! and the example ingestion server ([`server`]).
 #![forbid(unsafe_code)]
@@ -223,21 +223,9 @@ const COLUMNS: [&str; 9] = [
     "LAST USED",
 ];
 
-/// Renders keys as an aligned text table (id, masked key, project, environment, scopes,
-/// status, created, expires, last used). It holds no secret: [`KeyInfo`] has none.
-///
-/// ```
-/// let table = keyward_examples::render_table(&[]);
-/// assert!(table.starts_with("ID"));
-/// ```
-pub fn render_table(keys: &[KeyInfo]) -> String {
-    let mut table = Table::default();
-    let mut out = table.header();
-    out.push_str(&table.rows(keys));
-    out
-}
-
-/// A key table written a page at a time, for listings too long to hold in memory: column
+/// Keys as an aligned text table (id, masked key, project, environment, scopes, status,
+/// created, expires, last used), holding no secret ([`KeyInfo`] has none). Written a page at
+/// a time, for listings too long to hold in memory: column
 /// widths are those of the header and of the rows seen so far, so they only grow (a later,
 /// wider row shifts the columns after it).
 ///

@@ -280,7 +280,7 @@ impl VerifyCache {
     /// The entry of `id` if it is within its TTL and the change feed is live (the warm
     /// path: one atomic load more than the map lookup).
     pub(crate) fn get(&self, id: &KeyId) -> Option<Arc<Entry>> {
-        if self.stale.load(Ordering::Acquire) {
+        if self.is_stale() {
             return None;
         }
         let entry = self.entries.get(id)?;
@@ -383,7 +383,7 @@ impl VerifyCache {
             return Some(self.refused(id));
         }
         // While the feed is lost, an insert made elsewhere could go unnoticed: ask the store.
-        let known_unknown = !self.stale.load(Ordering::Acquire)
+        let known_unknown = !self.is_stale()
             && self
                 .unknown
                 .get(id)

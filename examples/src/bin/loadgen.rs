@@ -429,16 +429,8 @@ async fn run(args: Args) -> Result<(), String> {
     };
     let target = loopback_target(&base)?;
     // Both endpoints get the same request bytes: the only difference is the layer's work.
-    let mut headers = HeaderMap::new();
-    let host = format!("{}:{}", target.0, target.1);
-    headers.insert(
-        HOST,
-        HeaderValue::from_str(&host).map_err(|e| e.to_string())?,
-    );
-    let mut auth = HeaderValue::from_str(&format!("Bearer {}", key.as_str()))
-        .map_err(|_| "KEYWARD_KEY is not a valid header value".to_owned())?;
-    auth.set_sensitive(true);
-    headers.insert(AUTHORIZATION, auth);
+    let headers = bearer_headers(&host_header(&target)?, key.as_str())
+        .ok_or("KEYWARD_KEY is not a valid header value")?;
     let mut conns = Vec::with_capacity(args.connections);
     for _ in 0..args.connections {
         conns.push(Conn::open(&target).await?);
@@ -555,6 +547,22 @@ fn median(sorted: &[f64]) -> f64 {
     }
 }
 
+/// The `Host` header for `target`.
+fn host_header(target: &(String, u16)) -> Result<HeaderValue, String> {
+    HeaderValue::from_str(&format!("{}:{}", target.0, target.1)).map_err(|e| e.to_string())
+}
+
+/// `Host` and `Authorization: Bearer <key>` (marked sensitive); `None` when the key is not a
+/// valid header value.
+fn bearer_headers(host: &HeaderValue, key: &str) -> Option<HeaderMap> {
+    let mut auth = HeaderValue::from_str(&format!("Bearer {key}")).ok()?;
+    auth.set_sensitive(true);
+    let mut headers = HeaderMap::new();
+    headers.insert(HOST, host.clone());
+    headers.insert(AUTHORIZATION, auth);
+    Some(headers)
+}
+
 /// Counts the lines written through it (the server's log during `--flood`), printing none.
 #[derive(Clone, Default)]
 struct LineCounter(Arc<AtomicU64>);
@@ -615,17 +623,7 @@ async fn flood(args: &Args) -> Result<(), String> {
     // Let the server's change feed report the inserts before the flood starts.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let target = loopback_target(&hosted.base)?;
-    let host =
-        HeaderValue::from_str(&format!("{}:{}", target.0, target.1)).map_err(|e| e.to_string())?;
-    let bearer = |key: &str| -> Result<HeaderMap, String> {
-        let mut headers = HeaderMap::new();
-        headers.insert(HOST, host.clone());
-        let mut auth = HeaderValue::from_str(&format!("Bearer {key}"))
-            .map_err(|_| "a key is not a valid header value".to_owned())?;
-        auth.set_sensitive(true);
-        headers.insert(AUTHORIZATION, auth);
-        Ok(headers)
-    };
+    let host = host_header(&target)?;
     let lines_before = log_lines.0.load(Ordering::Relaxed);
     let deadline = Instant::now() + args.duration;
     // status class counts: 2xx, 401, 429, 503, other or failed
@@ -639,11 +637,10 @@ async fn flood(args: &Args) -> Result<(), String> {
                 let Ok(key) = keyward::ApiKey::generate(keyward::Prefix::default(), dev) else {
                     break;
                 };
-                let mut headers = HeaderMap::new();
-                headers.insert(HOST, host.clone());
-                if let Ok(v) = HeaderValue::from_str(&format!("Bearer {}", key.expose_secret())) {
-                    headers.insert(AUTHORIZATION, v);
-                }
+                let Some(headers) = bearer_headers(&host, key.expose_secret()) else {
+                    counts[4].fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
                 if conn.is_none() {
                     conn = Conn::open(&target).await.ok();
                 }
@@ -673,7 +670,7 @@ async fn flood(args: &Args) -> Result<(), String> {
         if Instant::now() >= deadline {
             break;
         }
-        let headers = bearer(key)?;
+        let headers = bearer_headers(&host, key).ok_or("a key is not a valid header value")?;
         let start = Instant::now();
         let ok = match Conn::open(&target).await {
             Ok(mut c) => c
