@@ -822,3 +822,39 @@ fn list_streams_every_page_of_a_large_project() {
     let first: Vec<&str> = text.stdout.lines().take(3).collect();
     assert_eq!(text.stdout.lines().count(), 1 + 2 * 1234, "{first:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_service_accepts_a_cli_key_and_sees_a_cli_revocation() {
+    let cli = Cli::new();
+    let key = cli.issue(&["--project", "web-app", "--env", "dev", "--scope", "read"]);
+    // A service in another process (this one) on the same SQLite file, with its own cache.
+    let db = format!("sqlite:{}", cli.path().join("keys.db").display());
+    let service = keyward::KeyManager::builder_arc(keyward_cli::open_store(&db).await.unwrap())
+        .serve("dev".parse().unwrap())
+        .hash_params(keyward::HashParams::INSECURE_TEST_ONLY)
+        .build()
+        .unwrap();
+    let req = keyward::Requirements::scopes(["read"]).unwrap();
+    service.verify(&key, &req).await.unwrap();
+    // Revoked by the CLI: the service's cache hears of it through the store's change feed.
+    let run = cli.run(&["revoke", &id_of(&key)]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let start = std::time::Instant::now();
+    loop {
+        match service.verify(&key, &req).await {
+            Ok(_) => assert!(
+                start.elapsed() < std::time::Duration::from_secs(5),
+                "still accepted 5 s after the CLI revoked it"
+            ),
+            Err(e) => {
+                assert!(
+                    matches!(e.as_auth(), Some(keyward::AuthError::Revoked { .. })),
+                    "{e:?}"
+                );
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    service.shutdown().await.unwrap();
+}
