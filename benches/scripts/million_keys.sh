@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 N=${1:-1000000}
-cargo build --release -q -p keyward-examples --bin keyward --bin keyward-server
+cargo build --release -q -p keyward-cli -p keyward-examples --bin keyward --bin keyward-server
 DIR=$(mktemp -d)
 trap 'kill "${SERVER:-0}" 2>/dev/null || true; rm -rf "$DIR"' EXIT
 DB="sqlite:$DIR/keys.db"

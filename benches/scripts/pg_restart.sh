@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 N=${1:-200}
-cargo build --release -q -p keyward-examples --bin keyward --bin keyward-server
+cargo build --release -q -p keyward-cli -p keyward-examples --bin keyward --bin keyward-server
 VERSION=$(ls /usr/lib/postgresql | sort -V | tail -n 1)
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 NAME="kw_restart_$$"

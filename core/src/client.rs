@@ -1,5 +1,6 @@
 //! Client side: load a key from an environment variable and diagnose the common wiring
-//! mistakes (unset, empty, whitespace or quotes around it, another product's or
+//! mistakes (unset, empty, whitespace or quotes around it, a pasted `Bearer ` prefix or
+//! `Authorization:` header, another product's or
 //! environment's key, truncated or mistyped) without ever printing the secret: only the
 //! length and the masked form.
 //!
@@ -72,6 +73,15 @@ pub enum Diagnosis {
         /// The masked key found inside.
         masked: String,
     },
+    /// The value starts with an HTTP authorization scheme: `Bearer ` (any case), possibly after
+    /// `Authorization:`, as when a whole header was pasted. The variable must hold the key
+    /// alone.
+    BearerPrefix {
+        /// Length of the raw value.
+        len: usize,
+        /// The masked key found after the prefix, if what follows it is a well-formed key.
+        masked: Option<String>,
+    },
     /// A valid key of another product or deployment.
     WrongPrefix {
         /// The prefix expected.
@@ -110,6 +120,13 @@ impl fmt::Display for Diagnosis {
             Diagnosis::Empty => f.write_str("the variable is set but empty: paste the key after the '='"),
             Diagnosis::SurroundingWhitespace { len, masked } => write!(f, "the variable holds the key {masked} with whitespace around it ({len} characters in all): remove the spaces or the newline"),
             Diagnosis::Quoted { len, masked } => write!(f, "the variable holds the key {masked} wrapped in quotes ({len} characters in all): remove the quotes (your .env loader keeps them)"),
+            Diagnosis::BearerPrefix { len, masked } => {
+                match masked {
+                    Some(masked) => write!(f, "the variable holds the key {masked} after an HTTP authorization scheme ({len} characters in all)")?,
+                    None => write!(f, "the variable's value ({len} characters) starts with an HTTP authorization scheme")?,
+                }
+                f.write_str(": remove the 'Bearer ' prefix: the variable must hold the key alone")
+            }
             Diagnosis::WrongPrefix { expected, masked } => write!(f, "the variable holds {masked}, a key of another product or deployment: this one expects '{expected}_' keys"),
             Diagnosis::WrongEnvironment { expected, masked } => {
                 write!(f, "the variable holds {masked}, a key of another environment: this one expects ")?;
@@ -136,6 +153,14 @@ pub fn diagnose(value: Option<&str>, expect: &KeyExpectation) -> Diagnosis {
         return Diagnosis::Empty;
     }
     let unquoted = strip_quotes(trimmed);
+    if let Some(rest) = strip_bearer(unquoted) {
+        return Diagnosis::BearerPrefix {
+            len: raw.len(),
+            masked: ApiKey::parse(strip_quotes(rest))
+                .ok()
+                .map(|key| key.masked().to_string()),
+        };
+    }
     match ApiKey::parse(unquoted) {
         Ok(key) => {
             let masked = key.masked().to_string();
@@ -175,6 +200,22 @@ fn check_expectation(key: &ApiKey, expect: &KeyExpectation) -> Diagnosis {
         };
     }
     Diagnosis::Ok { masked }
+}
+
+/// What follows `Bearer ` (the scheme in any case, then whitespace), itself possibly after an
+/// `Authorization:` header name (any case), trimmed; `None` if `s` does not start so.
+fn strip_bearer(s: &str) -> Option<&str> {
+    let s = strip_prefix_ignore_case(s, "authorization:").map_or(s, str::trim_start);
+    let rest = strip_prefix_ignore_case(s, "bearer")?;
+    rest.starts_with(char::is_whitespace).then(|| rest.trim())
+}
+
+/// `s` without `prefix`, compared ASCII-case-insensitively.
+fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| s.get(prefix.len()..))
+        .flatten()
 }
 
 fn strip_quotes(s: &str) -> &str {
@@ -226,5 +267,70 @@ pub fn load_key(var: &str, expect: &KeyExpectation) -> Result<ApiKey, LoadError>
             var: var.to_owned(),
             diagnosis,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn expect() -> KeyExpectation {
+        KeyExpectation::any_environment("kw".parse().unwrap())
+    }
+
+    #[test]
+    fn a_pasted_bearer_prefix_or_authorization_header_is_diagnosed_as_such() {
+        let key = ApiKey::generate("kw".parse().unwrap(), "dev".parse().unwrap()).unwrap();
+        let secret = key.expose_secret();
+        let masked = Some(key.masked().to_string());
+        for value in [
+            format!("Bearer {secret}"),
+            format!("bearer {secret}"),
+            format!("BEARER\t{secret}"),
+            format!("  Bearer   {secret}\n"),
+            format!("Authorization: Bearer {secret}"),
+            format!("authorization:bearer {secret}"),
+            format!("\"Bearer {secret}\""),
+            format!("Bearer '{secret}'"),
+        ] {
+            let d = diagnose(Some(&value), &expect());
+            assert_eq!(
+                d,
+                Diagnosis::BearerPrefix {
+                    len: value.len(),
+                    masked: masked.clone()
+                },
+                "{value:?}"
+            );
+            let shown = d.to_string();
+            assert!(
+                shown.contains("remove the 'Bearer ' prefix: the variable must hold the key alone"),
+                "{shown}"
+            );
+            assert!(!shown.contains(secret), "{shown}");
+            assert!(!d.is_ok());
+        }
+        // After the prefix, something that is not a key: still the prefix is what to fix first.
+        let d = diagnose(Some("Bearer not-a-key"), &expect());
+        assert_eq!(
+            d,
+            Diagnosis::BearerPrefix {
+                len: 16,
+                masked: None
+            }
+        );
+        assert!(d.to_string().contains("remove the 'Bearer ' prefix"), "{d}");
+        // Not a prefix: "Bearer" alone, or glued to what follows.
+        for value in ["Bearer", "Bearerkw_dev_x", "Bearer:"] {
+            assert!(
+                !matches!(
+                    diagnose(Some(value), &expect()),
+                    Diagnosis::BearerPrefix { .. }
+                ),
+                "{value}"
+            );
+        }
     }
 }

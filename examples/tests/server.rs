@@ -1,7 +1,8 @@
 //! The example server over real HTTP: every route and every status of the Keyward layer,
 //! driven with reqwest against the app served in-process on an ephemeral loopback port
-//! (`keyward_examples::server::router`/`serve`), plus the real `keyward-server` binary and the
-//! `keyward` CLI on the same SQLite file. Hashing uses the insecure test parameters.
+//! (`keyward_examples::server::router`/`serve`), plus the real `keyward-server` binary and
+//! another manager (as the admin CLI of `keyward-cli` is) on the same SQLite file. Hashing uses
+//! the insecure test parameters.
 
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -11,8 +12,6 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
-
-mod common;
 
 use axum::Router;
 use axum::body::Body;
@@ -24,8 +23,9 @@ use keyward::{
     ApiKey, HashParams, IssueRequest, KeyId, KeyLimits, KeyManager, KeyStore, ListQuery,
     ManualClock, Period, Quota, Timestamp,
 };
+use keyward_cli::open_store;
 use keyward_examples::axum_keyward::VerifiedKey;
-use keyward_examples::{open_store, server};
+use keyward_examples::server;
 use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -1353,26 +1353,40 @@ async fn a_cached_key_is_decided_without_a_boxed_future_and_a_cold_one_with_the_
 }
 
 // ---------------------------------------------------------------------------------------
-// With the CLI and the real binary
+// With another manager (the admin CLI's place) and the real binary
 
-/// The first admin key, issued with the CLI on the server's database.
-fn cli_issue(db: &str, scopes: &[&str]) -> String {
-    let mut args = vec!["issue", "--project", "web-app", "--env", "dev"];
-    for s in scopes {
-        args.extend(["--scope", s]);
-    }
-    let out = common::keyward(db, &args, None);
-    assert!(out.status.success(), "{out:?}");
-    let key = String::from_utf8(out.stdout).unwrap().trim_end().to_owned();
+/// A manager of its own on the server's database, with its own store connection and cache:
+/// what the admin CLI (`keyward-cli`, tested in its own package) builds in its process.
+async fn admin_manager(db: &str) -> KeyManager {
+    KeyManager::builder_arc(open_store(db).await.unwrap())
+        .hash_params(HashParams::INSECURE_TEST_ONLY)
+        .build()
+        .unwrap()
+}
+
+/// The first admin key, issued by [`admin_manager`] on the server's database.
+async fn admin_issue(db: &str, scopes: &[&str]) -> String {
+    let manager = admin_manager(db).await;
+    let req = IssueRequest::new("web-app".parse().unwrap(), "dev".parse().unwrap())
+        .scopes(scopes)
+        .unwrap();
+    let key = manager
+        .issue(req)
+        .await
+        .unwrap()
+        .key
+        .expose_secret()
+        .to_owned();
+    manager.shutdown().await.unwrap();
     ApiKey::parse(&key).unwrap();
     key
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_first_admin_key_comes_from_the_cli_on_the_same_database() {
+async fn the_first_admin_key_comes_from_another_manager_on_the_same_database() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite:{}", dir.path().join("keys.db").display());
-    let admin = cli_issue(&db, &["admin"]);
+    let admin = admin_issue(&db, &["admin"]).await;
     let s = TestServer::start_on(dir, db, |s| s).await;
     let r = s
         .post_json(
@@ -1384,13 +1398,14 @@ async fn the_first_admin_key_comes_from_the_cli_on_the_same_database() {
     assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
     let key = r.json()["key"].as_str().unwrap().to_owned();
     assert_eq!(s.ping(&key).await.status, StatusCode::OK);
-    // The CLI sees the key issued over HTTP, and a revocation by the CLI (another process)
-    // reaches the server through the store's change feed within its poll interval.
-    let out = common::keyward(&s.db_url, &["list", "--json"], None);
-    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(listed.as_array().unwrap().len(), 2);
-    let out = common::keyward(&s.db_url, &["revoke", &id_of(&key)], None);
-    assert!(out.status.success(), "{out:?}");
+    // The other manager sees the key issued over HTTP, and its revocation reaches the server
+    // through the store's change feed within its poll interval.
+    let other = admin_manager(&s.db_url).await;
+    assert_eq!(other.list(&ListQuery::default()).await.unwrap().len(), 2);
+    other
+        .revoke(&KeyId::new(&id_of(&key)).unwrap())
+        .await
+        .unwrap();
     let start = Instant::now();
     loop {
         let r = s.ping(&key).await;
@@ -1442,7 +1457,7 @@ impl Drop for KillOnDrop {
 async fn the_real_binary_serves_and_stops_gracefully_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let db = &format!("sqlite:{}", dir.path().join("keys.db").display());
-    let key = cli_issue(db, &["read", "admin"]);
+    let key = admin_issue(db, &["read", "admin"]).await;
     let addr = format!("127.0.0.1:{}", free_port());
     let mut server = KillOnDrop(Some(
         Command::new(env!("CARGO_BIN_EXE_keyward-server"))
@@ -1526,9 +1541,12 @@ async fn the_real_binary_serves_and_stops_gracefully_on_sigterm() {
     assert_eq!(stdout.trim(), format!("listening on {base}"));
     assert!(stderr.contains("shutting down"), "{stderr}");
     assert_keys_hidden("keyward-server's log", &stderr, &[&key]);
-    let out = common::keyward(db, &["list", "--json"], None);
-    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(listed[0]["last_used_at"].is_string(), "{listed}");
+    let listed = admin_manager(db)
+        .await
+        .list(&ListQuery::default())
+        .await
+        .unwrap();
+    assert!(listed[0].last_used_at.is_some(), "{listed:?}");
 }
 
 #[test]

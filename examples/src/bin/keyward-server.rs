@@ -16,7 +16,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use keyward::{Environment, KeyManager, Prefix};
-use keyward_examples::{DEFAULT_DB_URL, hash_params_from_env, open_store, server};
+use keyward_cli::{DEFAULT_DB_URL, STORE_URLS, hash_params_from_env, open_store};
+use keyward_examples::server;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -28,10 +29,9 @@ use keyward_examples::{DEFAULT_DB_URL, hash_params_from_env, open_store, server}
                   Set KEYWARD_INSECURE_FAST_HASH=1 only in tests: it hashes with weak parameters."
 )]
 struct Args {
-    /// The key store: sqlite:PATH, sqlite://PATH, sqlite::memory:, a file path (SQLite), or
-    /// postgres://… (PostgreSQL).
+    /// The key store (the forms `keyward_cli::open_store` accepts).
     #[arg(long, value_name = "URL", env = "KEYWARD_DB", default_value = DEFAULT_DB_URL,
-          hide_env_values = true)]
+          hide_env_values = true, help = format!("The key store: {STORE_URLS}"))]
     db: String,
 
     /// The address to listen on.
@@ -49,11 +49,11 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    keyward_examples::init_logging("info");
-    if let Err(e) = keyward_examples::disable_core_dumps() {
+    keyward_cli::init_logging("info");
+    if let Err(e) = keyward_cli::disable_core_dumps() {
         tracing::warn!(error = %e, "could not disable core dumps; a crash may write keys held in memory to disk");
     }
-    keyward_examples::run_main(run(args))
+    keyward_cli::run_main(run(args))
 }
 
 async fn run(args: Args) -> Result<(), String> {

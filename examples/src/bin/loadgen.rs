@@ -78,7 +78,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    keyward_examples::run_main(run(Args::parse()))
+    keyward_cli::run_main(run(Args::parse()))
 }
 
 /// A server started in-process on its own runtime (own threads), with a temporary store.
@@ -306,7 +306,7 @@ where
 /// `read` issued through it. Default (OWASP) hash parameters, as in production: the first
 /// verify runs Argon2 once, later ones hit the verify cache.
 async fn bench_key(url: &str) -> Result<(KeyManager, keyward::IssuedKey), String> {
-    let store = keyward_examples::open_store(url)
+    let store = keyward_cli::open_store(url)
         .await
         .map_err(|e| e.to_string())?;
     let env: keyward::Environment = "dev"

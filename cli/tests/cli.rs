@@ -458,6 +458,84 @@ fn input_beyond_the_limits_exits_2_naming_the_limit() {
 }
 
 #[test]
+fn expires_in_must_be_positive_and_is_refused_before_the_store_is_opened() {
+    let cli = Cli::new();
+    let issue = ["issue", "--project", "p", "--env", "dev", "--scope", "read"];
+    let cases: &[&[&str]] = &[
+        &["--expires-in", "0s"],
+        &["--expires-in", "0"],
+        &["--expires-in", "000h"],
+        &["--expires-in", ""],
+        &["--expires-in", "-1h"],
+        &["--expires-in=-30d"],
+    ];
+    for extra in cases {
+        let run = cli.run(&[&issue[..], extra].concat());
+        assert_eq!(run.code, 2, "{extra:?}: {run:?}");
+        assert!(run.stdout.is_empty(), "{extra:?}: {run:?}");
+        assert!(
+            run.stderr.contains("--expires-in must be positive"),
+            "{extra:?}: {run:?}"
+        );
+        assert!(
+            !cli.path().join("keys.db").exists(),
+            "{extra:?}: the store was opened"
+        );
+    }
+}
+
+#[test]
+fn issue_keeps_metadata_given_as_a_json_object() {
+    let cli = Cli::new();
+    let key = cli.issue(&[
+        "--project",
+        "p",
+        "--env",
+        "dev",
+        "--scope",
+        "read",
+        "--metadata",
+        r#"{"team":"obs","tier":2}"#,
+    ]);
+    let listed = cli.list(&["--json"]);
+    let keys: serde_json::Value = serde_json::from_str(&listed.stdout).unwrap();
+    assert_eq!(keys[0]["id"], id_of(&key).as_str(), "{keys}");
+    assert_eq!(
+        keys[0]["metadata"],
+        serde_json::json!({"team": "obs", "tier": 2}),
+        "{keys}"
+    );
+}
+
+#[test]
+fn metadata_that_is_not_a_json_object_or_too_large_exits_2_naming_the_flag() {
+    let cli = Cli::new();
+    let issue = ["issue", "--project", "p", "--env", "dev", "--scope", "read"];
+    let big = format!(r#"{{"notes":"{}"}}"#, "x".repeat(17 * 1024));
+    let cases: [(&str, &str); 6] = [
+        ("{team: obs}", "--metadata must be a JSON object"),
+        ("", "--metadata must be a JSON object"),
+        ("[1,2]", "not an array"),
+        (r#""obs""#, "not a string"),
+        ("null", "not null"),
+        (
+            &big,
+            "--metadata: invalid metadata (a JSON value of at most 16 KiB)",
+        ),
+    ];
+    for (value, says) in cases {
+        let run = cli.run(&[&issue[..], &["--metadata", value]].concat());
+        assert_eq!(run.code, 2, "{says}: {run:?}");
+        assert!(run.stdout.is_empty(), "{says}: {run:?}");
+        assert!(run.stderr.contains(says), "{says}: {:?}", run.stderr);
+        assert!(!run.stderr.contains("panicked"), "{run:?}");
+    }
+    // Nothing was issued.
+    let listed = cli.list(&["--json"]);
+    assert_eq!(listed.stdout.trim(), "[]", "{listed:?}");
+}
+
+#[test]
 fn store_errors_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let postgres = common::run(
@@ -575,6 +653,26 @@ fn doctor_reports_whitespace_around_the_key() {
     assert_eq!(run.code, 1, "{run:?}");
     assert!(run.stdout.contains("whitespace"), "{run:?}");
     assert!(run.stdout.contains("70 characters"), "{run:?}");
+}
+
+#[test]
+fn doctor_reports_a_pasted_bearer_prefix_not_a_whitespace() {
+    let key = new_key("kw", "dev");
+    for value in [
+        format!("Bearer {key}"),
+        format!("bearer {key}"),
+        format!("Authorization: Bearer {key}"),
+    ] {
+        let run = doctor(Some(&value), &["--env", "dev"]);
+        assert_eq!(run.code, 1, "{run:?}");
+        assert!(
+            run.stdout
+                .contains("remove the 'Bearer ' prefix: the variable must hold the key alone"),
+            "{run:?}"
+        );
+        assert!(!run.stdout.contains("whitespace"), "{run:?}");
+        assert!(run.stdout.contains(&id_of(&key)), "{run:?}");
+    }
 }
 
 #[test]
@@ -723,4 +821,40 @@ fn list_streams_every_page_of_a_large_project() {
     let text = cli.run(&["usage", "--project", "big-app"]);
     let first: Vec<&str> = text.stdout.lines().take(3).collect();
     assert_eq!(text.stdout.lines().count(), 1 + 2 * 1234, "{first:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_service_accepts_a_cli_key_and_sees_a_cli_revocation() {
+    let cli = Cli::new();
+    let key = cli.issue(&["--project", "web-app", "--env", "dev", "--scope", "read"]);
+    // A service in another process (this one) on the same SQLite file, with its own cache.
+    let db = format!("sqlite:{}", cli.path().join("keys.db").display());
+    let service = keyward::KeyManager::builder_arc(keyward_cli::open_store(&db).await.unwrap())
+        .serve("dev".parse().unwrap())
+        .hash_params(keyward::HashParams::INSECURE_TEST_ONLY)
+        .build()
+        .unwrap();
+    let req = keyward::Requirements::scopes(["read"]).unwrap();
+    service.verify(&key, &req).await.unwrap();
+    // Revoked by the CLI: the service's cache hears of it through the store's change feed.
+    let run = cli.run(&["revoke", &id_of(&key)]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let start = std::time::Instant::now();
+    loop {
+        match service.verify(&key, &req).await {
+            Ok(_) => assert!(
+                start.elapsed() < std::time::Duration::from_secs(5),
+                "still accepted 5 s after the CLI revoked it"
+            ),
+            Err(e) => {
+                assert!(
+                    matches!(e.as_auth(), Some(keyward::AuthError::Revoked { .. })),
+                    "{e:?}"
+                );
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    service.shutdown().await.unwrap();
 }
