@@ -3,11 +3,10 @@
 //! This library holds the code the binaries share: opening a store from a URL
 //! ([`open_store`]), choosing the hash parameters ([`hash_params_from_env`]), fetching and
 //! rendering key lists ([`for_each_page`], [`list_all`], [`Table`]), setting up logging ([`init_logging`])
-//! and running a binary's async `main` ([`run_main`]), plus an axum adapter ([`axum_keyward`])
-//! and the example ingestion server ([`server`]).
+//! and running a binary's async `main` ([`run_main`]), and the example ingestion server
+//! ([`server`]), protected by `keyward::axum`.
 #![forbid(unsafe_code)]
 
-pub mod axum_keyward;
 pub mod server;
 
 use std::fmt::Write as _;
