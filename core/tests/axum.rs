@@ -125,6 +125,7 @@ impl App {
                 "/unguarded/auth",
                 get(|| async { Err::<(), _>(AuthError::Invalid) }),
             )
+            .route("/unguarded/store", get(fails_store))
             .route("/needs", get(needs_key))
             .route("/maybe", get(maybe_key))
             .with_state(manager.clone());
@@ -561,6 +562,38 @@ async fn a_store_error_returned_by_a_handler_is_503_and_logged_with_the_key_id()
         "{text}"
     );
     keyward::conformance::assert_keys_hidden("the log", &text, &[&key]);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_store_error_returned_without_the_layer_is_503_and_still_logged() {
+    let (logs, _guard) = capture_logs();
+    let app = App::new();
+    let r = app.send("GET", "/unguarded/store", &[]).await;
+    r.assert(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "temporarily_unavailable",
+        None,
+    );
+    let text = logs.text();
+    assert!(
+        text.lines()
+            .any(|l| l.contains("ERROR") && l.contains("no KeywardLayer")),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_store_error_answered_by_the_layer_is_logged_once() {
+    let (logs, _guard) = capture_logs();
+    let app = App::new();
+    let key = app.issue(&[]).await;
+    app.get("/fails/store", &key).await;
+    let text = logs.text();
+    assert_eq!(
+        text.lines().filter(|l| l.contains("ERROR")).count(),
+        1,
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -81,7 +81,9 @@
 //! finds it there (one extensions lookup per response; nothing is allocated when there is
 //! none), answers again with its own realm and its manager's clock (`Retry-After` of a
 //! quota), and logs a store or hashing failure (503) through
-//! [`KeyManager::log_failure`](crate::KeyManager::log_failure), with the key's public id.
+//! [`KeyManager::log_failure`](crate::KeyManager::log_failure), with the key's public id. On
+//! a route without the layer the default answer stands, and a store or hashing failure is
+//! logged when the response is dropped.
 
 mod extract;
 mod layer;
