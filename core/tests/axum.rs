@@ -634,6 +634,52 @@ async fn an_error_returned_by_a_handler_answers_in_the_layers_realm_cold_and_war
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_innermost_layer_answers_a_handlers_error_and_the_outer_one_leaves_it() {
+    let app = App::new();
+    let key = app.issue(&[]).await;
+    let inner = KeywardLayer::new(app.manager.clone()).realm("inner");
+    let outer = KeywardLayer::new(app.manager.clone()).realm("outer");
+    let router = Router::new()
+        .route("/", get(fails_auth).route_layer(inner))
+        .layer(outer);
+    let request = || {
+        Request::get("/")
+            .header("x-api-key", &key)
+            .body(Body::empty())
+            .unwrap()
+    };
+    for _ in 0..2 {
+        let r = Resp::of(router.clone().oneshot(request()).await.unwrap()).await;
+        r.assert(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            Some("Bearer realm=\"inner\", error=\"invalid_token\""),
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_optional_verified_key_is_some_behind_the_layer() {
+    let app = App::new();
+    let key = app.issue(&[]).await;
+    let router = Router::new().route(
+        "/",
+        get(maybe_key).route_layer(KeywardLayer::new(app.manager.clone())),
+    );
+    let r = router
+        .oneshot(
+            Request::get("/")
+                .header("x-api-key", &key)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let r = Resp::of(r).await;
+    assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, "some"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_extractor_without_the_layer_answers_500_with_a_hint_and_the_option_none() {
     let app = App::new();
     let key = app.issue(&[]).await;
