@@ -165,7 +165,7 @@ where
             headers.get_all(X_API_KEY).iter().map(HeaderValue::as_bytes),
         );
         let state = match check {
-            // The common case, a cached key: no allocation, the route's future as it is.
+            // The common case, a cached key: no boxed future, the route's future as it is.
             Check::Accepted(identity) => State::Route {
                 id: identity.id,
                 guard: self.guard.clone(),
@@ -199,7 +199,7 @@ where
 
 pin_project_lite::pin_project! {
     /// The future of [`KeywardService`]: the route's own future when the key was decided
-    /// from the verify cache (no allocation), a ready refusal, or, when the store is needed
+    /// from the verify cache (no future of its own to allocate), a ready refusal, or, when the store is needed
     /// (a cold verify, credits), a boxed future that verifies and then calls the route. Its
     /// `Debug` says which: `KeywardFuture(route)`, `KeywardFuture(refused)` or
     /// `KeywardFuture(verifying)`.

@@ -67,7 +67,7 @@
 //!    `error="invalid_request"` challenge;
 //! 3. verifies it against the route's requirements: first with
 //!    [`KeyManager::verify_cached`](crate::KeyManager::verify_cached), which decides a
-//!    cached key on the spot, so the common request allocates nothing here and the route's
+//!    cached key on the spot, so the common request allocates no future here and the route's
 //!    own future is returned; only when the store is needed (a cold verify, credits) with
 //!    [`KeyManager::verify_key`](crate::KeyManager::verify_key) in a boxed future;
 //! 4. on success, puts the [`Identity`](crate::Identity) into the request's extensions,

@@ -30,8 +30,8 @@ const REQUEST_FAILED: &str = "a request failed: the key service is unavailable";
 /// Per request, [`Guard::check`] runs everything that needs no waiting: the key-in-the-URL
 /// check ([`reject_key_in_query_str`]), the extraction of the one credential
 /// ([`extract_key_from`]) and [`KeyManager::verify_cached`]. It answers
-/// [`Check::Accepted`] or [`Check::Refused`] at once for a cached key (no allocation on
-/// acceptance), or [`Check::NeedsStore`] with a [`Pending`] whose [`Pending::verify`] asks
+/// [`Check::Accepted`] or [`Check::Refused`] at once for a cached key (no store access, no
+/// hashing, no future), or [`Check::NeedsStore`] with a [`Pending`] whose [`Pending::verify`] asks
 /// the store. [`Guard::authenticate`] does both in one call.
 ///
 /// An adapter takes the raw header values and the raw query, so it needs none of the `http`
@@ -177,7 +177,8 @@ impl Guard {
     /// 400), then [`KeyManager::verify_cached`] decides a cached key (accepted, or refused
     /// with 401, 403 or 429). Anything else needs the store: [`Check::NeedsStore`].
     ///
-    /// Acceptance allocates nothing. Refusals are rendered with this guard's realm and the
+    /// A cached key is decided without the store, without hashing and without a future of
+    /// its own (an adapter can hand the route's own future on). Refusals are rendered with this guard's realm and the
     /// manager's clock; a refused query is logged with the key's public id only.
     pub fn check<'a>(
         &self,
