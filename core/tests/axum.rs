@@ -597,6 +597,60 @@ async fn a_store_error_answered_by_the_layer_is_logged_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cold_keys_beyond_the_hashing_pool_are_503_with_retry_after() {
+    // One Argon2 worker and no queue: concurrent cold verifies beyond the first are refused.
+    let hasher = keyward::Hasher::with_workers(HashParams::OWASP_MINIMUM, 1, 0).unwrap();
+    let manager = KeyManager::builder(keyward_memory::MemoryStore::new())
+        .serve("dev".parse().unwrap())
+        .hasher(hasher)
+        .build()
+        .unwrap();
+    let mut keys = Vec::new();
+    for _ in 0..6 {
+        let req = IssueRequest::new("web-app".parse().unwrap(), "dev".parse().unwrap());
+        keys.push(
+            manager
+                .issue(req)
+                .await
+                .unwrap()
+                .key
+                .expose_secret()
+                .to_owned(),
+        );
+    }
+    let router = Router::new().route(
+        "/",
+        get(read).route_layer(KeywardLayer::new(manager).realm(REALM)),
+    );
+    let mut requests = tokio::task::JoinSet::new();
+    for key in keys {
+        let router = router.clone();
+        requests.spawn(async move {
+            let req = Request::get("/")
+                .header("x-api-key", key)
+                .body(Body::empty())
+                .unwrap();
+            Resp::of(router.oneshot(req).await.unwrap()).await
+        });
+    }
+    let mut overloaded = 0;
+    while let Some(r) = requests.join_next().await {
+        let r = r.unwrap();
+        if r.status == StatusCode::OK {
+            continue;
+        }
+        r.assert(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            None,
+        );
+        assert_eq!(r.retry_after(), 1);
+        overloaded += 1;
+    }
+    assert!((1..6).contains(&overloaded), "{overloaded} of 6 overloaded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_overload_returned_by_a_handler_is_503_with_retry_after() {
     let app = App::new();
     let key = app.issue(&[]).await;
