@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 // docs.rs (`--cfg docsrs`, see Cargo.toml) marks feature-gated items with their feature.
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -23,6 +24,10 @@ pub mod time;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
+
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod axum;
 
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
@@ -58,7 +63,8 @@ pub use time::{Clock, MAX_EXPIRY, MAX_GRACE, ManualClock, SystemClock, Timestamp
 /// Re-exported so stores implement [`KeyStore`] with the same macro version.
 pub use async_trait::async_trait;
 
-/// The workspace README's examples, run as doctests.
-#[cfg(doctest)]
+/// The workspace README's examples, run as doctests (its axum section needs the `axum`
+/// feature, which core's own dev-dependency on itself enables).
+#[cfg(all(doctest, feature = "axum"))]
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;

@@ -1,10 +1,9 @@
 #![doc = include_str!("../README.md")]
 //!
-//! This library holds the code the example binaries share: an axum adapter
-//! ([`axum_keyward`]) and the example ingestion server ([`server`]). Opening a store from a
-//! URL, the hash parameters, logging and running an async `main` come from
-//! [`keyward_cli`], the library of the admin CLI's package.
+//! This library holds the code the example binaries share: the example ingestion server
+//! ([`server`]), protected by `keyward::axum`. Opening a store from a URL, the hash
+//! parameters, logging and running an async `main` come from [`keyward_cli`], the library of
+//! the admin CLI's package.
 #![forbid(unsafe_code)]
 
-pub mod axum_keyward;
 pub mod server;

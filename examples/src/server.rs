@@ -32,14 +32,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use keyward::EventsAccepted;
+use keyward::axum::{KeywardLayer, VerifiedKey};
 use keyward::{
     ApiKey, Environment, Error, Identity, IssueRequest, IssuedKey, KeyId, KeyInfo, KeyManager,
     ListQuery, Project, RotateOptions, Scope, Tenant, TenantKeys, Timestamp, parse_duration,
 };
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
-
-use crate::axum_keyward::{KeywardLayer, VerifiedKey, into_response};
 
 /// The realm in this server's `WWW-Authenticate` challenges.
 pub const REALM: &str = "keyward";
@@ -170,19 +169,39 @@ pub async fn shutdown_signal() {
 // ---------------------------------------------------------------------------------------
 // Errors
 
-/// An error answer: a status and `{"error": code, "message": …}`; a 400 also carries
-/// `WWW-Authenticate: Bearer realm="keyward", error="invalid_request", …`
-/// ([`keyward::http::invalid_request`]).
+/// An error answer: the server's own, a status and `{"error": code, "message": …}` (a 400
+/// also carries `WWW-Authenticate: Bearer realm="keyward", error="invalid_request", …`,
+/// [`keyward::http::invalid_request`]); or a failed key operation, which `keyward::axum`
+/// answers in this server's realm (the layer in front of every route that uses one renders
+/// it): credential outcomes and quotas (401, 403, 429 with `Retry-After`), a refused rotation
+/// (409), invalid input (400), the store down (503, logged by the layer with the caller's key
+/// id, never a key).
 #[derive(Debug)]
-struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
+enum ApiError {
+    Status {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+    },
+    Keys(Error),
+}
+
+impl From<Error> for ApiError {
+    /// An admin operation's unknown id is one outside the caller's project and environment
+    /// (`TenantKeys`): the answer says where the caller's keys are.
+    fn from(e: Error) -> Self {
+        match e {
+            Error::NotFound(_) => Self::not_found(
+                "no such key in your project and environment: list them with GET /api/v1/me/api-keys/",
+            ),
+            e => Self::Keys(e),
+        }
+    }
 }
 
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
+        Self::Status {
             status,
             code,
             message: message.into(),
@@ -216,51 +235,21 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if self.status == StatusCode::BAD_REQUEST {
-            return into_response(keyward::http::invalid_request(REALM, &self.message));
-        }
-        json_response(
-            self.status,
-            &serde_json::json!({ "error": self.code, "message": self.message }),
-        )
-    }
-}
-
-/// A failed manager operation. Credential outcomes, quotas and store failures go through
-/// [`keyward::http::rejection`]; store failures are logged for operators.
-struct ManagerError {
-    error: Error,
-    /// The manager's time, for `Retry-After`.
-    now: Timestamp,
-}
-
-/// Answers a failed manager operation: `.map_err(fail(&manager))`.
-fn fail(manager: &KeyManager) -> impl FnOnce(Error) -> Response {
-    let manager = manager.clone();
-    move |error| {
-        manager.log_failure(&error, None, "a key operation failed");
-        ManagerError {
-            error,
-            now: manager.now(),
-        }
-        .into_response()
-    }
-}
-
-impl IntoResponse for ManagerError {
-    fn into_response(self) -> Response {
-        let e = self.error;
-        match &e {
-            Error::NotFound(_) => ApiError::not_found(
-                "no such key in your project and environment: list them with GET /api/v1/me/api-keys/",
-            )
-            .into_response(),
-            Error::InvalidState { .. } => {
-                ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string()).into_response()
-            }
-            Error::Invalid(_) => ApiError::bad_request(e.to_string()).into_response(),
-            // Credential outcomes, a refused rotation (409), the store down (503, logged by `fail`).
-            _ => into_response(keyward::http::rejection(&e, REALM, self.now)),
+        match self {
+            Self::Keys(e) => e.into_response(),
+            Self::Status {
+                status: StatusCode::BAD_REQUEST,
+                message,
+                ..
+            } => keyward::http::invalid_request(REALM, &message).into_response(),
+            Self::Status {
+                status,
+                code,
+                message,
+            } => json_response(
+                status,
+                &serde_json::json!({ "error": code, "message": message }),
+            ),
         }
     }
 }
@@ -373,25 +362,21 @@ async fn traces_batch(
     State(state): State<AppState>,
     VerifiedKey(who): VerifiedKey,
     JsonBody(batch): JsonBody<Batch>,
-) -> Result<Response, Response> {
+) -> Result<Response, ApiError> {
     let n = batch.events.len();
     if n == 0 {
-        return Err(
-            ApiError::bad_request("the batch has no events: send {\"events\": [{…}, …]}")
-                .into_response(),
-        );
+        return Err(ApiError::bad_request(
+            "the batch has no events: send {\"events\": [{…}, …]}",
+        ));
     }
     if n > MAX_BATCH_EVENTS {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_many_events",
             format!("the batch has {n} events; send at most {MAX_BATCH_EVENTS} per request"),
-        )
-        .into_response());
+        ));
     }
-    let counted = count_events(&state.manager, &who, n as u64)
-        .await
-        .map_err(fail(&state.manager))?;
+    let counted = count_events(&state.manager, &who, n as u64).await?;
     let n = counted.accepted;
     let total = state.sink.store(&who.project, who.environment, n);
     tracing::debug!(key.id = %who.id, project = %who.project, events = n, "accepted a batch");
@@ -481,7 +466,7 @@ async fn create_key(
     State(state): State<AppState>,
     VerifiedKey(who): VerifiedKey,
     JsonBody(body): JsonBody<CreateKey>,
-) -> Result<Response, Response> {
+) -> Result<Response, ApiError> {
     let environment = body.environment.unwrap_or(who.environment);
     if environment != who.environment {
         return Err(ApiError::new(
@@ -491,29 +476,24 @@ async fn create_key(
                 "this admin key belongs to environment '{}' and can only issue '{}' keys; use an admin key of '{environment}'",
                 who.environment, who.environment
             ),
-        )
-        .into_response());
+        ));
     }
     if body.scopes.is_empty() {
         return Err(ApiError::bad_request(
             "'scopes' is empty: grant at least one scope, e.g. [\"read\", \"write\"]",
-        )
-        .into_response());
+        ));
     }
     let mut req = IssueRequest::new(who.project.clone(), environment).name(body.name);
     req.scopes = body.scopes.into_iter().collect();
     if let Some(text) = body.expires_in {
         let d = parse_duration(&text)
-            .map_err(|e| ApiError::bad_request(format!("'expires_in': {e}")).into_response())?;
+            .map_err(|e| ApiError::bad_request(format!("'expires_in': {e}")))?;
         req = req.expires_in(d);
     }
     if let Some(m) = body.metadata {
         req = req.metadata(m);
     }
-    let issued = tenant_of(&state, &who)
-        .issue(req)
-        .await
-        .map_err(fail(&state.manager))?;
+    let issued = tenant_of(&state, &who).issue(req).await?;
     tracing::info!(key.id = %issued.record.id, by = %who.id, "issued API key over HTTP");
     Ok(key_once(&state.manager, &issued, None))
 }
@@ -562,20 +542,18 @@ async fn list_keys(
     State(state): State<AppState>,
     VerifiedKey(who): VerifiedKey,
     params: Result<Query<ListParams>, QueryRejection>,
-) -> Result<Response, Response> {
+) -> Result<Response, ApiError> {
     let Query(params) = params.map_err(|e| {
         ApiError::bad_request(format!(
             "{}; use ?limit=1..{MAX_PAGE}&after=<cursor from the previous page's Link header>",
             e.body_text()
         ))
-        .into_response()
     })?;
     let limit = params.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(
-            ApiError::bad_request(format!("'limit' must be 1 to {MAX_PAGE}, not {limit}"))
-                .into_response(),
-        );
+        return Err(ApiError::bad_request(format!(
+            "'limit' must be 1 to {MAX_PAGE}, not {limit}"
+        )));
     }
     let after = match params.after.as_deref() {
         None => None,
@@ -583,7 +561,6 @@ async fn list_keys(
             ApiError::bad_request(
                 "'after' is not a cursor: pass the 'after' of the previous page's Link header",
             )
-            .into_response()
         })?),
     };
     let query = ListQuery {
@@ -591,10 +568,7 @@ async fn list_keys(
         limit,
         ..ListQuery::default()
     };
-    let keys = tenant_of(&state, &who)
-        .list(&query)
-        .await
-        .map_err(fail(&state.manager))?;
+    let keys = tenant_of(&state, &who).list(&query).await?;
     let mut response = json_response(StatusCode::OK, &keys);
     if keys.len() == limit as usize
         && let Some(last) = keys.last()
@@ -629,12 +603,9 @@ async fn revoke_key(
     State(state): State<AppState>,
     VerifiedKey(who): VerifiedKey,
     Path(key_id): Path<String>,
-) -> Result<Response, Response> {
-    let id = path_id(&key_id).map_err(IntoResponse::into_response)?;
-    let info = tenant_of(&state, &who)
-        .revoke(&id)
-        .await
-        .map_err(fail(&state.manager))?;
+) -> Result<Response, ApiError> {
+    let id = path_id(&key_id)?;
+    let info = tenant_of(&state, &who).revoke(&id).await?;
     tracing::info!(key.id = %id, by = %who.id, "revoked API key over HTTP");
     Ok(json_response(StatusCode::OK, &info))
 }
@@ -655,10 +626,9 @@ async fn rotate_key(
     VerifiedKey(who): VerifiedKey,
     Path(key_id): Path<String>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Response, Response> {
-    let body =
-        body.map_err(|r| ApiError::unreadable_body(r.status(), r.body_text()).into_response())?;
-    let id = path_id(&key_id).map_err(IntoResponse::into_response)?;
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|r| ApiError::unreadable_body(r.status(), r.body_text()))?;
+    let id = path_id(&key_id)?;
     let body: RotateKey = if body.iter().all(u8::is_ascii_whitespace) {
         RotateKey::default()
     } else {
@@ -666,22 +636,19 @@ async fn rotate_key(
             ApiError::bad_request(format!(
                 "invalid JSON body: {e}; send nothing, or {{\"grace\": \"24h\", \"force\": false}}"
             ))
-            .into_response()
         })?
     };
     let grace = match body.grace {
-        Some(text) => parse_duration(&text)
-            .map_err(|e| ApiError::bad_request(format!("'grace': {e}")).into_response())?,
+        Some(text) => {
+            parse_duration(&text).map_err(|e| ApiError::bad_request(format!("'grace': {e}")))?
+        }
         None => DEFAULT_GRACE,
     };
     let mut options = RotateOptions::grace(grace);
     if body.force {
         options = options.force();
     }
-    let rotated = tenant_of(&state, &who)
-        .rotate_with(&id, options)
-        .await
-        .map_err(fail(&state.manager))?;
+    let rotated = tenant_of(&state, &who).rotate_with(&id, options).await?;
     tracing::info!(key.id = %id, new_key.id = %rotated.record.id, by = %who.id, "rotated API key over HTTP");
     let grace_end = rotated.grace_end;
     Ok(key_once(

@@ -13,9 +13,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::body::Body;
-use axum::routing::get;
 use keyward::conformance::{
     FailingStore, KeyForms, LogBuffer, assert_keys_hidden, with_wrong_secret,
 };
@@ -24,13 +21,11 @@ use keyward::{
     ManualClock, Period, Quota, Timestamp,
 };
 use keyward_cli::open_store;
-use keyward_examples::axum_keyward::VerifiedKey;
 use keyward_examples::server;
 use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
-use tower::ServiceExt as _;
 
 // ---------------------------------------------------------------------------------------
 // Harness
@@ -1264,96 +1259,7 @@ async fn rotating_a_rotated_key_is_409_unless_forced_and_both_ends_are_returned(
 }
 
 // ---------------------------------------------------------------------------------------
-// The extractor
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_extractor_without_the_layer_answers_500_with_a_hint() {
-    async fn needs_key(VerifiedKey(who): VerifiedKey) -> String {
-        who.id.to_string()
-    }
-    async fn maybe_key(who: Option<VerifiedKey>) -> &'static str {
-        if who.is_some() { "some" } else { "none" }
-    }
-    let app = Router::new()
-        .route("/needs", get(needs_key))
-        .route("/maybe", get(maybe_key));
-    let r = app
-        .clone()
-        .oneshot(http::Request::get("/needs").body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
-    let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
-    let body = String::from_utf8(body.to_vec()).unwrap();
-    assert!(body.contains("KeywardLayer"), "{body}");
-    let r = app
-        .oneshot(http::Request::get("/maybe").body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
-    assert_eq!(&body[..], b"none");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cached_key_is_decided_without_a_boxed_future_and_a_cold_one_with_the_same_answer() {
-    use keyward_examples::axum_keyward::KeywardLayer;
-    use tower::{Layer as _, Service as _};
-
-    let store = open_store("sqlite::memory:").await.unwrap();
-    let manager = KeyManager::builder_arc(store)
-        .serve("dev".parse().unwrap())
-        .hash_params(HashParams::INSECURE_TEST_ONLY)
-        .build()
-        .unwrap();
-    let issued = manager
-        .issue(
-            IssueRequest::new("web-app".parse().unwrap(), "dev".parse().unwrap())
-                .scopes(["read"])
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let key = issued.key.expose_secret().to_owned();
-    let route = tower::service_fn(|req: http::Request<Body>| async move {
-        let who = req.extensions().get::<keyward::Identity>().unwrap();
-        Ok::<_, std::convert::Infallible>(who.project.to_string())
-    });
-    let mut svc = KeywardLayer::new(manager).require(["read"]).layer(route);
-    let request = |key: &str| {
-        http::Request::get("/")
-            .header("authorization", format!("Bearer {key}"))
-            .body(Body::empty())
-            .unwrap()
-    };
-    async fn answer(
-        f: impl std::future::Future<Output = Result<axum::response::Response, std::convert::Infallible>>,
-    ) -> (StatusCode, String) {
-        let r = f.await.unwrap();
-        let status = r.status();
-        let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
-        (status, String::from_utf8(body.to_vec()).unwrap())
-    }
-
-    // Cold: the store is asked, in a boxed future.
-    let cold = svc.ready().await.unwrap().call(request(&key));
-    assert_eq!(format!("{cold:?}"), "KeywardFuture(verifying)");
-    assert_eq!(answer(cold).await, (StatusCode::OK, "web-app".to_owned()));
-    // Warm: decided in `call`, the route's own future comes back.
-    let warm = svc.ready().await.unwrap().call(request(&key));
-    assert_eq!(format!("{warm:?}"), "KeywardFuture(route)");
-    assert_eq!(answer(warm).await, (StatusCode::OK, "web-app".to_owned()));
-    // A wrong secret for the cached id: refused on the spot, as the cold path would.
-    let wrong = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(request(&with_wrong_secret(&key, 42)));
-    assert_eq!(format!("{wrong:?}"), "KeywardFuture(refused)");
-    assert_eq!(answer(wrong).await.0, StatusCode::UNAUTHORIZED);
-}
-
-// ---------------------------------------------------------------------------------------
-// With another manager (the admin CLI's place) and the real binary
+// With the CLI and the real binary
 
 /// A manager of its own on the server's database, with its own store connection and cache:
 /// what the admin CLI (`keyward-cli`, tested in its own package) builds in its process.
