@@ -7,6 +7,7 @@
 //! ([`server`]), protected by `keyward::axum`.
 #![forbid(unsafe_code)]
 
+pub mod actix;
 pub mod server;
 
 use std::fmt::Write as _;
