@@ -6,4 +6,5 @@
 //! the admin CLI's package.
 #![forbid(unsafe_code)]
 
+pub mod actix;
 pub mod server;
