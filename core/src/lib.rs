@@ -1,6 +1,5 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
-#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 // docs.rs (`--cfg docsrs`, see Cargo.toml) marks feature-gated items with their feature.
 #![cfg_attr(docsrs, feature(doc_cfg))]

@@ -13,39 +13,9 @@
 //! adapter for a framework with its own header types (actix-web, http 0.2) converts nothing
 //! on the way in; on the way out it copies [`Rejection::status`] (`as_u16()`),
 //! [`Rejection::header_pairs`] and [`Rejection::body`]. The axum adapter is
-//! `keyward::axum` (feature `axum`). An actix-web 4 middleware, for instance (a sketch, not
-//! compiled here: actix is not a dependency):
-//!
-//! ```rust,ignore
-//! async fn keyward_auth(
-//!     guard: web::Data<keyward::http::Guard>,
-//!     req: ServiceRequest,
-//!     next: Next<impl MessageBody>,
-//! ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-//!     let headers = req.headers();
-//!     let outcome = guard
-//!         .authenticate(
-//!             Some(req.query_string()),
-//!             headers.get_all("authorization").map(|v| v.as_bytes()),
-//!             headers.get_all("x-api-key").map(|v| v.as_bytes()),
-//!         )
-//!         .await;
-//!     match outcome {
-//!         Ok(identity) => {
-//!             req.extensions_mut().insert(identity);
-//!             Ok(next.call(req).await?.map_into_left_body())
-//!         }
-//!         Err(r) => {
-//!             let status = StatusCode::from_u16(r.status.as_u16()).expect("a valid status");
-//!             let mut answer = HttpResponse::build(status);
-//!             for (name, value) in r.header_pairs() {
-//!                 answer.append_header((name, value));
-//!             }
-//!             Ok(req.into_response(answer.body(r.body)).map_into_right_body())
-//!         }
-//!     }
-//! }
-//! ```
+//! `keyward::axum` (feature `axum`). A complete actix-web middleware built on [`Guard`] alone,
+//! with its test over real HTTP, is the repository's
+//! [`examples/src/actix.rs`](https://github.com/keyward-rs/keyward/blob/main/examples/src/actix.rs).
 //!
 //! ```
 //! use http::{HeaderMap, HeaderValue};
