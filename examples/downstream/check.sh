@@ -8,9 +8,9 @@ root="$(cd "$here/../.." && pwd)"
 target="${CARGO_TARGET_DIR:-$root/target}"
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' "$root/Cargo.toml" | head -n 1)
 
-if ! ls "$target/package/keyward-$version.crate" >/dev/null 2>&1; then
-  (cd "$root" && cargo package --workspace --no-verify --allow-dirty)
-fi
+# The two crates this service uses, packaged as crates.io would get them (keyward-sqlite's
+# dependency on keyward resolves to the packaged keyward).
+(cd "$root" && cargo package -p keyward -p keyward-sqlite --no-verify --allow-dirty)
 unpacked="$target/downstream-packages"
 rm -rf "$unpacked" && mkdir -p "$unpacked"
 patch=()
