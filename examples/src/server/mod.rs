@@ -40,6 +40,10 @@ use keyward::{
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
+pub use self::login::SessionOptions;
+
+pub mod login;
+
 /// The realm in this server's `WWW-Authenticate` challenges.
 pub const REALM: &str = "keyward";
 /// Health check, no authentication.
@@ -88,8 +92,15 @@ impl EventSink {
     }
 }
 
-/// The app: every route of the module docs, each behind a [`KeywardLayer`] with its scope.
+/// The app with the default [`SessionOptions`] (session cookie not `Secure`: plain HTTP).
 pub fn router(manager: KeyManager) -> Router {
+    router_with(manager, &SessionOptions::default())
+}
+
+/// The app: every route of the module docs, each behind a [`KeywardLayer`] with its scope;
+/// the sign-in routes behind the session layer `sessions` describes.
+pub fn router_with(manager: KeyManager, sessions: &SessionOptions) -> Router {
+    let signed_in = login::router(manager.clone()).layer(sessions.layer());
     let auth = KeywardLayer::new(manager.clone()).realm(REALM);
     let state = AppState {
         manager,
@@ -111,9 +122,10 @@ pub fn router(manager: KeyManager) -> Router {
         .merge(read)
         .merge(write)
         .merge(admin)
+        .with_state(state)
+        .merge(signed_in)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(state)
 }
 
 /// Serves the app on `listener` until `shutdown` completes, lets requests in flight finish,
@@ -126,7 +138,20 @@ pub async fn serve(
     manager: KeyManager,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(manager.clone());
+    serve_with(listener, manager, &SessionOptions::default(), shutdown).await
+}
+
+/// [`serve`] with the session cookie set as `sessions` says.
+///
+/// # Errors
+/// The listener's I/O error.
+pub async fn serve_with(
+    listener: TcpListener,
+    manager: KeyManager,
+    sessions: &SessionOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router_with(manager.clone(), sessions);
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
