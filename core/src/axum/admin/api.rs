@@ -61,8 +61,10 @@ impl AdminState {
     }
 }
 
-/// The JSON API of the contract (see the [module docs](super)): mount it with
-/// `Router::nest("/api/v1/me/api-keys", api_router(config, auth))`.
+/// The JSON API (see the [module docs](super)): mount it with
+/// `Router::nest_service("/api/v1/me/api-keys", api_router(config, auth))`, which routes both
+/// `/api/v1/me/api-keys` and `/api/v1/me/api-keys/` to the list. (axum 0.8's `Router::nest`
+/// routes only the first to the nested `/`, so `GET /api/v1/me/api-keys/` would be 404.)
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {

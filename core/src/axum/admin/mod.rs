@@ -47,7 +47,8 @@
 //!     .build()?;
 //! let config = AdminConfig::new(manager.clone()).offer_scopes(["read", "write"]);
 //! let app: Router = Router::new()
-//!     .nest("/api/v1/me/api-keys", api_router(config, BearerAdminAuth::new(manager)))
+//!     // nest_service, not nest: axum 0.8's nest would not route `/api/v1/me/api-keys/`.
+//!     .nest_service("/api/v1/me/api-keys", api_router(config, BearerAdminAuth::new(manager)))
 //!     .nest_service("/api/v1/openapi.json", openapi_router("/api/v1/me/api-keys"));
 //! # drop(app);
 //! # Ok(()) }
