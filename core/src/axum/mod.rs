@@ -9,7 +9,7 @@
 //! | `layer.rs` | [`KeywardLayer`], [`KeywardService`], [`KeywardFuture`]: a [`Guard`](crate::http::Guard) as tower middleware |
 //! | `extract.rs` | [`VerifiedKey`] and [`MissingKeywardLayer`] |
 //! | `response.rs` | the `IntoResponse` impls and the realm marker |
-//! | `admin/` | [`admin`] (feature `admin`): the JSON API and page for a service's own API-keys settings |
+//! | `admin/` | `keyward::axum::admin` (feature `admin`): the JSON API and page for a service's own API-keys settings |
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
