@@ -9,6 +9,7 @@
 //! | `layer.rs` | [`KeywardLayer`], [`KeywardService`], [`KeywardFuture`]: a [`Guard`](crate::http::Guard) as tower middleware |
 //! | `extract.rs` | [`VerifiedKey`] and [`MissingKeywardLayer`] |
 //! | `response.rs` | the `IntoResponse` impls and the realm marker |
+//! | `admin/` | `keyward::axum::admin` (feature `admin`): the JSON API and page for a service's own API-keys settings |
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -85,6 +86,9 @@
 //! a route without the layer the default answer stands, and a store or hashing failure is
 //! logged when the response is dropped.
 
+#[cfg(feature = "admin")]
+#[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
+pub mod admin;
 mod extract;
 mod layer;
 mod response;

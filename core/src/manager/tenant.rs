@@ -15,7 +15,7 @@ use crate::time::Timestamp;
 
 use super::KeyManager;
 use super::model::{IssueRequest, IssuedKey, KeyInfo, RotateOptions, RotatedKey};
-use super::usage::UsageReport;
+use super::usage::{KeyUsage, UsageReport};
 
 /// What an admin may manage: one project, and optionally one environment of it.
 ///
@@ -227,11 +227,22 @@ impl TenantKeys {
             .await
     }
 
-    /// `Ok` when `id` names a key inside the tenant. A key's project and environment never
-    /// change, so the check cannot be outdated by the operation that follows it.
-    async fn own(&self, id: &KeyId) -> Result<(), Error> {
+    /// One key's own event quota and credits in the current period (each `None` when the
+    /// key has none).
+    ///
+    /// # Errors
+    /// As [`TenantKeys::update`].
+    pub async fn key_usage(&self, id: &KeyId) -> Result<KeyUsage, Error> {
+        let record = self.own(id).await?;
+        self.manager.key_usage_of(&record).await
+    }
+
+    /// The record of `id` when it names a key inside the tenant. A key's project and
+    /// environment never change, so the check cannot be outdated by the operation that
+    /// follows it.
+    async fn own(&self, id: &KeyId) -> Result<KeyRecord, Error> {
         match self.manager.store().get(id).await? {
-            Some(record) if self.tenant.holds(&record) => Ok(()),
+            Some(record) if self.tenant.holds(&record) => Ok(record),
             _ => Err(Error::NotFound(*id)),
         }
     }

@@ -351,7 +351,8 @@ impl KeyManager {
         Ok(KeyUsagePage { keys, next })
     }
 
-    async fn key_usage_of(&self, r: &KeyRecord) -> Result<KeyUsage, Error> {
+    /// The own quota and credits of one key (`None` for either it does not have).
+    pub(super) async fn key_usage_of(&self, r: &KeyRecord) -> Result<KeyUsage, Error> {
         let quota = match r.limits.quota {
             Some(q) => {
                 let (bucket, end) = self.event_bucket(Counter::KeyEvents(r.id), q);

@@ -1,0 +1,226 @@
+//! The request and response bodies of the admin API, with their OpenAPI schemas. Core types
+//! the API answers with ([`KeyInfo`](crate::KeyInfo), [`KeyUsage`](crate::KeyUsage)) are
+//! described by mirror types here (`KeyInfoSchema`, `KeyUsageSchema`) that are never
+//! serialized: the answers are core's own serialization.
+
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
+
+use crate::key::KeyId;
+use crate::manager::KeyInfo;
+use crate::time::Timestamp;
+
+/// What the one-time answers say about the key they carry.
+pub(crate) const SHOWN_ONCE: &str =
+    "this is the only time the full key is shown: store it now; only its hash is kept";
+
+/// `GET /session`: who is signed in and what the page may offer.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Session {
+    /// Who acts, e.g. `key:AbCdEf123456` or `user:alice`.
+    pub actor: String,
+    /// The project whose keys the caller manages.
+    pub project: String,
+    /// The one environment the caller manages, or empty for every environment of the project.
+    pub environments: Vec<String>,
+    /// The scopes a new key may be granted; empty when the service does not restrict them.
+    pub scopes: Vec<String>,
+    /// The token to send in `X-CSRF-Token` on POST, PATCH and DELETE (`null`: none needed).
+    pub csrf_token: Option<String>,
+}
+
+/// `POST /`: a key to issue.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateKeyRequest {
+    /// A human-readable name (at most 128 bytes).
+    pub name: String,
+    /// At least one scope, each among the offered scopes when the service restricts them.
+    pub scopes: Vec<String>,
+    /// The key's environment; default: the caller's environment.
+    #[serde(default)]
+    pub environment: Option<String>,
+    /// How long until the key expires: `90s`, `15m`, `24h`, `90d`, `2w`; default: never.
+    #[serde(default)]
+    pub expires_in: Option<String>,
+    /// Free-form JSON object (at most 16 KiB).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// `PATCH /{key_id}/`: the fields to change; absent fields stay as they are.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UpdateKeyRequest {
+    /// A new name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// New scopes (at least one, each among the offered scopes when restricted).
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    /// New metadata (a JSON object), or `null` to clear it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Option<serde_json::Value>>,
+    /// A new expiry (RFC 3339), or `null` for a key that does not expire.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<Option<String>>,
+}
+
+/// A field that is present (`Some`), with its value or `null` (`Some(None)`).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// `POST /{key_id}/rotate/`: how to rotate; the body may also be empty.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RotateKeyRequest {
+    /// How long the old key keeps working: `90s`, `15m`, `24h` (the default), `30d`.
+    #[serde(default)]
+    pub grace: Option<String>,
+    /// Rotate even a revoked, expired or already rotated key (otherwise 409 `conflict`).
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// `201` of `POST /`: the new key, shown this once.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct CreatedKey<'a> {
+    /// The full key: shown once; only its hash is stored.
+    pub key: &'a str,
+    /// The key's public view.
+    #[schema(value_type = KeyInfoSchema)]
+    pub info: KeyInfo,
+    /// That the key is shown only this once.
+    pub warning: &'static str,
+}
+
+/// `201` of `POST /{key_id}/rotate/`: the replacement key, shown this once.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct RotatedKeyBody<'a> {
+    /// The full new key: shown once; only its hash is stored.
+    pub key: &'a str,
+    /// The new key's public view.
+    #[schema(value_type = KeyInfoSchema)]
+    pub info: KeyInfo,
+    /// The key it replaces, and when that one stops working.
+    pub replaces: ReplacedKey,
+    /// That the key is shown only this once.
+    pub warning: &'static str,
+}
+
+/// The old key of a rotation.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ReplacedKey {
+    /// The old key's id.
+    #[schema(value_type = String)]
+    pub id: KeyId,
+    /// When the old key stops working (the end of the grace period).
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: Timestamp,
+}
+
+/// Every error: a code and a human explanation.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ErrorBody {
+    /// `unauthenticated`, `forbidden`, `csrf`, `not_found`, `invalid_request`, `conflict`,
+    /// `payload_too_large`, `unsupported_media_type` or `temporarily_unavailable`.
+    pub error: String,
+    /// What went wrong and what to do.
+    pub message: String,
+}
+
+/// A key's status.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)] // a schema only
+pub(crate) enum KeyStatusSchema {
+    /// Usable.
+    Active,
+    /// Revoked.
+    Revoked,
+    /// Past its expiry.
+    Expired,
+}
+
+/// The public view of a key (`keyward::KeyInfo`): masked, with no secret and no hash.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = KeyInfo)]
+#[allow(dead_code)] // a schema only
+pub(crate) struct KeyInfoSchema {
+    /// The public id (12 characters).
+    pub id: String,
+    /// The masked key, e.g. `av_prd_7Kq2mZ9xA1bC_…`.
+    pub masked: String,
+    /// The project.
+    pub project: String,
+    /// The environment.
+    pub environment: String,
+    /// The scopes.
+    pub scopes: Vec<String>,
+    /// The name.
+    pub name: String,
+    /// The metadata.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+    /// `active`, `revoked` or `expired`.
+    pub status: KeyStatusSchema,
+    /// When issued.
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    /// When it expires (`null`: never).
+    #[schema(format = DateTime)]
+    pub expires_at: Option<String>,
+    /// When revoked.
+    #[schema(format = DateTime)]
+    pub revoked_at: Option<String>,
+    /// When last used.
+    #[schema(format = DateTime)]
+    pub last_used_at: Option<String>,
+    /// The key it replaced by rotation.
+    pub rotated_from: Option<String>,
+    /// Usage limits (`credits`, `quota`, `rate_limit`, each present only when set).
+    #[schema(value_type = Object)]
+    pub limits: serde_json::Value,
+    /// The key that replaced it by rotation.
+    pub rotated_to: Option<String>,
+}
+
+/// Where a quota or a credit budget stands in the current period (`keyward::QuotaUsage`).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = QuotaUsage)]
+#[allow(dead_code)] // a schema only
+pub(crate) struct QuotaUsageSchema {
+    /// The limit for the period.
+    pub limit: u64,
+    /// Used in the period.
+    pub used: u64,
+    /// Left in the period.
+    pub remaining: u64,
+    /// When the period started.
+    #[schema(format = DateTime)]
+    pub period_start: String,
+    /// When it resets (`null`: never).
+    #[schema(format = DateTime)]
+    pub resets_at: Option<String>,
+}
+
+/// One key's usage in the current period (`keyward::KeyUsage`).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = KeyUsage)]
+#[allow(dead_code)] // a schema only
+pub(crate) struct KeyUsageSchema {
+    /// The key's id.
+    pub id: String,
+    /// The key's own event quota (`null`: none).
+    pub quota: Option<QuotaUsageSchema>,
+    /// The key's credits (`null`: none).
+    pub credits: Option<QuotaUsageSchema>,
+}
