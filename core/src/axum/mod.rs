@@ -85,6 +85,9 @@
 //! a route without the layer the default answer stands, and a store or hashing failure is
 //! logged when the response is dropped.
 
+#[cfg(feature = "admin")]
+#[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
+pub mod admin;
 mod extract;
 mod layer;
 mod response;
