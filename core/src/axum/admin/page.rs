@@ -1,75 +1,6 @@
-//! The API-keys page: one HTML document, one script and one style sheet, embedded in the
-//! crate with `include_str!` (no build step, no CDN, no framework), served by
-//! [`page_router`].
-//!
-//! The page holds no data: it is served to anyone, and everything it shows comes from the
-//! JSON API (`api_router`), which authorizes every call. In the browser it
-//!
-//! - asks `GET {api}/session` first (`credentials: "same-origin"`), shows a sign-in
-//!   message on 401 (with a link when [`AdminConfig::login_url`] is set), and keeps the
-//!   session's CSRF token in a variable only, sending it as `X-CSRF-Token` on every POST,
-//!   PATCH and DELETE;
-//! - lists the tenant's keys (masked, never the key), a page at a time (`X-Next-Cursor`);
-//! - creates, revokes and rotates keys, in `<dialog>`s, and shows a new key exactly once,
-//!   in a read-only input that is emptied and removed from the document when the dialog
-//!   closes. The key is never written to storage, the URL, the console or an attribute.
-//!
-//! Every answer carries `Content-Security-Policy` ([`CSP`]: the page's own script and style
-//! only, nothing inline), `Referrer-Policy: no-referrer` and `X-Content-Type-Options:
-//! nosniff`; the HTML also `Cache-Control: no-store`. The HTML names its script and style by
-//! absolute paths built from the request's [`OriginalUri`], so the page works under any
-//! prefix the host mounts it at, and carries the API's base URL in `<body data-api>`,
-//! HTML-escaped.
-//!
-//! **Mounting.** `Router::nest_service(mount, page_router(..))` serves the page at both
-//! `/mount` and `/mount/`. With `Router::nest`, axum 0.8 routes `/mount` (and the assets)
-//! but never `/mount/` to a nested router.
-//!
-//! ```
-//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use axum::{Router, body::Body, http::Request};
-//! use keyward::axum::admin::{AdminAuth, AdminCaller, AdminConfig, AdminDenied, page_router};
-//! use keyward::{HashParams, KeyManager};
-//! use tower::ServiceExt as _;
-//!
-//! /// Every caller manages project `web-app` (a real host reads its session cookie).
-//! #[derive(Clone)]
-//! struct Everyone;
-//!
-//! impl AdminAuth for Everyone {
-//!     async fn authorize(
-//!         &self,
-//!         _parts: &mut http::request::Parts,
-//!     ) -> Result<AdminCaller, AdminDenied> {
-//!         Ok(AdminCaller {
-//!             tenant: keyward::Tenant::new("web-app".parse().map_err(|_| {
-//!                 AdminDenied::Forbidden("no project".into())
-//!             })?),
-//!             actor: "user:alice".into(),
-//!             csrf_token: None,
-//!         })
-//!     }
-//! }
-//!
-//! let manager = KeyManager::builder(keyward_memory::MemoryStore::new())
-//!     .serve("dev".parse()?)
-//!     .hash_params(HashParams::INSECURE_TEST_ONLY) // tests only
-//!     .build()?;
-//! let config = AdminConfig::new(manager).offer_scopes(["read", "write"]).login_url("/login");
-//! let app: Router = Router::new().nest_service(
-//!     "/settings/api-keys",
-//!     page_router(config, Everyone, "/api/v1/me/api-keys"),
-//! );
-//!
-//! for uri in ["/settings/api-keys", "/settings/api-keys/"] {
-//!     let page = app.clone().oneshot(Request::get(uri).body(Body::empty())?).await?;
-//!     assert_eq!(page.status(), 200);
-//!     assert_eq!(page.headers()["cache-control"], "no-store");
-//! }
-//! let script = app.oneshot(Request::get("/settings/api-keys/app.js").body(Body::empty())?).await?;
-//! assert_eq!(script.headers()["content-type"], "text/javascript; charset=utf-8");
-//! # Ok(()) }
-//! ```
+//! The API-keys page: `index.html`, `app.js` and `app.css` from `page/`, embedded with
+//! `include_str!`, and [`page_router`], which serves them (its docs say what the page does
+//! and how to mount it).
 
 use std::sync::Arc;
 
@@ -84,7 +15,7 @@ use super::{AdminAuth, AdminConfig};
 
 /// The page's `Content-Security-Policy`, on the HTML, the assets and the page's 404s: its
 /// own script, style and API only; nothing inline, no frames, no `<base>`.
-pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
     connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'self'; \
     frame-ancestors 'none'";
 
@@ -99,8 +30,81 @@ struct Page {
     login: String,
 }
 
-/// The API-keys page, to mount with `nest_service` (see the [module docs](self)): `/`
-/// answers the HTML, `/app.js` and `/app.css` the assets, anything else 404.
+/// Serves the API-keys page: one HTML document, one script and one style sheet, embedded in
+/// the crate with `include_str!` (no build step, no CDN, no framework).
+///
+/// The page holds no data: it is served to anyone, and everything it shows comes from the
+/// JSON API (`api_router`), which authorizes every call. In the browser it
+///
+/// - asks `GET {api}/session` first (`credentials: "same-origin"`), shows a sign-in
+///   message on 401 (with a link when [`AdminConfig::login_url`] is set), and keeps the
+///   session's CSRF token in a variable only, sending it as `X-CSRF-Token` on every POST,
+///   PATCH and DELETE;
+/// - lists the tenant's keys (masked, never the key), a page at a time (`X-Next-Cursor`);
+/// - creates, revokes and rotates keys, in `<dialog>`s, and shows a new key exactly once,
+///   in a read-only input that is emptied and removed from the document when the dialog
+///   closes. The key is never written to storage, the URL, the console or an attribute.
+///
+/// Every answer carries `Content-Security-Policy: default-src 'none'; script-src 'self';
+/// style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'self';
+/// frame-ancestors 'none'` (the page's own script, style and API only, nothing inline), `Referrer-Policy: no-referrer` and `X-Content-Type-Options:
+/// nosniff`; the HTML also `Cache-Control: no-store`. The HTML names its script and style by
+/// absolute paths built from the request's [`OriginalUri`], so the page works under any
+/// prefix the host mounts it at, and carries the API's base URL in `<body data-api>`,
+/// HTML-escaped.
+///
+/// **Mounting.** `Router::nest_service(mount, page_router(..))` serves the page at both
+/// `/mount` and `/mount/`. With `Router::nest`, axum 0.8 routes `/mount` (and the assets)
+/// but never `/mount/` to a nested router.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use axum::{Router, body::Body, http::Request};
+/// use keyward::axum::admin::{AdminAuth, AdminCaller, AdminConfig, AdminDenied, page_router};
+/// use keyward::{HashParams, KeyManager};
+/// use tower::ServiceExt as _;
+///
+/// /// Every caller manages project `web-app` (a real host reads its session cookie).
+/// #[derive(Clone)]
+/// struct Everyone;
+///
+/// impl AdminAuth for Everyone {
+///     async fn authorize(
+///         &self,
+///         _parts: &mut http::request::Parts,
+///     ) -> Result<AdminCaller, AdminDenied> {
+///         Ok(AdminCaller {
+///             tenant: keyward::Tenant::new("web-app".parse().map_err(|_| {
+///                 AdminDenied::Forbidden("no project".into())
+///             })?),
+///             actor: "user:alice".into(),
+///             csrf_token: None,
+///         })
+///     }
+/// }
+///
+/// let manager = KeyManager::builder(keyward_memory::MemoryStore::new())
+///     .serve("dev".parse()?)
+///     .hash_params(HashParams::INSECURE_TEST_ONLY) // tests only
+///     .build()?;
+/// let config = AdminConfig::new(manager).offer_scopes(["read", "write"]).login_url("/login");
+/// let app: Router = Router::new().nest_service(
+///     "/settings/api-keys",
+///     page_router(config, Everyone, "/api/v1/me/api-keys"),
+/// );
+///
+/// for uri in ["/settings/api-keys", "/settings/api-keys/"] {
+///     let page = app.clone().oneshot(Request::get(uri).body(Body::empty())?).await?;
+///     assert_eq!(page.status(), 200);
+///     assert_eq!(page.headers()["cache-control"], "no-store");
+/// }
+/// let script = app.oneshot(Request::get("/settings/api-keys/app.js").body(Body::empty())?).await?;
+/// assert_eq!(script.headers()["content-type"], "text/javascript; charset=utf-8");
+/// # Ok(()) }
+/// ```
+///
+/// **Routes.** `/` answers the HTML, `/app.js` and `/app.css` the assets, anything else 404
+/// (with the same headers).
 ///
 /// `api_base` is the URL the API router is mounted at, as the browser reaches it (e.g.
 /// `/api/v1/me/api-keys`); it is HTML-escaped into the page. `auth` is not consulted: the

@@ -492,7 +492,13 @@
       showSecret(data.key, replaces, el.createKey);
       data.key = null;
       say("Key “" + info.name + "” rotated.");
-      await loadKeys(true);
+      // The new key on top, the old one as it stands now; the pages loaded so far stay.
+      showRow(data.info, true);
+      try {
+        showRow((await call("GET", keyPath(info.id))).data, false);
+      } catch (_) {
+        await loadKeys(true);
+      }
     } catch (e) {
       el.rotateError.textContent = errorMessage(e);
     } finally {
