@@ -233,7 +233,7 @@
     tr.append(expires);
     tr.append(node("td", "status", statusText(info)));
 
-    const actions = node("td", "actions");
+    const actions = node("td", "row-actions");
     const usable = info.status === "active";
     const rotate = node("button", "rotate", "Rotate");
     rotate.type = "button";
