@@ -106,9 +106,10 @@ struct Page {
 /// **Routes.** `/` answers the HTML, `/app.js` and `/app.css` the assets, anything else 404
 /// (with the same headers).
 ///
-/// `api_base` is the URL the API router is mounted at, as the browser reaches it (e.g.
-/// `/api/v1/me/api-keys`); it is HTML-escaped into the page. `auth` is not consulted: the
-/// page holds no data, and the API it calls authorizes every request.
+/// `api_base` is the path the API router is mounted at, as the browser reaches it (e.g.
+/// `/api/v1/me/api-keys`), on the page's own origin (the CSP allows `connect-src 'self'`
+/// only); it is HTML-escaped into the page, a trailing slash dropped. `auth` is not
+/// consulted: the page holds no data, and the API it calls authorizes every request.
 pub fn page_router<A: AdminAuth>(config: AdminConfig, auth: A, api_base: &str) -> Router {
     drop(auth);
     let page = Arc::new(Page {

@@ -424,12 +424,14 @@
     try {
       const { data } = await call("POST", "/", request);
       closeDialog(el.createDialog);
-      showRow(data.info, true);
+      // The key first: whatever fails after, it has been shown.
       showSecret(data.key, "", el.createKey);
       data.key = null;
       say("Key “" + data.info.name + "” created.");
+      showRow(data.info, true);
     } catch (e) {
       el.createError.textContent = errorMessage(e);
+      if (!el.createDialog.open) say("Creating the key: " + errorMessage(e));
       if (e instanceof ApiError && e.code === "invalid_request") el.keyName.focus();
     } finally {
       el.createConfirm.disabled = false;
@@ -501,6 +503,7 @@
       }
     } catch (e) {
       el.rotateError.textContent = errorMessage(e);
+      if (!el.rotateDialog.open) say("Rotating the key: " + errorMessage(e));
     } finally {
       el.rotateConfirm.disabled = false;
     }
@@ -516,7 +519,10 @@
     say("Loading…");
     let session;
     try {
-      session = (await call("GET", "/session")).data || {};
+      session = (await call("GET", "/session")).data;
+      if (!session || typeof session.actor !== "string") {
+        throw new ApiError(0, "unexpected", "the answer of " + api + "/session is not a session (is data-api right?)");
+      }
     } catch (e) {
       if (!(e instanceof ApiError) || e.status !== 401) {
         say(e instanceof ApiError && e.status === 403
