@@ -11,6 +11,7 @@
 //! | `error.rs` | [`AdminError`]: `{"error": code, "message": text}` |
 //! | `csrf.rs` | the CSRF check of cookie-authenticated callers |
 //! | `openapi.rs` | [`openapi`], [`openapi_json`], [`openapi_router`] |
+//! | `page.rs`, `page/` | [`page_router`]: the API-keys page (HTML, script and style embedded) |
 //!
 //! | method | path (under the mount) | answer |
 //! |---|---|---|
@@ -65,12 +66,14 @@ mod csrf;
 mod error;
 mod model;
 mod openapi;
+mod page;
 
 pub use api::{NEXT_CURSOR, api_router};
 pub use auth::{ADMIN_SCOPE, AdminAuth, AdminCaller, AdminDenied, BearerAdminAuth};
 pub use csrf::CSRF_HEADER;
 pub use error::AdminError;
 pub use openapi::{openapi, openapi_json, openapi_router};
+pub use page::page_router;
 
 /// The realm of the admin API's credential checks.
 const REALM: &str = "admin";
@@ -109,6 +112,7 @@ pub struct AdminConfig {
     max_page: u32,
     default_page: u32,
     max_body: usize,
+    login_url: Option<String>,
 }
 
 impl AdminConfig {
@@ -122,6 +126,7 @@ impl AdminConfig {
             max_page: MAX_PAGE,
             default_page: DEFAULT_PAGE,
             max_body: MAX_BODY,
+            login_url: None,
         }
     }
 
@@ -185,6 +190,18 @@ impl AdminConfig {
     pub fn max_body(mut self, bytes: usize) -> Self {
         self.max_body = bytes;
         self
+    }
+
+    /// Where the page sends a caller who is not signed in (its sign-in link), e.g. `/login`.
+    /// None by default: the page then says to sign in, without a link.
+    pub fn login_url(mut self, url: impl Into<String>) -> Self {
+        self.login_url = Some(url.into());
+        self
+    }
+
+    /// The page's sign-in link, if any.
+    pub fn login(&self) -> Option<&str> {
+        self.login_url.as_deref()
     }
 
     /// The manager.
