@@ -130,7 +130,9 @@ impl NotSignedIn {
     /// The message for the caller.
     pub fn message(&self) -> &'static str {
         match self {
-            Self::Missing => "sign in first: open /login and paste an admin API key",
+            Self::Missing => {
+                "sign in at /login with an admin API key, or send one in 'Authorization: Bearer <key>'"
+            }
             Self::KeyNoLongerValid => {
                 "the admin key you signed in with is no longer valid (revoked, expired or without \
                  the admin scope): sign in again at /login with a valid one"

@@ -1,19 +1,22 @@
 //! The example ingestion server behind the `keyward-server` binary: a trace-ingestion API
-//! protected by API keys, with self-service key management for a project's admins.
+//! protected by API keys, with self-service key management for a project's admins, over
+//! HTTP and in a browser page.
 //!
-//! | route | scope | |
+//! | route | who | |
 //! |---|---|---|
-//! | `GET /healthz` | none | liveness |
-//! | `GET /api/v1/me/api-keys/ping/` | `read` | `{"status":"ok"}`: checks a key |
-//! | `POST /api/v1/traces/batch` | `write` | ingests `{"events":[{…},…]}` |
-//! | `POST /api/v1/me/api-keys/` | `admin` | issues a key (shown once) |
-//! | `GET /api/v1/me/api-keys/` | `admin` | lists the keys (masked) |
-//! | `DELETE /api/v1/me/api-keys/{key_id}/` | `admin` | revokes a key at once |
-//! | `POST /api/v1/me/api-keys/{key_id}/rotate/` | `admin` | issues a replacement key; 409 for a revoked, expired or already rotated key unless the body says `"force": true` |
+//! | `GET /healthz` | anyone | liveness |
+//! | `GET /api/v1/me/api-keys/ping/` | key with `read` | `{"status":"ok"}`: checks a key |
+//! | `POST /api/v1/traces/batch` | key with `write` | ingests `{"events":[{…},…]}` |
+//! | `GET /login`, `POST /login`, `POST /logout` | anyone | sign in to the page with an admin key ([`login`]) |
+//! | `/api/v1/me/api-keys/…` | admin | the library's admin JSON API ([`keyward::axum::admin::api_router`]): list, create, get, change, revoke, rotate, usage |
+//! | `GET /api/v1/openapi.json` | anyone | its OpenAPI 3.1 document |
+//! | `GET /settings/api-keys` | anyone (the data needs admin) | the API-keys page ([`keyward::axum::admin::page_router`]) |
 //!
-//! An admin key manages the keys of its own project **and environment**: it lists, revokes
-//! and rotates those only (any other id is 404, as if it did not exist), and it issues keys
-//! in its own environment only, so a `dev` admin key cannot mint a `prd` key.
+//! "Admin" is an admin key (scope `admin`) in `Authorization: Bearer` or `X-API-Key`, or a
+//! session opened at `/login` with one ([`admin::ServerAdminAuth`]). It manages the keys of
+//! the admin key's own project **and environment**: any other id is 404, as if it did not
+//! exist, and keys are issued in that environment only, with the scopes `read` and `write`
+//! ([`OFFERED_SCOPES`]; admin keys come from the CLI).
 //!
 //! Build the app with [`router`] and run it with [`serve`]; the binary adds argument parsing
 //! and logging. Nothing here logs a key: only public key ids.
@@ -21,27 +24,24 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{get, post};
 use axum::{Json, Router};
-use keyward::EventsAccepted;
+use keyward::axum::admin::{AdminConfig, api_router, openapi_json, page_router};
 use keyward::axum::{KeywardLayer, VerifiedKey};
-use keyward::{
-    ApiKey, Environment, Error, Identity, IssueRequest, IssuedKey, KeyId, KeyInfo, KeyManager,
-    ListQuery, Project, RotateOptions, Scope, Tenant, TenantKeys, Timestamp, parse_duration,
-};
+use keyward::{Environment, Error, EventsAccepted, Identity, KeyId, KeyManager, Project};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
+pub use self::admin::{ServerAdminAuth, SessionAdminAuth};
 pub use self::login::SessionOptions;
 
+pub mod admin;
 pub mod login;
 
 /// The realm in this server's `WWW-Authenticate` challenges.
@@ -52,20 +52,22 @@ pub const HEALTHZ: &str = "/healthz";
 pub const PING: &str = "/api/v1/me/api-keys/ping/";
 /// Ingests a batch of events with scope `write`.
 pub const TRACES_BATCH: &str = "/api/v1/traces/batch";
-/// Lists (GET) and issues (POST) keys with scope `admin`.
+/// Where the admin JSON API is mounted (its list is `API_KEYS`).
+pub const API_KEYS_BASE: &str = "/api/v1/me/api-keys";
+/// Lists (GET) and issues (POST) keys: admin.
 pub const API_KEYS: &str = "/api/v1/me/api-keys/";
-/// Revokes (DELETE) a key with scope `admin`.
-pub const API_KEY: &str = "/api/v1/me/api-keys/{key_id}/";
-/// Rotates (POST) a key with scope `admin`.
-pub const API_KEY_ROTATE: &str = "/api/v1/me/api-keys/{key_id}/rotate/";
+/// The admin API's OpenAPI document.
+pub const OPENAPI: &str = "/api/v1/openapi.json";
+/// The API-keys page.
+pub const API_KEYS_PAGE: &str = "/settings/api-keys";
+/// The scopes the page and the admin API grant (admin keys are issued with the CLI).
+pub const OFFERED_SCOPES: [&str; 2] = ["read", "write"];
 
 /// The most events one batch may hold.
 pub const MAX_BATCH_EVENTS: usize = 1000;
 /// The largest request body any route reads, in bytes (2 MiB); a larger one is answered 413
 /// `body_too_large`.
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
-/// How long a rotated key keeps working when the request names no grace period.
-pub const DEFAULT_GRACE: Duration = Duration::from_secs(24 * 3600);
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
@@ -97,10 +99,27 @@ pub fn router(manager: KeyManager) -> Router {
     router_with(manager, &SessionOptions::default())
 }
 
-/// The app: every route of the module docs, each behind a [`KeywardLayer`] with its scope;
-/// the sign-in routes behind the session layer `sessions` describes.
+/// The app: every route of the module docs; the key routes each behind a [`KeywardLayer`]
+/// with its scope; the sign-in routes, the admin API and the page behind the session layer
+/// `sessions` describes.
 pub fn router_with(manager: KeyManager, sessions: &SessionOptions) -> Router {
-    let signed_in = login::router(manager.clone()).layer(sessions.layer());
+    let config = AdminConfig::new(manager.clone())
+        .offer_scopes(OFFERED_SCOPES)
+        .login_url(login::LOGIN);
+    let admin_auth = ServerAdminAuth::new(manager.clone());
+    let openapi = openapi_json(API_KEYS_BASE);
+    // nest_service, not nest: axum 0.8's nest would not route `{mount}/` to the nested `/`.
+    let signed_in = login::router(manager.clone())
+        .nest_service(
+            API_KEYS_BASE,
+            api_router(config.clone(), admin_auth.clone()),
+        )
+        .nest_service(
+            API_KEYS_PAGE,
+            page_router(config, admin_auth, API_KEYS_BASE),
+        )
+        .layer(sessions.layer())
+        .route(OPENAPI, get(move || async move { json_text(openapi) }));
     let auth = KeywardLayer::new(manager.clone()).realm(REALM);
     let state = AppState {
         manager,
@@ -111,17 +130,11 @@ pub fn router_with(manager: KeyManager, sessions: &SessionOptions) -> Router {
         .route_layer(auth.clone().require(["read"]));
     let write = Router::new()
         .route(TRACES_BATCH, post(traces_batch))
-        .route_layer(auth.clone().require(["write"]));
-    let admin = Router::new()
-        .route(API_KEYS, get(list_keys).post(create_key))
-        .route(API_KEY, delete(revoke_key))
-        .route(API_KEY_ROTATE, post(rotate_key))
-        .route_layer(auth.require(["admin"]));
+        .route_layer(auth.require(["write"]));
     Router::new()
         .route(HEALTHZ, get(healthz))
         .merge(read)
         .merge(write)
-        .merge(admin)
         .with_state(state)
         .merge(signed_in)
         .fallback(not_found)
@@ -212,15 +225,8 @@ enum ApiError {
 }
 
 impl From<Error> for ApiError {
-    /// An admin operation's unknown id is one outside the caller's project and environment
-    /// (`TenantKeys`): the answer says where the caller's keys are.
     fn from(e: Error) -> Self {
-        match e {
-            Error::NotFound(_) => Self::not_found(
-                "no such key in your project and environment: list them with GET /api/v1/me/api-keys/",
-            ),
-            e => Self::Keys(e),
-        }
+        Self::Keys(e)
     }
 }
 
@@ -294,11 +300,11 @@ fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
     }
 }
 
-/// A response that carries a full key: never cached by browsers or proxies.
-fn secret_response(status: StatusCode, body: &impl Serialize) -> Response {
-    let mut r = json_response(status, body);
+/// A JSON document that is already text.
+fn json_text(text: String) -> Response {
+    let mut r = text.into_response();
     r.headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
 
@@ -434,254 +440,4 @@ pub async fn count_events(
     n: u64,
 ) -> Result<EventsAccepted, Error> {
     manager.consume_events(identity, n).await
-}
-
-/// `POST /api/v1/me/api-keys/`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateKey {
-    /// A human-readable name.
-    #[serde(default)]
-    name: String,
-    /// Must be the caller's environment (the default).
-    environment: Option<Environment>,
-    /// At least one scope.
-    scopes: Vec<Scope>,
-    /// `90s`, `15m`, `24h`, `30d`, `2w`.
-    expires_in: Option<String>,
-    /// Free-form JSON, at most 16 KiB.
-    metadata: Option<serde_json::Value>,
-}
-
-/// A key shown once, with its public view.
-#[derive(Serialize)]
-struct KeyOnce<'a> {
-    /// The full key: shown once; only its hash is stored.
-    key: &'a str,
-    #[serde(flatten)]
-    info: KeyInfo,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    replaces: Option<ReplacedKey>,
-    warning: &'static str,
-}
-
-#[derive(Serialize)]
-struct ReplacedKey {
-    id: KeyId,
-    /// When the old key stops working (the end of the grace period).
-    expires_at: Timestamp,
-}
-
-const SHOWN_ONCE: &str =
-    "this is the only time the full key is shown: store it now; only its hash is kept";
-
-fn key_once(manager: &KeyManager, issued: &IssuedKey, replaces: Option<ReplacedKey>) -> Response {
-    secret_response(
-        StatusCode::CREATED,
-        &KeyOnce {
-            key: issued.key.expose_secret(),
-            info: KeyInfo::from_record(&issued.record, manager.now()),
-            replaces,
-            warning: SHOWN_ONCE,
-        },
-    )
-}
-
-async fn create_key(
-    State(state): State<AppState>,
-    VerifiedKey(who): VerifiedKey,
-    JsonBody(body): JsonBody<CreateKey>,
-) -> Result<Response, ApiError> {
-    let environment = body.environment.unwrap_or(who.environment);
-    if environment != who.environment {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!(
-                "this admin key belongs to environment '{}' and can only issue '{}' keys; use an admin key of '{environment}'",
-                who.environment, who.environment
-            ),
-        ));
-    }
-    if body.scopes.is_empty() {
-        return Err(ApiError::bad_request(
-            "'scopes' is empty: grant at least one scope, e.g. [\"read\", \"write\"]",
-        ));
-    }
-    let mut req = IssueRequest::new(who.project.clone(), environment).name(body.name);
-    req.scopes = body.scopes.into_iter().collect();
-    if let Some(text) = body.expires_in {
-        let d = parse_duration(&text)
-            .map_err(|e| ApiError::bad_request(format!("'expires_in': {e}")))?;
-        req = req.expires_in(d);
-    }
-    if let Some(m) = body.metadata {
-        req = req.metadata(m);
-    }
-    let issued = tenant_of(&state, &who).issue(req).await?;
-    tracing::info!(key.id = %issued.record.id, by = %who.id, "issued API key over HTTP");
-    Ok(key_once(&state.manager, &issued, None))
-}
-
-/// The admin operations an admin key may perform: on its own project and environment only.
-/// Every key route goes through it, so a key of another tenant is 404, exactly as an unknown
-/// id.
-fn tenant_of(state: &AppState, who: &Identity) -> TenantKeys {
-    state
-        .manager
-        .tenant(Tenant::new(who.project.clone()).with_environment(who.environment))
-}
-
-/// Keys per page of `GET /api/v1/me/api-keys/` unless `limit` says otherwise.
-pub const DEFAULT_PAGE: u32 = 100;
-/// The largest `limit` of `GET /api/v1/me/api-keys/`.
-pub const MAX_PAGE: u32 = 1000;
-
-/// `GET /api/v1/me/api-keys/?limit=N&after=CURSOR`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ListParams {
-    /// Keys per page, 1 to [`MAX_PAGE`] (default [`DEFAULT_PAGE`]).
-    limit: Option<u32>,
-    /// Where the page starts: the `after` of the previous page's `Link: rel="next"`.
-    after: Option<String>,
-}
-
-/// A page position as text: the last key's creation time (Unix ms) and id, `1764672000000.7Kq2mZ9xA1bC`.
-fn cursor(k: &KeyInfo) -> String {
-    format!("{}.{}", k.created_at.unix_millis(), k.id)
-}
-
-fn parse_cursor(text: &str) -> Option<(Timestamp, KeyId)> {
-    let (ms, id) = text.split_once('.')?;
-    Some((
-        Timestamp::from_unix_millis(ms.parse().ok()?),
-        id.parse().ok()?,
-    ))
-}
-
-/// One page of the caller's keys, oldest first. A full page carries
-/// `Link: <…?limit=N&after=CURSOR>; rel="next"` (RFC 8288); the last page carries none. A
-/// page costs one indexed store query however many keys the project has.
-async fn list_keys(
-    State(state): State<AppState>,
-    VerifiedKey(who): VerifiedKey,
-    params: Result<Query<ListParams>, QueryRejection>,
-) -> Result<Response, ApiError> {
-    let Query(params) = params.map_err(|e| {
-        ApiError::bad_request(format!(
-            "{}; use ?limit=1..{MAX_PAGE}&after=<cursor from the previous page's Link header>",
-            e.body_text()
-        ))
-    })?;
-    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::bad_request(format!(
-            "'limit' must be 1 to {MAX_PAGE}, not {limit}"
-        )));
-    }
-    let after = match params.after.as_deref() {
-        None => None,
-        Some(text) => Some(parse_cursor(text).ok_or_else(|| {
-            ApiError::bad_request(
-                "'after' is not a cursor: pass the 'after' of the previous page's Link header",
-            )
-        })?),
-    };
-    let query = ListQuery {
-        after,
-        limit,
-        ..ListQuery::default()
-    };
-    let keys = tenant_of(&state, &who).list(&query).await?;
-    let mut response = json_response(StatusCode::OK, &keys);
-    if keys.len() == limit as usize
-        && let Some(last) = keys.last()
-        && let Ok(link) = HeaderValue::from_str(&format!(
-            "<{API_KEYS}?limit={limit}&after={}>; rel=\"next\"",
-            cursor(last)
-        ))
-    {
-        response
-            .headers_mut()
-            .insert(axum::http::header::LINK, link);
-    }
-    Ok(response)
-}
-
-/// The key id in a path, or a 400 that says what is wrong with it (and, for a whole key
-/// pasted into the URL, that it may have leaked).
-fn path_id(raw: &str) -> Result<KeyId, ApiError> {
-    KeyId::new(raw).map_err(|e| {
-        let message = if ApiKey::parse(raw).is_ok() {
-            "that is a whole API key, not its id: put only the 12-character id in the URL \
-             (URLs end up in logs), and revoke this key, since it may have leaked"
-                .to_owned()
-        } else {
-            e.to_string()
-        };
-        ApiError::bad_request(message)
-    })
-}
-
-async fn revoke_key(
-    State(state): State<AppState>,
-    VerifiedKey(who): VerifiedKey,
-    Path(key_id): Path<String>,
-) -> Result<Response, ApiError> {
-    let id = path_id(&key_id)?;
-    let info = tenant_of(&state, &who).revoke(&id).await?;
-    tracing::info!(key.id = %id, by = %who.id, "revoked API key over HTTP");
-    Ok(json_response(StatusCode::OK, &info))
-}
-
-/// `POST /api/v1/me/api-keys/{key_id}/rotate/`, with an optional body.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RotateKey {
-    /// How long the old key keeps working: `90s`, `15m`, `24h` (the default), `30d`.
-    grace: Option<String>,
-    /// Rotate even a revoked, expired or already rotated key (otherwise 409 Conflict).
-    #[serde(default)]
-    force: bool,
-}
-
-async fn rotate_key(
-    State(state): State<AppState>,
-    VerifiedKey(who): VerifiedKey,
-    Path(key_id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let body = body.map_err(|r| ApiError::unreadable_body(r.status(), r.body_text()))?;
-    let id = path_id(&key_id)?;
-    let body: RotateKey = if body.iter().all(u8::is_ascii_whitespace) {
-        RotateKey::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::bad_request(format!(
-                "invalid JSON body: {e}; send nothing, or {{\"grace\": \"24h\", \"force\": false}}"
-            ))
-        })?
-    };
-    let grace = match body.grace {
-        Some(text) => {
-            parse_duration(&text).map_err(|e| ApiError::bad_request(format!("'grace': {e}")))?
-        }
-        None => DEFAULT_GRACE,
-    };
-    let mut options = RotateOptions::grace(grace);
-    if body.force {
-        options = options.force();
-    }
-    let rotated = tenant_of(&state, &who).rotate_with(&id, options).await?;
-    tracing::info!(key.id = %id, new_key.id = %rotated.record.id, by = %who.id, "rotated API key over HTTP");
-    let grace_end = rotated.grace_end;
-    Ok(key_once(
-        &state.manager,
-        &IssuedKey::from(rotated),
-        Some(ReplacedKey {
-            id,
-            expires_at: grace_end,
-        }),
-    ))
 }
