@@ -508,10 +508,10 @@ async fn missing_scope_is_403_insufficient_scope_naming_it() {
     let challenge = r.challenge();
     assert!(challenge.starts_with("Bearer realm=\"keyward\", error=\"insufficient_scope\""));
     assert!(challenge.ends_with("scope=\"write\""), "{challenge}");
-    // Admin routes need admin.
+    // Admin routes need admin: the admin API's own 403 (`forbidden`, no challenge).
     let r = s.get(server::API_KEYS, &read_only).await;
-    assert_eq!(r.status, StatusCode::FORBIDDEN);
-    assert!(r.challenge().contains("scope=\"admin\""));
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{r:?}");
+    assert_eq!(r.error(), "forbidden", "{r:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -814,28 +814,43 @@ fn assert_invalid_request(r: &Resp, hint: &str) {
     assert!(message.contains(hint), "{hint:?} not in {message:?}");
 }
 
+/// A 400 of the admin API (`keyward::axum::admin`): `invalid_request` in JSON. Its
+/// credential is checked before (a bad one is 401 `unauthenticated`), so a 400 there is about
+/// the request, and carries no `WWW-Authenticate` challenge.
+fn assert_admin_invalid_request(r: &Resp, hint: &str) {
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
+    assert_eq!(r.header("content-type"), "application/json", "{r:?}");
+    assert_eq!(r.error(), "invalid_request", "{r:?}");
+    let message = r.json()["message"].as_str().unwrap().to_owned();
+    assert!(message.contains(hint), "{hint:?} not in {message:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_400_carries_the_invalid_request_challenge() {
+async fn every_400_is_invalid_request_with_the_challenge_on_key_routes() {
     let s = TestServer::start().await;
     let admin = s.issue("web-app", &["admin", "write"]).await;
     let key = s.issue("web-app", &["read"]).await;
     let raw_batch = |body: &'static str| s.post_raw_json(server::TRACES_BATCH, &admin, body);
     assert_invalid_request(&s.send(raw_batch("{\"events\": [")).await, "invalid JSON");
     assert_invalid_request(&s.send(raw_batch("{\"events\": []}")).await, "no events");
-    assert_invalid_request(
-        &s.post_json(server::API_KEYS, &admin, &json!({"scopes": []}))
+    assert_admin_invalid_request(
+        &s.post_json(server::API_KEYS, &admin, &json!({"name": "", "scopes": []}))
             .await,
         "scopes",
     );
-    assert_invalid_request(
-        &s.post_json(server::API_KEYS, &admin, &json!({"scopes": ["Write!"]}))
-            .await,
+    assert_admin_invalid_request(
+        &s.post_json(
+            server::API_KEYS,
+            &admin,
+            &json!({"name": "", "scopes": ["Write!"]}),
+        )
+        .await,
         "scope",
     );
     let whole_key = s.req(Method::DELETE, &key_path(&key)).bearer_auth(&admin);
-    assert_invalid_request(&s.send(whole_key).await, "whole API key");
+    assert_admin_invalid_request(&s.send(whole_key).await, "whole API key");
     let rotate = rotate_path(&id_of(&key));
-    assert_invalid_request(
+    assert_admin_invalid_request(
         &s.post_json(&rotate, &admin, &json!({"grace": "forever"}))
             .await,
         "grace",
@@ -852,16 +867,24 @@ async fn input_beyond_the_limits_is_400_naming_the_limit() {
     let s = TestServer::start().await;
     let admin = s.issue("web-app", &["admin"]).await;
     let key = s.issue("web-app", &["read"]).await;
-    let scopes: Vec<String> = (0..20_000).map(|i| format!("s{i}")).collect();
+    // 100 scopes: the server offers only read and write, so the first other one is named
+    // (keyward::MAX_SCOPES, 64, is beyond reach here).
+    let scopes: Vec<String> = (0..100).map(|i| format!("s{i}")).collect();
     let cases = [
         // Issue 13, D7: an expiry past 100 years used to give a key expiring "1970-01-01".
         (
-            json!({"scopes": ["read"], "expires_in": "999999999w"}),
+            json!({"name": "", "scopes": ["read"], "expires_in": "999999999w"}),
             "keyward::MAX_EXPIRY",
         ),
-        (json!({"scopes": ["read"], "expires_in": "0s"}), "zero"),
-        // D11: 20,000 scopes, and a right-to-left override in a name.
-        (json!({ "scopes": scopes }), "keyward::MAX_SCOPES"),
+        (
+            json!({"name": "", "scopes": ["read"], "expires_in": "0s"}),
+            "zero",
+        ),
+        // D11: too many scopes, and a right-to-left override in a name.
+        (
+            json!({"name": "", "scopes": scopes }),
+            "'s0' is not offered",
+        ),
         (
             json!({"scopes": ["read"], "name": "invoice\u{202E}fdp.exe"}),
             "U+202E",
@@ -869,14 +892,14 @@ async fn input_beyond_the_limits_is_400_naming_the_limit() {
     ];
     for (body, hint) in &cases {
         let r = s.post_json(server::API_KEYS, &admin, body).await;
-        assert_invalid_request(&r, hint);
+        assert_admin_invalid_request(&r, hint);
     }
     // D7: a grace of u64::MAX seconds.
     let rotate = rotate_path(&id_of(&key));
     let r = s
         .post_json(&rotate, &admin, &json!({"grace": "18446744073709551615s"}))
         .await;
-    assert_invalid_request(&r, "keyward::MAX_GRACE");
+    assert_admin_invalid_request(&r, "keyward::MAX_GRACE");
     let keys = s.manager.list(&ListQuery::default()).await.unwrap();
     assert_eq!(keys.len(), 2, "nothing was issued");
     assert!(keys.iter().all(|k| k.expires_at.is_none()), "{keys:?}");
@@ -885,18 +908,18 @@ async fn input_beyond_the_limits_is_400_naming_the_limit() {
         .post_json(
             server::API_KEYS,
             &admin,
-            &json!({"scopes": ["read"], "expires_in": "36525d"}),
+            &json!({"name": "", "scopes": ["read"], "expires_in": "36525d"}),
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
-    let year: i32 = r.json()["expires_at"].as_str().unwrap()[..4]
+    let year: i32 = r.json()["info"]["expires_at"].as_str().unwrap()[..4]
         .parse()
         .unwrap();
     assert!(year >= 2126, "{year}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_body_over_the_limit_is_413_body_too_large_in_json_on_every_route() {
+async fn a_body_over_the_limit_is_413_in_json_on_every_route() {
     let s = TestServer::start().await;
     let admin = s.issue("web-app", &["admin", "write"]).await;
     let key = s.issue("web-app", &["read"]).await;
@@ -905,11 +928,25 @@ async fn a_body_over_the_limit_is_413_body_too_large_in_json_on_every_route() {
         "{},".repeat(server::MAX_BODY_BYTES / 3)
     );
     assert!(big.len() > server::MAX_BODY_BYTES);
-    for path in [
-        server::TRACES_BATCH.to_owned(),
-        server::API_KEYS.to_owned(),
-        rotate_path(&id_of(&key)),
-    ] {
+    // The admin API has its own, smaller limit (64 KiB) and the contract's code.
+    let admin_big = format!(
+        "{{\"name\": \"{}\", \"scopes\": [\"read\"]}}",
+        "x".repeat(keyward::axum::admin::MAX_BODY)
+    );
+    for path in [server::API_KEYS.to_owned(), rotate_path(&id_of(&key))] {
+        let r = s
+            .send(
+                s.req(Method::POST, &path)
+                    .bearer_auth(&admin)
+                    .header("content-type", "application/json")
+                    .body(admin_big.clone()),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{path}: {r:?}");
+        assert_eq!(r.error(), "payload_too_large", "{path}: {r:?}");
+    }
+    {
+        let path = server::TRACES_BATCH;
         let r = s
             .send(
                 s.req(Method::POST, &path)
@@ -975,25 +1012,32 @@ async fn an_admin_creates_a_key_shown_once_that_works_at_once() {
     let j = r.json();
     let new_key = j["key"].as_str().unwrap().to_owned();
     let parsed = ApiKey::parse(&new_key).unwrap();
-    assert_eq!(j["id"], parsed.id().to_string());
-    assert_eq!(j["masked"], parsed.masked().to_string());
-    assert_eq!(j["project"], "web-app");
-    assert_eq!(j["environment"], "dev");
-    assert_eq!(j["scopes"], json!(["read", "write"]));
-    assert_eq!(j["name"], "ingestion");
-    assert_eq!(j["metadata"], json!({"team": "obs"}));
-    assert!(j["expires_at"].is_string());
+    assert!(j["warning"].as_str().unwrap().contains("only time"), "{j}");
+    // The key's public view is under "info" (the admin API's shape).
+    let info = &j["info"];
+    assert_eq!(info["id"], parsed.id().to_string());
+    assert_eq!(info["masked"], parsed.masked().to_string());
+    assert_eq!(info["project"], "web-app");
+    assert_eq!(info["environment"], "dev");
+    assert_eq!(info["scopes"], json!(["read", "write"]));
+    assert_eq!(info["name"], "ingestion");
+    assert_eq!(info["metadata"], json!({"team": "obs"}));
+    assert!(info["expires_at"].is_string());
     assert_eq!(s.ping(&new_key).await.status, StatusCode::OK);
     let r = s
         .post_json(server::TRACES_BATCH, &new_key, &json!({"events": [{}]}))
         .await;
     assert_eq!(r.status, StatusCode::OK);
-    // Environment defaults to the caller's; name is optional.
+    // Environment defaults to the caller's.
     let r = s
-        .post_json(server::API_KEYS, &admin, &json!({"scopes": ["read"]}))
+        .post_json(
+            server::API_KEYS,
+            &admin,
+            &json!({"name": "", "scopes": ["read"]}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
-    assert_eq!(r.json()["environment"], "dev");
+    assert_eq!(r.json()["info"]["environment"], "dev");
     assert_not_logged(&new_key);
     assert_not_logged(&admin);
 }
@@ -1003,25 +1047,29 @@ async fn creating_keys_validates_the_request() {
     let s = TestServer::start().await;
     let admin = s.issue("web-app", &["admin"]).await;
     let cases = [
-        (json!({"scopes": []}), StatusCode::BAD_REQUEST, "scopes"),
         (
-            json!({"scopes": ["Write!"]}),
+            json!({"name": "", "scopes": []}),
+            StatusCode::BAD_REQUEST,
+            "scopes",
+        ),
+        (
+            json!({"name": "", "scopes": ["Write!"]}),
             StatusCode::BAD_REQUEST,
             "scope",
         ),
         (json!({"name": "x"}), StatusCode::BAD_REQUEST, "scopes"),
         (
-            json!({"scopes": ["read"], "expires_in": "soon"}),
+            json!({"name": "", "scopes": ["read"], "expires_in": "soon"}),
             StatusCode::BAD_REQUEST,
             "expires_in",
         ),
         (
-            json!({"scopes": ["read"], "environment": "PRD"}),
+            json!({"name": "", "scopes": ["read"], "environment": "PRD"}),
             StatusCode::BAD_REQUEST,
             "environment",
         ),
         (
-            json!({"scopes": ["read"], "projekt": "x"}),
+            json!({"name": "", "scopes": ["read"], "projekt": "x"}),
             StatusCode::BAD_REQUEST,
             "projekt",
         ),
@@ -1030,11 +1078,17 @@ async fn creating_keys_validates_the_request() {
             StatusCode::BAD_REQUEST,
             "name",
         ),
-        // A dev admin key cannot mint a prd key.
+        // Only the offered scopes (server::OFFERED_SCOPES): admin keys come from the CLI.
         (
-            json!({"scopes": ["read"], "environment": "prd"}),
-            StatusCode::FORBIDDEN,
-            "'dev'",
+            json!({"name": "", "scopes": ["admin"]}),
+            StatusCode::BAD_REQUEST,
+            "admin",
+        ),
+        // A dev admin key cannot mint a prd key (the admin API answers 400: outside the tenant).
+        (
+            json!({"name": "", "scopes": ["read"], "environment": "prd"}),
+            StatusCode::BAD_REQUEST,
+            "outside this tenant",
         ),
     ];
     for (body, status, hint) in cases {
@@ -1122,7 +1176,7 @@ async fn admins_never_touch_another_projects_or_environments_keys() {
         .await;
     let unknown = KeyId::generate().unwrap().to_string();
     let mut bodies = Vec::new();
-    for id in [id_of(&theirs), id_of(&prd), unknown] {
+    for id in [id_of(&theirs), id_of(&prd), unknown.clone()] {
         let r = s
             .send(s.req(Method::DELETE, &key_path(&id)).bearer_auth(&admin))
             .await;
@@ -1134,6 +1188,16 @@ async fn admins_never_touch_another_projects_or_environments_keys() {
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{r:?}");
         bodies.push(r.body);
     }
+    // The same answer for an unknown id as for another tenant's (it names the id asked for).
+    let bodies: Vec<String> = bodies
+        .iter()
+        .zip(
+            [id_of(&theirs), id_of(&theirs), id_of(&prd), id_of(&prd)]
+                .iter()
+                .chain([&unknown, &unknown]),
+        )
+        .map(|(b, id)| b.replace(id.as_str(), "<id>"))
+        .collect();
     assert!(bodies.windows(2).all(|w| w[0] == w[1]), "{bodies:?}");
     assert_eq!(s.ping(&theirs).await.status, StatusCode::OK);
     let info = s.manager.get(&KeyId::new(&id_of(&theirs)).unwrap()).await;
@@ -1172,8 +1236,8 @@ async fn rotation_returns_a_new_key_once_and_the_old_one_works_for_the_grace() {
     let j = r.json();
     let new = j["key"].as_str().unwrap().to_owned();
     assert_ne!(id_of(&new), id_of(&old));
-    assert_eq!(j["scopes"], json!(["read", "write"]));
-    assert_eq!(j["rotated_from"], id_of(&old));
+    assert_eq!(j["info"]["scopes"], json!(["read", "write"]));
+    assert_eq!(j["info"]["rotated_from"], id_of(&old));
     assert_eq!(j["replaces"]["id"], id_of(&old));
     assert!(j["replaces"]["expires_at"].is_string());
     assert_eq!(s.ping(&new).await.status, StatusCode::OK);
@@ -1208,9 +1272,19 @@ async fn rotation_refuses_bad_grace_and_revoked_keys() {
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
     assert!(r.json()["message"].as_str().unwrap().contains("grace"));
     let r = s
-        .send(s.req(Method::POST, &path).bearer_auth(&admin).body("{oops"))
+        .send(
+            s.req(Method::POST, &path)
+                .bearer_auth(&admin)
+                .header("content-type", "application/json")
+                .body("{oops"),
+        )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
+    // A body that is not labelled JSON (the admin API's 415).
+    let r = s
+        .send(s.req(Method::POST, &path).bearer_auth(&admin).body("{oops"))
+        .await;
+    assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{r:?}");
     let r = s
         .send(
             s.req(Method::DELETE, &key_path(&id_of(&key)))
@@ -1232,7 +1306,7 @@ async fn rotating_a_rotated_key_is_409_unless_forced_and_both_ends_are_returned(
     let r = s.post_json(&path, &admin, &json!({"grace": "1h"})).await;
     assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
     let first = r.json();
-    assert!(first["expires_at"].is_null(), "{first}"); // the old key never expired
+    assert!(first["info"]["expires_at"].is_null(), "{first}"); // the new key never expires
     let grace_end = first["replaces"]["expires_at"].as_str().unwrap().to_owned();
 
     let r = s.post_json(&path, &admin, &json!({"grace": "1h"})).await;
