@@ -949,7 +949,7 @@ async fn a_body_over_the_limit_is_413_in_json_on_every_route() {
         let path = server::TRACES_BATCH;
         let r = s
             .send(
-                s.req(Method::POST, &path)
+                s.req(Method::POST, path)
                     .bearer_auth(&admin)
                     .header("content-type", "application/json")
                     .body(big.clone()),
@@ -1330,6 +1330,189 @@ async fn rotating_a_rotated_key_is_409_unless_forced_and_both_ends_are_returned(
     let new = second["key"].as_str().unwrap().to_owned();
     assert_eq!(s.ping(&new).await.status, StatusCode::OK);
     assert_not_logged(&new);
+}
+
+// ---------------------------------------------------------------------------------------
+// Sessions: /login, the page, the OpenAPI document
+
+impl TestServer {
+    /// POSTs the sign-in form (no redirect followed).
+    async fn login(&self, key: &str) -> Resp {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let r = client
+            .post(format!("{}/login", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("key={key}"))
+            .send()
+            .await
+            .unwrap();
+        Resp {
+            status: r.status(),
+            headers: r.headers().clone(),
+            body: r.text().await.unwrap(),
+        }
+    }
+
+    /// A request carrying the session cookie `cookie` (`name=value`).
+    fn with_cookie(&self, method: Method, path: &str, cookie: &str) -> reqwest::RequestBuilder {
+        self.req(method, path).header("cookie", cookie.to_owned())
+    }
+}
+
+/// The `name=value` of a sign-in answer's session cookie.
+fn session_cookie(r: &Resp) -> String {
+    let set = r.header("set-cookie");
+    set.split(';').next().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_in_opens_a_session_with_a_csrf_token_and_never_the_key() {
+    let s = TestServer::start().await;
+    let admin = s.issue("web-app", &["admin"]).await;
+    let r = s.login(&admin).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{r:?}");
+    assert_eq!(r.header("location"), "/settings/api-keys");
+    let set = r.header("set-cookie").to_owned();
+    assert!(set.starts_with("keyward_session="), "{set}");
+    assert!(set.contains("HttpOnly"), "{set}");
+    assert!(set.contains("SameSite=Strict"), "{set}");
+    assert!(set.contains("Path=/"), "{set}");
+    assert!(!set.contains("Secure"), "plain HTTP: {set}");
+    assert_keys_hidden("the session cookie", &set, &[&admin]);
+    let cookie = session_cookie(&r);
+
+    // The session names the admin key by id, with its tenant and a CSRF token.
+    let r = s
+        .send(s.with_cookie(Method::GET, "/api/v1/me/api-keys/session", &cookie))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    let j = r.json();
+    assert_eq!(j["actor"], format!("key:{}", id_of(&admin)));
+    assert_eq!(j["project"], "web-app");
+    assert_eq!(j["scopes"], json!(["read", "write"]));
+    let csrf = j["csrf_token"].as_str().unwrap().to_owned();
+    assert_eq!(csrf.len(), 64);
+
+    // A change without the token is refused; with it, done.
+    let body = json!({"name": "from the page", "scopes": ["read"]});
+    let r = s
+        .send(
+            s.with_cookie(Method::POST, server::API_KEYS, &cookie)
+                .json(&body),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{r:?}");
+    assert_eq!(r.error(), "csrf");
+    let r = s
+        .send(
+            s.with_cookie(Method::POST, server::API_KEYS, &cookie)
+                .header("x-csrf-token", &csrf)
+                .json(&body),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    let new_key = r.json()["key"].as_str().unwrap().to_owned();
+    assert_eq!(s.ping(&new_key).await.status, StatusCode::OK);
+    assert_not_logged(&admin);
+    assert_not_logged(&new_key);
+
+    // Signing out ends it.
+    let r = s
+        .send(s.with_cookie(Method::POST, "/logout", &cookie))
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "redirected to the sign-in page: {r:?}"
+    );
+    let r = s
+        .send(s.with_cookie(Method::GET, "/api/v1/me/api-keys/session", &cookie))
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_ends_when_its_admin_key_is_revoked() {
+    let s = TestServer::start().await;
+    let admin = s.issue("web-app", &["admin"]).await;
+    let cookie = session_cookie(&s.login(&admin).await);
+    let session = "/api/v1/me/api-keys/session";
+    let r = s.send(s.with_cookie(Method::GET, session, &cookie)).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    s.manager
+        .revoke(&KeyId::new(&id_of(&admin)).unwrap())
+        .await
+        .unwrap();
+    let r = s.send(s.with_cookie(Method::GET, session, &cookie)).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{r:?}");
+    assert_eq!(r.error(), "unauthenticated");
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("no longer valid")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_refuses_bad_keys_keys_without_admin_and_other_sites() {
+    let s = TestServer::start().await;
+    let read = s.issue("web-app", &["read"]).await;
+    let r = s.login(&read).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{r:?}");
+    assert!(
+        !r.header("set-cookie").contains("keyward_session="),
+        "{r:?}"
+    );
+    assert!(!r.body.contains(&read));
+    let r = s.login("kw_dev_nope").await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{r:?}");
+    assert!(r.body.contains("not accepted"), "{r:?}");
+    let admin = s.issue("web-app", &["admin"]).await;
+    let r = s
+        .send(
+            s.req(Method::POST, "/login")
+                .header("sec-fetch-site", "cross-site")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(format!("key={admin}")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{r:?}");
+    assert_not_logged(&read);
+    assert_not_logged(&admin);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sign_in_page_the_api_keys_page_and_the_openapi_document_are_served() {
+    let s = TestServer::start().await;
+    let csp = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
+               img-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+    for path in ["/login", "/settings/api-keys", "/settings/api-keys/"] {
+        let r = s.send(s.req(Method::GET, path)).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}: {r:?}");
+        assert!(r.header("content-type").starts_with("text/html"), "{path}");
+        assert_eq!(r.header("content-security-policy"), csp, "{path}");
+        assert_eq!(r.header("cache-control"), "no-store", "{path}");
+        assert!(
+            !r.body.contains("<script>") && !r.body.contains("style="),
+            "{path}"
+        );
+    }
+    let page = s.send(s.req(Method::GET, "/settings/api-keys")).await;
+    assert!(
+        page.body.contains("data-api=\"/api/v1/me/api-keys\""),
+        "{page:?}"
+    );
+    let r = s.send(s.req(Method::GET, "/api/v1/openapi.json")).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert_eq!(r.header("content-type"), "application/json");
+    let doc = r.json();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{doc}");
+    assert_eq!(doc["servers"][0]["url"], "/api/v1/me/api-keys");
+    assert!(doc["paths"]["/{key_id}/rotate/"].is_object(), "{doc}");
 }
 
 // ---------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! keyward-server [--db sqlite:keyward.db] [--addr 127.0.0.1:8080] [--env dev]… [--prefix kw]
+//!                [--secure-cookies]
 //! ```
 //!
 //! Stops gracefully on SIGINT or SIGTERM: requests in flight finish, then the pending
@@ -45,6 +46,11 @@ struct Args {
     /// The key prefix this deployment issues and accepts (2-10 of a-z, 0-9).
     #[arg(long, env = "KEYWARD_PREFIX", default_value = "kw")]
     prefix: Prefix,
+
+    /// Mark the sign-in session cookie `Secure` (named `__Host-keyward_session`): set it
+    /// whenever browsers reach the server over HTTPS (directly or through a TLS proxy).
+    #[arg(long, env = "KEYWARD_SECURE_COOKIES")]
+    secure_cookies: bool,
 }
 
 fn main() -> ExitCode {
@@ -84,7 +90,11 @@ async fn run(args: Args) -> Result<(), String> {
     let mut out = io::stdout().lock();
     let _ = writeln!(out, "listening on http://{addr}").and_then(|()| out.flush());
     drop(out);
-    server::serve(listener, manager, server::shutdown_signal())
+    let sessions = server::SessionOptions {
+        secure: args.secure_cookies,
+        ..server::SessionOptions::default()
+    };
+    server::serve_with(listener, manager, &sessions, server::shutdown_signal())
         .await
         .map_err(|e| format!("the server failed: {e}"))?;
     tracing::info!("stopped");
