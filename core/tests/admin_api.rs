@@ -1028,6 +1028,26 @@ async fn the_openapi_document_describes_exactly_the_routes() {
         assert!(doc["components"]["schemas"].get(name).is_some(), "{name}");
     }
     assert!(openapi().paths.paths.contains_key("/{key_id}/usage/"));
+    // Every reference resolves.
+    fn refs(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(r)) = m.get("$ref") {
+                    out.push(r.clone());
+                }
+                m.values().for_each(|v| refs(v, out));
+            }
+            Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    refs(&doc, &mut all);
+    assert!(!all.is_empty());
+    for r in all {
+        let name = r.strip_prefix("#/components/schemas/").unwrap();
+        assert!(doc["components"]["schemas"].get(name).is_some(), "{r}");
+    }
 
     // Every documented route answers (not 404 or 405 from the router itself), with one of its
     // documented statuses.
