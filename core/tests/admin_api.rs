@@ -1028,6 +1028,26 @@ async fn the_openapi_document_describes_exactly_the_routes() {
         assert!(doc["components"]["schemas"].get(name).is_some(), "{name}");
     }
     assert!(openapi().paths.paths.contains_key("/{key_id}/usage/"));
+    // Every reference resolves.
+    fn refs(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(r)) = m.get("$ref") {
+                    out.push(r.clone());
+                }
+                m.values().for_each(|v| refs(v, out));
+            }
+            Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    refs(&doc, &mut all);
+    assert!(!all.is_empty());
+    for r in all {
+        let name = r.strip_prefix("#/components/schemas/").unwrap();
+        assert!(doc["components"]["schemas"].get(name).is_some(), "{r}");
+    }
 
     // Every documented route answers (not 404 or 405 from the router itself), with one of its
     // documented statuses.
@@ -1105,4 +1125,118 @@ async fn nested_at_a_prefix_the_link_keeps_the_prefix() {
     )
     .await;
     assert_eq!(bare.json().as_array().unwrap().len(), 3);
+}
+
+/// Drives every route into each outcome it has, and checks that the statuses it answered are
+/// exactly the ones its operation documents.
+#[tokio::test]
+async fn every_documented_status_is_one_the_route_answers() {
+    let doc: Value = serde_json::from_str(&openapi_json("/")).unwrap();
+    let big = json!({"name": "x".repeat(70_000)});
+    for (method, path) in ROUTES {
+        let app = App::new();
+        let (id, _) = app.issue("web-app", "dev", &["read"]).await;
+        let (revoked, _) = app.issue("web-app", "dev", &["read"]).await;
+        app.manager.revoke(&revoked).await.unwrap();
+        let m = method.to_uppercase();
+        let with_id = |id: &str| path.replace("{key_id}", id);
+        let has_id = path.contains("{key_id}");
+        let has_body =
+            (method == "post" && path == "/") || method == "patch" || path.ends_with("/rotate/");
+        let good_body = match (method, path) {
+            ("post", "/") => Some(json!({"name": "x", "scopes": ["read"]})),
+            ("patch", _) => Some(json!({"name": "y"})),
+            _ => None,
+        };
+        let mut observed = BTreeSet::new();
+        let mut note = |a: Answer| {
+            observed.insert(a.status.as_u16().to_string());
+        };
+        note(
+            app.call(
+                "web-app/dev",
+                &m,
+                &with_id(&id.to_string()),
+                good_body.clone(),
+            )
+            .await,
+        );
+        note(
+            App::send(
+                &app.router,
+                Request::builder()
+                    .method(m.as_str())
+                    .uri(with_id(&id.to_string()))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await,
+        );
+        note(
+            app.call("nobody", &m, &with_id(&id.to_string()), None)
+                .await,
+        );
+        if has_id {
+            note(
+                app.call("web-app/dev", &m, &with_id("bad"), good_body.clone())
+                    .await,
+            );
+            let unknown = KeyId::generate().unwrap().to_string();
+            note(
+                app.call("web-app/dev", &m, &with_id(&unknown), good_body.clone())
+                    .await,
+            );
+        }
+        if has_body {
+            let uri = with_id(&id.to_string());
+            let bad = if path.ends_with("/rotate/") {
+                json!({"grace": "soon"})
+            } else {
+                json!({"unknown": 1})
+            };
+            note(app.call("web-app/dev", &m, &uri, Some(bad)).await);
+            note(app.call("web-app/dev", &m, &uri, Some(big.clone())).await);
+            note(
+                App::send(
+                    &app.router,
+                    Request::builder()
+                        .method(m.as_str())
+                        .uri(uri)
+                        .header("x-test-tenant", "web-app/dev")
+                        .header("content-type", "text/plain")
+                        .body(Body::from("{\"force\": true}"))
+                        .unwrap(),
+                )
+                .await,
+            );
+        }
+        if path == "/" && method == "get" {
+            note(app.call("web-app/dev", "GET", "/?limit=0", None).await);
+        }
+        if path.ends_with("/rotate/") {
+            note(
+                app.call("web-app/dev", &m, &with_id(&revoked.to_string()), None)
+                    .await,
+            );
+        }
+        let (_, admin) = app.issue("web-app", "dev", &["admin"]).await;
+        app.down.store(true, Ordering::SeqCst);
+        note(
+            app.call("web-app/dev", &m, &with_id(&id.to_string()), good_body)
+                .await,
+        );
+        // The session needs no store, unless the caller's own check does (an admin key).
+        note(
+            app.bearer(Some(&admin), &m, &with_id(&id.to_string()), None)
+                .await,
+        );
+
+        let documented: BTreeSet<String> = doc["paths"][path][method]["responses"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        assert_eq!(documented, observed, "{method} {path}");
+    }
 }

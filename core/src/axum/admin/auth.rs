@@ -56,7 +56,20 @@ pub trait AdminAuth: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<AdminCaller, AdminDenied>> + Send;
 }
 
-/// The caller of an admin request: whose keys it may manage, and who it is in the logs.
+/// The caller of an admin request: whose keys it may manage, and who it is in the logs. Its
+/// `Debug` hides the CSRF token.
+///
+/// ```
+/// use keyward::Tenant;
+/// use keyward::axum::admin::AdminCaller;
+/// let caller = AdminCaller {
+///     tenant: Tenant::new("web-app".parse()?).with_environment("prd".parse()?),
+///     actor: "user:alice".into(),
+///     csrf_token: Some("from-the-session".into()), // a cookie session: CSRF checks apply
+/// };
+/// assert!(!format!("{caller:?}").contains("from-the-session"));
+/// # Ok::<(), keyward::InvalidValue>(())
+/// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct AdminCaller {
     /// Every operation goes through `manager.tenant(tenant)`.
@@ -86,6 +99,14 @@ impl fmt::Debug for AdminCaller {
 
 /// Why an admin request is refused before it reaches the keys. The message goes into the
 /// JSON body, so it must not contain a secret.
+///
+/// ```
+/// use keyward::axum::admin::{AdminDenied, AdminError};
+/// let e = AdminError::from(AdminDenied::Unauthenticated("sign in first".into()));
+/// assert_eq!((e.status().as_u16(), e.code()), (401, "unauthenticated"));
+/// let e = AdminError::from(AdminDenied::Forbidden("only project admins manage keys".into()));
+/// assert_eq!((e.status().as_u16(), e.code()), (403, "forbidden"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum AdminDenied {

@@ -8,7 +8,12 @@ use subtle::ConstantTimeEq;
 use super::auth::AdminCaller;
 use super::error::AdminError;
 
-/// The header that carries the token.
+/// The header that carries the token (`X-CSRF-Token`), for callers with
+/// [`AdminCaller::csrf_token`] set.
+///
+/// ```
+/// assert_eq!(keyward::axum::admin::CSRF_HEADER, "x-csrf-token");
+/// ```
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
 /// Whether a request of this method changes something (and so needs the token).

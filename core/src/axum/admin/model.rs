@@ -137,8 +137,9 @@ pub(crate) struct ErrorBody {
     pub message: String,
 }
 
-/// A key's status.
+/// A key's status (`keyward::KeyStatus`).
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(as = KeyStatus)]
 #[serde(rename_all = "snake_case")]
 #[allow(dead_code)] // a schema only
 pub(crate) enum KeyStatusSchema {
