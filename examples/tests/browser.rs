@@ -81,11 +81,18 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// `chromedriver --port=N` as a child process, killed and reaped on drop.
+/// `chromedriver --port=N` as a child process. On drop, the browser session still open (a
+/// test that failed half-way) is deleted through chromedriver, which quits that Chromium; then
+/// chromedriver itself is killed by its own process id and reaped.
 struct Chromedriver {
     child: Child,
+    port: u16,
     url: String,
     log: PathBuf,
+    /// Chromium's profile, inside the test's temporary directory.
+    profile: PathBuf,
+    /// The WebDriver session opened by [`Chromedriver::session`].
+    session: std::sync::Mutex<Option<String>>,
 }
 
 impl Chromedriver {
@@ -102,8 +109,11 @@ impl Chromedriver {
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
         let driver = Self {
             child,
+            port,
             url: format!("http://127.0.0.1:{port}"),
             log,
+            profile: dir.join("chromium-profile"),
+            session: std::sync::Mutex::new(None),
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -130,12 +140,14 @@ impl Chromedriver {
                 "binary": chromium,
                 "args": [
                     "--headless=new", "--no-sandbox", "--disable-gpu",
-                    "--disable-dev-shm-usage", "--window-size=1280,900",
+                    "--disable-dev-shm-usage", "--disable-crash-reporter",
+                    "--window-size=1280,900",
+                    format!("--user-data-dir={}", self.profile.display()),
                 ],
             }),
         );
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        ClientBuilder::new(connector)
+        let client = ClientBuilder::new(connector)
             .capabilities(caps)
             .connect(&self.url)
             .await
@@ -144,12 +156,43 @@ impl Chromedriver {
                     "cannot open a Chromium session: {e}; chromedriver's log:\n{}",
                     self.log_text()
                 )
-            })
+            });
+        *self.session.lock().unwrap() = client.session_id().await.unwrap();
+        client
+    }
+
+    /// Ends the browser session (the test's last step).
+    async fn close(&self, client: Client) {
+        client.close().await.unwrap();
+        *self.session.lock().unwrap() = None;
+    }
+
+    /// `DELETE /session/{id}` on chromedriver, which quits that session's browser. Blocking,
+    /// for `Drop` when the test did not get to [`Chromedriver::close`].
+    fn delete_session(&self) {
+        use std::io::{Read, Write};
+        let Some(id) = self.session.lock().ok().and_then(|mut s| s.take()) else {
+            return;
+        };
+        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+            return;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+        let request = format!(
+            "DELETE /session/{id} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\n\
+             Connection: close\r\n\r\n",
+            self.port
+        );
+        if stream.write_all(request.as_bytes()).is_ok() {
+            let _ = stream.read_to_end(&mut Vec::new());
+        }
     }
 }
 
 impl Drop for Chromedriver {
     fn drop(&mut self) {
+        self.delete_session();
+        // Our own child, by its process id (std's Child::kill).
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -347,7 +390,7 @@ async fn signing_in_takes_an_admin_key_once_and_a_revoked_key_ends_the_session()
     find(&c, "#login-form").await;
     assert!(c.find(Locator::Css("#signed-in")).await.is_err());
 
-    c.close().await.unwrap();
+    wd.close(c).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -444,5 +487,5 @@ async fn an_admin_creates_uses_and_revokes_a_key_on_the_api_keys_page() {
     .await;
     assert_eq!(ingest(&s, &key).await, 401, "a revoked key is refused");
 
-    c.close().await.unwrap();
+    wd.close(c).await;
 }
