@@ -27,6 +27,7 @@ use keyward_examples::server;
     about = "Example ingestion server protected by Keyward API keys",
     after_help = "Issue the first admin key with the CLI on the same database:\n  \
                   keyward --db sqlite:keyward.db issue --project web-app --env dev --scope admin\n\
+                  then sign in with it at http://<addr>/login to manage keys in the browser.\n\
                   Set KEYWARD_INSECURE_FAST_HASH=1 only in tests: it hashes with weak parameters."
 )]
 struct Args {
