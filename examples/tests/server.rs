@@ -1458,6 +1458,37 @@ async fn a_session_ends_when_its_admin_key_is_revoked() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_in_a_header_is_judged_alone_even_with_a_session() {
+    let s = TestServer::start().await;
+    let admin = s.issue("web-app", &["admin"]).await;
+    let read = s.issue("web-app", &["read"]).await;
+    let cookie = session_cookie(&s.login(&admin).await);
+    let session = "/api/v1/me/api-keys/session";
+    let r = s
+        .send(
+            s.with_cookie(Method::GET, session, &cookie)
+                .bearer_auth(&read),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::FORBIDDEN,
+        "the read key decides: {r:?}"
+    );
+    let r = s
+        .send(
+            s.with_cookie(Method::GET, session, &cookie)
+                .bearer_auth(&admin),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert!(
+        r.json()["csrf_token"].is_null(),
+        "a Bearer caller needs no CSRF token"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_in_refuses_bad_keys_keys_without_admin_and_other_sites() {
     let s = TestServer::start().await;
     let read = s.issue("web-app", &["read"]).await;
