@@ -1084,11 +1084,11 @@ async fn creating_keys_validates_the_request() {
             StatusCode::BAD_REQUEST,
             "admin",
         ),
-        // A dev admin key cannot mint a prd key (the admin API answers 400: outside the tenant).
+        // A dev admin key cannot mint a prd key.
         (
             json!({"name": "", "scopes": ["read"], "environment": "prd"}),
-            StatusCode::BAD_REQUEST,
-            "outside this tenant",
+            StatusCode::FORBIDDEN,
+            "sign in with an admin key of 'prd'",
         ),
     ];
     for (body, status, hint) in cases {

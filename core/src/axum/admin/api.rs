@@ -508,6 +508,18 @@ pub(crate) async fn create_key(
             )
         })?,
     };
+    if let Some(own) = caller.tenant.environment
+        && own != environment
+    {
+        return Err(AdminError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "you manage the keys of environment '{own}' only and cannot issue a key of \
+                 '{environment}'; sign in with an admin key of '{environment}'"
+            ),
+        ));
+    }
     let mut req = IssueRequest::new(caller.tenant.project.clone(), environment).name(body.name);
     req.scopes = scopes;
     if let Some(text) = body.expires_in {
