@@ -131,7 +131,7 @@ pub(crate) struct IssueArgs {
     /// A scope to grant; repeat the option or separate with commas (at most 64).
     #[arg(long = "scope", required = true, value_delimiter = ',')]
     pub scopes: Vec<Scope>,
-    /// A human-readable name (at most 128 bytes, no control or invisible characters).
+    /// A human-readable name (at most 128 characters, no control or invisible characters).
     #[arg(long)]
     pub name: Option<String>,
     /// Expire the key after this long (90s, 15m, 24h, 30d, 2w; more than zero, at most 100

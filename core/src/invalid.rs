@@ -47,7 +47,7 @@ impl fmt::Display for ValueKind {
                 "scope (1-64 of a-z, 0-9, ':', '.', '_', '-', starting with a letter or digit)"
             }
             ValueKind::Name => {
-                "key name (up to 128 bytes, no control, bidirectional-override or other invisible format characters)"
+                "key name (up to 128 characters, no control, bidirectional-override or other invisible format characters)"
             }
             ValueKind::Metadata => "metadata (a JSON value of at most 16 KiB)",
             ValueKind::Duration => "duration (a number and a unit: 90s, 15m, 24h, 30d)",

@@ -1,5 +1,5 @@
 //! Names: the rule every name-like value follows, project names ([`Project`]) and the rule
-//! for a key's display name (at most [`MAX_KEY_NAME_LEN`] bytes, no control or invisible
+//! for a key's display name (at most [`MAX_KEY_NAME_LEN`] characters, no control or invisible
 //! format characters).
 
 use std::fmt;
@@ -10,7 +10,7 @@ use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
 use crate::invalid::{InvalidValue, ValueKind};
 
-/// The longest display name a key may have, in bytes.
+/// The longest display name a key may have, in characters (Unicode scalar values).
 pub const MAX_KEY_NAME_LEN: usize = 128;
 
 /// A validated project name: `[a-z0-9][a-z0-9._-]{0,63}`.
@@ -91,15 +91,20 @@ impl<'de> Deserialize<'de> for Project {
     }
 }
 
-/// Checks a key's display name: at most [`MAX_KEY_NAME_LEN`] bytes (an empty name is
+/// Checks a key's display name: at most [`MAX_KEY_NAME_LEN`] characters (an empty name is
 /// allowed), and no character that is invisible or changes how the rest is shown: control
 /// characters (Unicode general category Cc, C0 and C1), format characters (Cf: the
 /// bidirectional overrides and isolates U+202A–U+202E and U+2066–U+2069, zero-width characters
 /// U+200B–U+200F, U+FEFF…), and the line and paragraph separators (Zl, Zp). A name is shown to
 /// people in lists and dashboards; such characters let one name pass for another.
 pub(crate) fn validate_key_name(name: &str) -> Result<(), InvalidValue> {
-    if name.len() > MAX_KEY_NAME_LEN {
-        return Err(InvalidValue::too_long(ValueKind::Name, MAX_KEY_NAME_LEN));
+    // Characters, not bytes: a name in any script gets the same room. The byte test first
+    // keeps a huge input from being walked.
+    if name.len() > 4 * MAX_KEY_NAME_LEN || name.chars().count() > MAX_KEY_NAME_LEN {
+        return Err(InvalidValue::with_reason(
+            ValueKind::Name,
+            format!("is longer than {MAX_KEY_NAME_LEN} characters"),
+        ));
     }
     for (i, c) in name.char_indices() {
         let what = match c.general_category() {
@@ -181,5 +186,10 @@ mod tests {
         }
         assert!(validate_key_name(&"a".repeat(MAX_KEY_NAME_LEN)).is_ok());
         assert!(validate_key_name(&"a".repeat(MAX_KEY_NAME_LEN + 1)).is_err());
+        // Characters, not bytes: 128 two-byte or four-byte characters fit, 129 do not.
+        assert!(validate_key_name(&"é".repeat(MAX_KEY_NAME_LEN)).is_ok());
+        assert!(validate_key_name(&"💻".repeat(MAX_KEY_NAME_LEN)).is_ok());
+        assert!(validate_key_name(&"é".repeat(MAX_KEY_NAME_LEN + 1)).is_err());
+        assert!(validate_key_name(&"a".repeat(1 << 20)).is_err());
     }
 }

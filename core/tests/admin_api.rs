@@ -42,6 +42,12 @@ impl AdminAuth for HeaderAuth {
         if tenant == "nobody" {
             return Err(AdminDenied::Forbidden("you may not manage keys".into()));
         }
+        if tenant == "throttled" {
+            return Err(AdminDenied::TooManyRequests {
+                message: "too many failed attempts".into(),
+                retry_after: 30,
+            });
+        }
         let tenant = match tenant.split_once('/') {
             Some((p, e)) => Tenant::new(p.parse().unwrap()).with_environment(e.parse().unwrap()),
             None => Tenant::new(tenant.parse().unwrap()),
@@ -1063,13 +1069,13 @@ async fn the_openapi_document_describes_exactly_the_routes() {
         let a = app
             .call("web-app/dev", &method.to_uppercase(), &uri, body)
             .await;
+        assert!(a.status.is_success(), "{method} {path}: {}", a.body);
         let op = &doc["paths"][path][method];
         assert!(
             op["responses"].get(a.status.as_str()).is_some(),
             "{method} {path} answered {} which is not documented",
             a.status
         );
-        assert!(a.status.is_success(), "{method} {path}: {}", a.body);
     }
     // A method the document does not list is refused.
     app.call("web-app/dev", "PUT", &format!("/{id}/"), None)
@@ -1077,7 +1083,10 @@ async fn the_openapi_document_describes_exactly_the_routes() {
         .expect(405, "method_not_allowed");
 
     let served = App::send(
-        &openapi_router("/api/v1/me/api-keys"),
+        &openapi_router(
+            &AdminConfig::new(app.manager.clone()),
+            "/api/v1/me/api-keys",
+        ),
         Request::get("/").body(Body::empty()).unwrap(),
     )
     .await;
@@ -1176,6 +1185,11 @@ async fn every_documented_status_is_one_the_route_answers() {
             app.call("nobody", &m, &with_id(&id.to_string()), None)
                 .await,
         );
+        let throttled = app
+            .call("throttled", &m, &with_id(&id.to_string()), None)
+            .await;
+        assert_eq!(throttled.headers["retry-after"], "30", "{method} {path}");
+        note(throttled);
         if has_id {
             note(
                 app.call("web-app/dev", &m, &with_id("bad"), good_body.clone())

@@ -252,7 +252,7 @@ pub struct IssueRequest {
     pub environment: Environment,
     /// The scopes to grant (at most [`MAX_SCOPES`](crate::MAX_SCOPES)).
     pub scopes: ScopeSet,
-    /// A human-readable name (at most 128 bytes; no control, bidirectional-override or other
+    /// A human-readable name (at most 128 characters; no control, bidirectional-override or other
     /// invisible format characters).
     pub name: String,
     /// Free-form JSON metadata (at most 16 KiB).

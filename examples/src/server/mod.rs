@@ -32,7 +32,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use keyward::axum::admin::{AdminConfig, api_router, openapi_json, page_router};
+use keyward::axum::admin::{AdminConfig, api_router, openapi_json_for, page_router};
 use keyward::axum::{KeywardLayer, VerifiedKey};
 use keyward::{Environment, Error, EventsAccepted, Identity, KeyId, KeyManager, Project};
 use serde::{Deserialize, Serialize};
@@ -107,7 +107,7 @@ pub fn router_with(manager: KeyManager, sessions: &SessionOptions) -> Router {
         .offer_scopes(OFFERED_SCOPES)
         .login_url(login::LOGIN);
     let admin_auth = ServerAdminAuth::new(manager.clone());
-    let openapi = openapi_json(API_KEYS_BASE);
+    let openapi = openapi_json_for(&config, API_KEYS_BASE);
     // nest_service, not nest: axum 0.8's nest would not route `{mount}/` to the nested `/`.
     let signed_in = login::router(manager.clone())
         .nest_service(

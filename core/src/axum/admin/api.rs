@@ -30,7 +30,7 @@ use super::csrf;
 use super::error::AdminError;
 use super::model::{
     CreateKeyRequest, CreatedKey, ErrorBody, KeyInfoSchema, KeyUsageSchema, ReplacedKey,
-    RotateKeyRequest, RotatedKeyBody, SHOWN_ONCE, Session, UpdateKeyRequest,
+    RotateKeyRequest, RotatedKeyBody, SHOWN_ONCE, ScopeName, Session, UpdateKeyRequest,
 };
 
 /// The header that carries the next page's cursor (also in `Link: rel="next"`).
@@ -214,14 +214,14 @@ fn path_id(raw: &str) -> Result<KeyId, AdminError> {
 
 /// Scopes for a new or changed key: at least one, each valid and, when the service restricts
 /// them, offered.
-fn scopes(config: &AdminConfig, names: &[String]) -> Result<ScopeSet, AdminError> {
+fn scopes(config: &AdminConfig, names: &[ScopeName]) -> Result<ScopeSet, AdminError> {
     if names.is_empty() {
         return Err(AdminError::invalid_request(
             "'scopes' is empty: grant at least one scope, e.g. [\"read\"]",
         ));
     }
     let mut parsed = Vec::with_capacity(names.len());
-    for name in names {
+    for ScopeName(name) in names {
         let scope =
             Scope::new(name).map_err(|e| AdminError::invalid_request(format!("'scopes': {e}")))?;
         if !config.offered.is_empty() && !config.offered.contains(&scope) {
@@ -267,6 +267,8 @@ fn metadata(value: Option<serde_json::Value>) -> Result<Option<serde_json::Value
     responses(
         (status = 200, description = "The caller's session", body = Session),
         (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 429, description = "Too many requests, or too many failed attempts with the caller's key; see `Retry-After`", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 403, description = "Not allowed to manage keys", body = ErrorBody),
         (status = 503, description = "The key store is down", body = ErrorBody),
     )
@@ -362,10 +364,10 @@ fn parse_cursor(text: &str) -> Option<(Timestamp, KeyId)> {
     path = "/",
     tag = "api-keys",
     params(
-        ("limit" = Option<u32>, Query, description = "Keys per page, 1 to the maximum (default 100, maximum 1000)"),
-        ("after" = Option<String>, Query, description = "Where the page starts: the cursor of the previous page"),
-        ("environment" = Option<String>, Query, description = "Only keys of this environment"),
-        ("status" = Option<String>, Query, description = "Only keys in this state: active, revoked, expired, rotated"),
+        ("limit" = Option<u32>, Query, description = "Keys per page, 1 to the maximum (default 100, maximum 1000)", minimum = 1, maximum = 1000),
+        ("after" = Option<String>, Query, description = "Where the page starts: the cursor of the previous page", pattern = r"^[0-9]{1,15}\.[0-9A-Za-z]{12}$"),
+        ("environment" = Option<String>, Query, description = "Only keys of this environment", pattern = r"^[a-z][a-z0-9]{1,9}$"),
+        ("status" = Option<String>, Query, description = "Only keys in this state: active, revoked, expired, rotated", pattern = r"^(active|revoked|expired|rotated)$"),
     ),
     responses(
         (status = 200, description = "A page of keys", body = [KeyInfoSchema],
@@ -375,6 +377,8 @@ fn parse_cursor(text: &str) -> Option<(Timestamp, KeyId)> {
             )),
         (status = 400, description = "A bad parameter", body = ErrorBody),
         (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 429, description = "Too many requests, or too many failed attempts with the caller's key; see `Retry-After`", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 403, description = "Not allowed to manage keys", body = ErrorBody),
         (status = 503, description = "The key store is down", body = ErrorBody),
     )
@@ -485,6 +489,8 @@ pub(crate) async fn list_keys(
             headers(("Cache-Control" = String, description = "no-store"))),
         (status = 400, description = "A bad field", body = ErrorBody),
         (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 429, description = "Too many requests, or too many failed attempts with the caller's key; see `Retry-After`", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 403, description = "Not allowed to manage keys, or a missing CSRF token", body = ErrorBody),
         (status = 413, description = "The body is too large", body = ErrorBody),
         (status = 415, description = "The body is not JSON", body = ErrorBody),
@@ -548,11 +554,13 @@ pub(crate) async fn create_key(
     get,
     path = "/{key_id}/",
     tag = "api-keys",
-    params(("key_id" = String, Path, description = "The key's 12-character id")),
+    params(("key_id" = String, Path, description = "The key's 12-character id", pattern = r"^[0-9A-Za-z]{12}$", min_length = 12, max_length = 12)),
     responses(
         (status = 200, description = "The key", body = KeyInfoSchema),
         (status = 400, description = "Not a key id", body = ErrorBody),
         (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 429, description = "Too many requests, or too many failed attempts with the caller's key; see `Retry-After`", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 403, description = "Not allowed to manage keys", body = ErrorBody),
         (status = 404, description = "No such key in the caller's tenant", body = ErrorBody),
         (status = 503, description = "The key store is down", body = ErrorBody),
@@ -580,12 +588,14 @@ pub(crate) async fn get_key(
     patch,
     path = "/{key_id}/",
     tag = "api-keys",
-    params(("key_id" = String, Path, description = "The key's 12-character id")),
+    params(("key_id" = String, Path, description = "The key's 12-character id", pattern = r"^[0-9A-Za-z]{12}$", min_length = 12, max_length = 12)),
     request_body(content = UpdateKeyRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "The changed key", body = KeyInfoSchema),
         (status = 400, description = "Not a key id, or a bad field", body = ErrorBody),
         (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 429, description = "Too many requests, or too many failed attempts with the caller's key; see `Retry-After`", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 403, description = "Not allowed to manage keys, or a missing CSRF token", body = ErrorBody),
         (status = 404, description = "No such key in the caller's tenant", body = ErrorBody),
         (status = 413, description = "The body is too large", body = ErrorBody),
@@ -632,16 +642,22 @@ pub(crate) async fn update_key(
     Ok(json_response(StatusCode::OK, &state.info(&record)))
 }
 
-/// Revokes a key at once (repeating it changes nothing).
+/// Revokes a key at once (repeating it changes nothing), as `POST /{key_id}/revoke/` does:
+/// the key stays readable, with status `revoked`.
 #[utoipa::path(
     delete,
+    description = "Revokes the key, as `POST /{key_id}/revoke/` does (kept for clients of the \
+                   example server's earlier API). The key is not deleted: it stays readable, \
+                   with status `revoked`.",
     path = "/{key_id}/",
     tag = "api-keys",
-    params(("key_id" = String, Path, description = "The key's 12-character id")),
+    params(("key_id" = String, Path, description = "The key's 12-character id", pattern = r"^[0-9A-Za-z]{12}$", min_length = 12, max_length = 12)),
     responses(
         (status = 200, description = "The revoked key", body = KeyInfoSchema),
         (status = 400, description = "Not a key id", body = ErrorBody),
         (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 429, description = "Too many requests, or too many failed attempts with the caller's key; see `Retry-After`", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 403, description = "Not allowed to manage keys, or a missing CSRF token", body = ErrorBody),
         (status = 404, description = "No such key in the caller's tenant", body = ErrorBody),
         (status = 503, description = "The key store is down", body = ErrorBody),
@@ -655,16 +671,18 @@ pub(crate) async fn revoke_key(
     revoke(&state, &caller, &key_id).await
 }
 
-/// Revokes a key at once: the same as `DELETE /{key_id}/`.
+/// Revokes a key at once (repeating it changes nothing): the same as `DELETE /{key_id}/`.
 #[utoipa::path(
     post,
     path = "/{key_id}/revoke/",
     tag = "api-keys",
-    params(("key_id" = String, Path, description = "The key's 12-character id")),
+    params(("key_id" = String, Path, description = "The key's 12-character id", pattern = r"^[0-9A-Za-z]{12}$", min_length = 12, max_length = 12)),
     responses(
         (status = 200, description = "The revoked key", body = KeyInfoSchema),
         (status = 400, description = "Not a key id", body = ErrorBody),
         (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 429, description = "Too many requests, or too many failed attempts with the caller's key; see `Retry-After`", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 403, description = "Not allowed to manage keys, or a missing CSRF token", body = ErrorBody),
         (status = 404, description = "No such key in the caller's tenant", body = ErrorBody),
         (status = 503, description = "The key store is down", body = ErrorBody),
@@ -699,7 +717,7 @@ async fn revoke(
     post,
     path = "/{key_id}/rotate/",
     tag = "api-keys",
-    params(("key_id" = String, Path, description = "The key's 12-character id")),
+    params(("key_id" = String, Path, description = "The key's 12-character id", pattern = r"^[0-9A-Za-z]{12}$", min_length = 12, max_length = 12)),
     request_body(content = Option<RotateKeyRequest>, content_type = "application/json",
         description = "Optional: `{\"grace\": \"24h\", \"force\": false}`"),
     responses(
@@ -707,6 +725,8 @@ async fn revoke(
             headers(("Cache-Control" = String, description = "no-store"))),
         (status = 400, description = "Not a key id, or a bad field", body = ErrorBody),
         (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 429, description = "Too many requests, or too many failed attempts with the caller's key; see `Retry-After`", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 403, description = "Not allowed to manage keys, or a missing CSRF token", body = ErrorBody),
         (status = 404, description = "No such key in the caller's tenant", body = ErrorBody),
         (status = 409, description = "The key is revoked, expired or already rotated, and `force` is not set", body = ErrorBody),
@@ -730,11 +750,14 @@ pub(crate) async fn rotate_key(
         if !is_json(&headers) {
             return Err(AdminError::unsupported_media_type());
         }
-        serde_json::from_slice(&body).map_err(|e| {
-            AdminError::invalid_request(format!(
-                "invalid JSON body: {e}; send nothing, or {{\"grace\": \"24h\", \"force\": false}}"
-            ))
-        })?
+        // `null` is no body too.
+        serde_json::from_slice::<Option<RotateKeyRequest>>(&body)
+            .map_err(|e| {
+                AdminError::invalid_request(format!(
+                    "invalid JSON body: {e}; send nothing, or {{\"grace\": \"24h\", \"force\": false}}"
+                ))
+            })?
+            .unwrap_or_default()
     };
     let grace = match body.grace {
         Some(text) => parse_duration(&text)
@@ -779,11 +802,13 @@ fn is_json(headers: &HeaderMap) -> bool {
     get,
     path = "/{key_id}/usage/",
     tag = "api-keys",
-    params(("key_id" = String, Path, description = "The key's 12-character id")),
+    params(("key_id" = String, Path, description = "The key's 12-character id", pattern = r"^[0-9A-Za-z]{12}$", min_length = 12, max_length = 12)),
     responses(
         (status = 200, description = "The key's usage", body = KeyUsageSchema),
         (status = 400, description = "Not a key id", body = ErrorBody),
         (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 429, description = "Too many requests, or too many failed attempts with the caller's key; see `Retry-After`", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 403, description = "Not allowed to manage keys", body = ErrorBody),
         (status = 404, description = "No such key in the caller's tenant", body = ErrorBody),
         (status = 503, description = "The key store is down", body = ErrorBody),

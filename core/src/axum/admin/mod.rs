@@ -10,7 +10,7 @@
 //! | `model.rs` | request and response bodies and their schemas |
 //! | `error.rs` | [`AdminError`]: `{"error": code, "message": text}` |
 //! | `csrf.rs` | the CSRF check of cookie-authenticated callers |
-//! | `openapi.rs` | [`openapi`], [`openapi_json`], [`openapi_router`] |
+//! | `openapi.rs` | [`openapi`], [`openapi_json`], [`openapi_json_for`], [`openapi_router`] |
 //! | `page.rs`, `page/` | [`page_router`]: the API-keys page (HTML, script and style embedded) |
 //!
 //! | method | path (under the mount) | answer |
@@ -49,8 +49,8 @@
 //! let config = AdminConfig::new(manager.clone()).offer_scopes(["read", "write"]);
 //! let app: Router = Router::new()
 //!     // nest_service, not nest: axum 0.8's nest would not route `/api/v1/me/api-keys/`.
-//!     .nest_service("/api/v1/me/api-keys", api_router(config, BearerAdminAuth::new(manager)))
-//!     .nest_service("/api/v1/openapi.json", openapi_router("/api/v1/me/api-keys"));
+//!     .nest_service("/api/v1/me/api-keys", api_router(config.clone(), BearerAdminAuth::new(manager)))
+//!     .nest_service("/api/v1/openapi.json", openapi_router(&config, "/api/v1/me/api-keys"));
 //! # drop(app);
 //! # Ok(()) }
 //! ```
@@ -72,7 +72,7 @@ pub use api::{NEXT_CURSOR, api_router};
 pub use auth::{ADMIN_SCOPE, AdminAuth, AdminCaller, AdminDenied, BearerAdminAuth};
 pub use csrf::CSRF_HEADER;
 pub use error::AdminError;
-pub use openapi::{openapi, openapi_json, openapi_router};
+pub use openapi::{openapi, openapi_json, openapi_json_for, openapi_router};
 pub use page::page_router;
 
 /// The realm of the admin API's credential checks.

@@ -29,19 +29,34 @@ pub(crate) struct Session {
     pub csrf_token: Option<String>,
 }
 
+/// A scope's name, as the API reads it: `[a-z0-9][a-z0-9:._-]{0,63}`. When the service
+/// offers only some scopes, the document it serves lists them ([`super::openapi_json_for`]).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(transparent)]
+#[schema(pattern = r"^[a-z0-9][a-z0-9:._-]{0,63}$")]
+pub(crate) struct ScopeName(pub String);
+
 /// `POST /`: a key to issue.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateKeyRequest {
-    /// A human-readable name (at most 128 bytes).
+    /// A human-readable name: at most 128 characters, no control or invisible characters.
+    #[schema(
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F\u00AD\u0600-\u0605\u061C\u06DD\u070F\u0890\u0891\u08E2\u180E\u200B-\u200F\u2028-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB\uD800-\uDFFF]*$",
+        max_length = 128
+    )]
     pub name: String,
     /// At least one scope, each among the offered scopes when the service restricts them.
-    pub scopes: Vec<String>,
+    #[schema(min_items = 1, max_items = 32)]
+    pub scopes: Vec<ScopeName>,
     /// The key's environment; default: the caller's environment.
     #[serde(default)]
+    #[schema(pattern = r"^[a-z][a-z0-9]{1,9}$")]
     pub environment: Option<String>,
-    /// How long until the key expires: `90s`, `15m`, `24h`, `90d`, `2w`; default: never.
+    /// How long until the key expires: `90s`, `15m`, `24h`, `90d`; default: never. At most
+    /// 100 years.
     #[serde(default)]
+    #[schema(pattern = r"^[1-9][0-9]{0,3}[smhd]$")]
     pub expires_in: Option<String>,
     /// Free-form JSON object (at most 16 KiB).
     #[serde(default)]
@@ -53,20 +68,36 @@ pub(crate) struct CreateKeyRequest {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct UpdateKeyRequest {
-    /// A new name.
-    #[serde(default)]
+    /// A new name (as in `POST /`).
+    #[serde(default, deserialize_with = "not_null")]
+    #[schema(
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F\u00AD\u0600-\u0605\u061C\u06DD\u070F\u0890\u0891\u08E2\u180E\u200B-\u200F\u2028-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB\uD800-\uDFFF]*$",
+        max_length = 128,
+        nullable = false
+    )]
     pub name: Option<String>,
     /// New scopes (at least one, each among the offered scopes when restricted).
-    #[serde(default)]
-    pub scopes: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "not_null")]
+    #[schema(min_items = 1, max_items = 32, nullable = false)]
+    pub scopes: Option<Vec<ScopeName>>,
     /// New metadata (a JSON object), or `null` to clear it.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Option<serde_json::Value>>,
-    /// A new expiry (RFC 3339), or `null` for a key that does not expire.
+    /// A new expiry (RFC 3339; one in the past expires the key at once, at most 100 years
+    /// ahead), or `null` for a key that does not expire.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>, format = DateTime)]
+    #[schema(value_type = Option<String>, format = DateTime, pattern = r"^(19[7-9][0-9]|20[0-9][0-9])-")]
     pub expires_at: Option<Option<String>>,
+}
+
+/// A field that may be left out but is never `null` (`null` is refused with serde's message).
+fn not_null<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
 }
 
 /// A field that is present (`Some`), with its value or `null` (`Some(None)`).
@@ -82,8 +113,10 @@ where
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RotateKeyRequest {
-    /// How long the old key keeps working: `90s`, `15m`, `24h` (the default), `30d`.
+    /// How long the old key keeps working: `0s` (not at all), `90s`, `15m`, `24h` (the
+    /// default), `30d`; at most 100 years.
     #[serde(default)]
+    #[schema(pattern = r"^[0-9]{1,4}[smhd]$")]
     pub grace: Option<String>,
     /// Rotate even a revoked, expired or already rotated key (otherwise 409 `conflict`).
     #[serde(default)]

@@ -10,7 +10,9 @@ use http::header::CONTENT_TYPE;
 use utoipa::OpenApi as _;
 use utoipa::openapi::{OpenApi, Server};
 
-use super::api;
+use serde_json::Value;
+
+use super::{AdminConfig, api};
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
@@ -70,20 +72,59 @@ pub fn openapi_json(api_base: &str) -> String {
     }
 }
 
-/// A router that answers `GET /` (of its mount) with [`openapi_json`]`(api_base)`, as
-/// `application/json`: `Router::nest_service("/api/v1/openapi.json", openapi_router(..))`.
+/// [`openapi_json`] for the router `config` makes: `scopes` lists the scopes it offers (when
+/// it restricts them) and `limit` has its largest page, so that every request the document
+/// allows is one the router accepts.
+///
+/// ```
+/// use keyward::axum::admin::{AdminConfig, openapi_json_for};
+/// # let manager = keyward::KeyManager::builder(keyward_memory::MemoryStore::new()).build()?;
+/// let config = AdminConfig::new(manager).offer_scopes(["read", "write"]).max_page(50);
+/// let doc: serde_json::Value = serde_json::from_str(&openapi_json_for(&config, "/keys"))?;
+/// assert_eq!(doc["components"]["schemas"]["ScopeName"]["enum"], serde_json::json!(["read", "write"]));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn openapi_json_for(config: &AdminConfig, api_base: &str) -> String {
+    let json = openapi_json(api_base);
+    let Ok(mut doc) = serde_json::from_str::<Value>(&json) else {
+        return json;
+    };
+    if !config.offered_scopes().is_empty()
+        && let Some(scope) = doc.pointer_mut("/components/schemas/ScopeName")
+        && let Some(scope) = scope.as_object_mut()
+    {
+        let offered = config.offered_scopes().iter().map(|s| s.as_str().into());
+        scope.insert("enum".into(), Value::Array(offered.collect()));
+    }
+    if let Some(Value::Array(params)) = doc.pointer_mut("/paths/~1/get/parameters") {
+        for param in params {
+            if param["name"] == "limit"
+                && let Some(schema) = param.get_mut("schema").and_then(Value::as_object_mut)
+            {
+                schema.insert("maximum".into(), config.max_page.into());
+            }
+        }
+    }
+    doc.to_string()
+}
+
+/// A router that answers `GET /` (of its mount) with [`openapi_json_for`]`(config,
+/// api_base)`, as `application/json`:
+/// `Router::nest_service("/api/v1/openapi.json", openapi_router(&config, ..))`.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use axum::{body::Body, http::Request};
 /// use tower::ServiceExt as _;
-/// let app = keyward::axum::admin::openapi_router("/api/v1/me/api-keys");
+/// # let manager = keyward::KeyManager::builder(keyward_memory::MemoryStore::new()).build()?;
+/// let config = keyward::axum::admin::AdminConfig::new(manager);
+/// let app = keyward::axum::admin::openapi_router(&config, "/api/v1/me/api-keys");
 /// let r = app.oneshot(Request::get("/").body(Body::empty())?).await?;
 /// assert_eq!(r.headers()["content-type"], "application/json");
 /// # Ok(()) }
 /// ```
-pub fn openapi_router(api_base: &str) -> Router {
-    let json = openapi_json(api_base);
+pub fn openapi_router(config: &AdminConfig, api_base: &str) -> Router {
+    let json = openapi_json_for(config, api_base);
     Router::new().route(
         "/",
         get(move || {
