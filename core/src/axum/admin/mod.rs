@@ -6,7 +6,7 @@
 //! | file | concern |
 //! |---|---|
 //! | `auth.rs` | [`AdminAuth`] (the host's: who is calling, which tenant), [`AdminCaller`], [`AdminDenied`], [`BearerAdminAuth`] (admin API keys) |
-//! | `api.rs` | the JSON handlers and [`api_router`] |
+//! | `api/` | [`api_router`] and its handlers: extractors, request values, answers, the list, one key |
 //! | `model.rs` | request and response bodies and their schemas |
 //! | `error.rs` | [`AdminError`]: `{"error": code, "message": text}` |
 //! | `csrf.rs` | the CSRF check of cookie-authenticated callers |

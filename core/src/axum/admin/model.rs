@@ -4,7 +4,7 @@
 //! serialized: the answers are core's own serialization.
 
 use serde::{Deserialize, Deserializer, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::key::KeyId;
 use crate::manager::KeyInfo;
@@ -35,6 +35,17 @@ pub(crate) struct Session {
 #[serde(transparent)]
 #[schema(pattern = r"^[a-z0-9][a-z0-9:._-]{0,63}$")]
 pub(crate) struct ScopeName(pub String);
+
+/// The path parameter of the routes on one key; it documents the parameter only (handlers
+/// read the raw text and answer 400 with what is wrong with it).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // a parameter description only
+pub(crate) struct KeyIdPath {
+    /// The key's 12-character id
+    #[param(pattern = r"^[0-9A-Za-z]{12}$", min_length = 12, max_length = 12)]
+    key_id: String,
+}
 
 /// `POST /`: a key to issue.
 #[derive(Debug, Deserialize, ToSchema)]

@@ -23,15 +23,15 @@ use super::{AdminConfig, api};
                        `{\"error\": code, \"message\": text}`."
     ),
     paths(
-        api::session,
-        api::list_keys,
-        api::create_key,
-        api::get_key,
-        api::update_key,
-        api::revoke_key,
-        api::revoke_key_post,
-        api::rotate_key,
-        api::key_usage,
+        api::keys::session,
+        api::list::list_keys,
+        api::keys::create_key,
+        api::keys::get_key,
+        api::keys::update_key,
+        api::keys::revoke_key,
+        api::keys::revoke_key_post,
+        api::keys::rotate_key,
+        api::keys::key_usage,
     ),
     tags((name = "api-keys", description = "A project's API keys"))
 )]
