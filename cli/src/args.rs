@@ -14,7 +14,7 @@ pub(crate) const KEY_VAR: &str = "KEYWARD_KEY";
     name = "keyward",
     version,
     about = "Issue, verify, list, revoke and rotate API keys",
-    after_help = "Exit codes: 0 success, 1 key rejected (verify) or unusable (doctor), \
+    after_help = "Exit codes: 0 success, 1 key rejected (verify), unusable (doctor) or found (scan), \
                   2 usage or store error, 3 (doctor --db) a well-formed key the store refuses.\n\
                   Set KEYWARD_INSECURE_FAST_HASH=1 only in tests: it hashes with weak parameters."
 )]
@@ -75,6 +75,9 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Find Keyward keys in files (checksum-checked), print them masked with file and line,
+    /// and exit 1 if any is found: usable as a pre-commit hook.
+    Scan(ScanArgs),
     /// Diagnose the key held in an environment variable, without printing it.
     Doctor {
         /// The variable to look at.
@@ -90,6 +93,25 @@ pub(crate) enum Command {
         #[arg(hide = true)]
         misplaced_key: Option<String>,
     },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ScanArgs {
+    /// Files and directories to scan (directories are walked, honouring .gitignore).
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<std::path::PathBuf>,
+    /// Report only keys of this deployment's --prefix (by default, keys of any prefix).
+    #[arg(long)]
+    pub only_prefix: bool,
+    /// Print one JSON object per key instead of `path:line:column: key`.
+    #[arg(long)]
+    pub json: bool,
+    /// Walk hidden files and directories too (.git is always skipped).
+    #[arg(long)]
+    pub hidden: bool,
+    /// Walk files that .gitignore, .ignore or git's excludes would skip.
+    #[arg(long)]
+    pub no_ignore: bool,
 }
 
 #[derive(Debug, Subcommand)]

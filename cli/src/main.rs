@@ -1,13 +1,15 @@
 //! `keyward`: the admin CLI. Issues, verifies, lists, revokes and rotates API keys in a store,
 //! and diagnoses a key held in an environment variable.
 //!
-//! Exit codes: 0 success; 1 the key was rejected (`verify`) or is not usable (`doctor`);
+//! Exit codes: 0 success; 1 the key was rejected (`verify`), is not usable (`doctor`) or a
+//! key was found (`scan`);
 //! 2 a usage error (bad arguments, unknown id) or an infrastructure error (the store failed);
 //! 3 (`doctor --db`) a well-formed key the store refuses.
 //!
 //! One concern a module: the command line ([`args`]), failures and exit codes ([`failure`]),
 //! issuing and administering keys ([`keys`]), verifying ([`verify`]), listing ([`list`] with
-//! [`output`]), quotas and usage ([`usage`]) and the diagnosis of a key variable ([`doctor`]).
+//! [`output`]), quotas and usage ([`usage`]), finding keys in files ([`scan`]) and the
+//! diagnosis of a key variable ([`doctor`]).
 
 #![forbid(unsafe_code)]
 
@@ -17,6 +19,7 @@ mod failure;
 mod keys;
 mod list;
 mod output;
+mod scan;
 mod usage;
 mod verify;
 
@@ -68,6 +71,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Command::Quota(cmd) => usage::quota(db, cli.prefix, cmd).await,
         Command::Usage { project, json } => usage::usage(db, cli.prefix, &project, json).await,
+        Command::Scan(args) => scan::scan(cli.prefix, &args),
         Command::Doctor {
             var,
             env,

@@ -40,8 +40,9 @@ pub use hash::{HashError, HashParams, Hasher, SecretHash, Verdict};
 pub use http::Rejection;
 pub use invalid::{InvalidValue, ValueKind};
 pub use key::{
-    ApiKey, CHECK_LEN, CharDescription, Environment, ID_LEN, KeyId, MAX_INPUT_LEN, MalformedKey,
-    MaskedKey, Prefix, RandomError, SCANNER_REGEX, SECRET_LEN,
+    ApiKey, CHECK_LEN, CharDescription, Environment, FoundKey, ID_LEN, KeyId, KeyScanner,
+    MAX_INPUT_LEN, MalformedKey, MaskedKey, Prefix, RandomError, SCANNER_REGEX, SECRET_LEN,
+    find_keys,
 };
 pub use manager::{
     EventsAccepted, Identity, IssueRequest, IssuedKey, KeyInfo, KeyManager, KeyManagerBuilder,

@@ -24,11 +24,13 @@ use zeroize::Zeroize;
 use crate::invalid::{InvalidValue, ValueKind};
 
 mod parse;
+mod scan;
 
 use parse::parse;
 pub use parse::{CharDescription, MalformedKey};
 #[cfg(test)]
 use parse::{describe, split};
+pub use scan::{FoundKey, KeyScanner, find_keys};
 
 /// Length of the public key id.
 pub const ID_LEN: usize = 12;
