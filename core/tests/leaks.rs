@@ -190,7 +190,7 @@ async fn every_verify_outcome_logged_at_trace_shows_no_secret_key_or_header() {
             )
             .unwrap(),
             ..plain.record.clone()
-        })
+        }, &[])
         .await
         .unwrap();
 

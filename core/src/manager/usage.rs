@@ -244,9 +244,14 @@ impl KeyManager {
         let value = quota
             .map(|q| serde_json::to_value(q).map_err(|e| StoreError::corrupt("settings", e)))
             .transpose()?;
+        let entry = self.quota_entry(project, quota.as_ref());
         self.inner
             .store
-            .put_setting(&Setting::ProjectQuota(project).name(), value.as_ref())
+            .put_setting(
+                &Setting::ProjectQuota(project).name(),
+                value.as_ref(),
+                std::slice::from_ref(&entry),
+            )
             .await?;
         self.inner.project_quotas.insert(project, quota);
         Ok(())
