@@ -341,9 +341,21 @@ async fn a_database_with_the_old_table_names_is_migrated_with_everything_in_it()
         name: Some("renamed".into()),
         ..KeyChange::default()
     };
-    store.update(&r.id, &rename, &[]).await.unwrap().unwrap();
+    // The audit trail (step 6) works on the migrated database, in the change's transaction.
+    let entry = keyward::AuditEntry::new(
+        t(2),
+        keyward::Actor::system(),
+        keyward::AuditAction::Updated,
+        r.project.clone(),
+    )
+    .key(r.id);
+    store.update(&r.id, &rename, &[entry]).await.unwrap().unwrap();
     let next = store.changes_since(3).await.unwrap();
     assert_eq!((next.revision, next.ids), (4, vec![r.id]));
+    let trail = keyward::AuditStore::audit(&store, &keyward::AuditQuery::new(r.project.clone()))
+        .await
+        .unwrap();
+    assert_eq!((trail.len(), trail[0].key_id), (1, Some(r.id)));
 
     let conn = raw(&path);
     let version: i64 = conn
@@ -364,6 +376,7 @@ async fn a_database_with_the_old_table_names_is_migrated_with_everything_in_it()
     assert_eq!(
         names("table"),
         [
+            "keyward_audit",
             "keyward_changes",
             "keyward_keys",
             "keyward_settings",
@@ -373,6 +386,9 @@ async fn a_database_with_the_old_table_names_is_migrated_with_everything_in_it()
     assert_eq!(
         names("index"),
         [
+            "keyward_audit_at",
+            "keyward_audit_key",
+            "keyward_audit_project",
             "keyward_keys_created",
             "keyward_keys_project_created",
             "keyward_keys_project_environment_created"
