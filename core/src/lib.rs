@@ -34,8 +34,8 @@ pub mod axum;
 pub mod conformance;
 
 pub use audit::{
-    Actor, AuditAction, AuditEntry, AuditQuery, MAX_ACTOR_LEN, MAX_AUDIT_PAGE, MAX_AUDIT_SUMMARY_LEN,
-    SummaryTooLarge,
+    Actor, AuditAction, AuditEntry, AuditQuery, MAX_ACTOR_LEN, MAX_AUDIT_PAGE,
+    MAX_AUDIT_SUMMARY_LEN, SummaryTooLarge,
 };
 pub use cache::CacheConfig;
 pub use client::{Diagnosis, KeyExpectation, LoadError};
@@ -57,9 +57,9 @@ pub use name::{MAX_KEY_NAME_LEN, Project};
 pub use quota::{Credits, Period, Quota, QuotaUsage, RateLimit, Refill};
 pub use scope::{MAX_SCOPES, Scope, ScopeSet};
 pub use store::{
-    AuditStore, ChangeEvent, Changes, Consumption, Counter, DEFAULT_CHANGE_LOG_LEN, KeyChange, KeyLimits,
-    KeyRecord, KeyStore, ListQuery, RecordStore, RotateOutcome, RotationConflict, Setting,
-    StoreError, UsageBucket, UsageStore,
+    AuditStore, ChangeEvent, Changes, Consumption, Counter, DEFAULT_CHANGE_LOG_LEN, KeyChange,
+    KeyLimits, KeyRecord, KeyStore, ListQuery, RecordStore, RotateOutcome, RotationConflict,
+    Setting, StoreError, UsageBucket, UsageStore,
 };
 pub use throttle::{Cause, LogThrottle};
 pub use time::{Clock, MAX_EXPIRY, MAX_GRACE, ManualClock, SystemClock, Timestamp, parse_duration};

@@ -346,7 +346,8 @@ async fn after_the_ttl_the_fresh_record_decides_and_a_changed_hash_or_wrong_secr
                 revoke_at: Some(keyward::Timestamp::now()),
                 ..Default::default()
             },
-         &[])
+            &[],
+        )
         .await
         .unwrap();
     let other_hash = m.hasher().hash(b"another secret entirely").await.unwrap();
@@ -357,7 +358,8 @@ async fn after_the_ttl_the_fresh_record_decides_and_a_changed_hash_or_wrong_secr
                 secret_hash: Some(other_hash),
                 ..Default::default()
             },
-         &[])
+            &[],
+        )
         .await
         .unwrap();
     tokio::time::sleep(ttl + Duration::from_millis(20)).await;

@@ -17,7 +17,10 @@ use crate::row::arguments;
 use crate::{PostgresStore, STORE, backend};
 
 /// Appends the entries in the caller's transaction; answers the last `seq` (0 for none).
-pub(crate) async fn append(tx: &mut PgConnection, entries: &[AuditEntry]) -> Result<i64, StoreError> {
+pub(crate) async fn append(
+    tx: &mut PgConnection,
+    entries: &[AuditEntry],
+) -> Result<i64, StoreError> {
     let sql = format!("{} RETURNING seq", append_statement(Placeholders::Dollar));
     let mut last = 0;
     for e in entries {
@@ -48,7 +51,8 @@ impl AuditStore for PostgresStore {
             .map_err(backend)?;
         rows.iter()
             .map(|row| {
-                let column = |e: sqlx::Error| StoreError::corrupt(STORE, format_args!("audit: {e}"));
+                let column =
+                    |e: sqlx::Error| StoreError::corrupt(STORE, format_args!("audit: {e}"));
                 StoredAudit {
                     seq: row.try_get(0).map_err(column)?,
                     at: row.try_get(1).map_err(column)?,

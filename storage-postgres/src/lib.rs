@@ -19,9 +19,9 @@ use keyward::store::rows::{
     to_sql_int,
 };
 use keyward::{
-    AuditEntry, ChangeEvent, Changes, Consumption, DEFAULT_CHANGE_LOG_LEN, KeyChange, KeyId, KeyRecord,
-    ListQuery, RecordStore, RotateOutcome, StoreError, Timestamp, UsageBucket, UsageStore,
-    async_trait,
+    AuditEntry, ChangeEvent, Changes, Consumption, DEFAULT_CHANGE_LOG_LEN, KeyChange, KeyId,
+    KeyRecord, ListQuery, RecordStore, RotateOutcome, StoreError, Timestamp, UsageBucket,
+    UsageStore, async_trait,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool, Row};

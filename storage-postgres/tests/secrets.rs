@@ -68,7 +68,8 @@ async fn no_row_of_any_keyward_table_holds_a_secret_or_a_full_key() {
         .put_setting(
             "project:web-app:quota",
             Some(&serde_json::json!({"limit": 50, "period": "month"})),
-         &[])
+            &[],
+        )
         .await
         .unwrap();
 

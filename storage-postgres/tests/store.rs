@@ -191,7 +191,8 @@ async fn a_reader_behind_the_pruned_change_log_is_told_to_resync() {
                     revoke_at: Some(t(1)),
                     ..KeyChange::default()
                 },
-             &[])
+                &[],
+            )
             .await
             .unwrap();
     }

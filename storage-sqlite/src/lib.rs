@@ -19,8 +19,8 @@ use keyward::store::rows::{
     join_spaced, list_statement, to_sql_int,
 };
 use keyward::{
-    AuditEntry, Changes, Consumption, KeyChange, KeyId, KeyRecord, ListQuery, RecordStore, RotateOutcome,
-    StoreError, Timestamp, UsageBucket, UsageStore, async_trait,
+    AuditEntry, Changes, Consumption, KeyChange, KeyId, KeyRecord, ListQuery, RecordStore,
+    RotateOutcome, StoreError, Timestamp, UsageBucket, UsageStore, async_trait,
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};

@@ -349,7 +349,11 @@ async fn a_database_with_the_old_table_names_is_migrated_with_everything_in_it()
         r.project.clone(),
     )
     .key(r.id);
-    store.update(&r.id, &rename, &[entry]).await.unwrap().unwrap();
+    store
+        .update(&r.id, &rename, &[entry])
+        .await
+        .unwrap()
+        .unwrap();
     let next = store.changes_since(3).await.unwrap();
     assert_eq!((next.revision, next.ids), (4, vec![r.id]));
     let trail = keyward::AuditStore::audit(&store, &keyward::AuditQuery::new(r.project.clone()))

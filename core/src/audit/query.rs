@@ -79,7 +79,9 @@ impl AuditQuery {
     /// Whether `entry` passes the filters and lies before `before` (the page size aside).
     pub fn matches(&self, entry: &AuditEntry) -> bool {
         entry.project == self.project
-            && self.environment.is_none_or(|e| entry.environment == Some(e))
+            && self
+                .environment
+                .is_none_or(|e| entry.environment == Some(e))
             && self.key_id.is_none_or(|k| entry.key_id == Some(k))
             && self.before.is_none_or(|b| entry.seq < b)
     }

@@ -25,8 +25,13 @@ use crate::store::{KeyChange, KeyRecord, KeyStore, RotateOutcome, Setting};
 use crate::time::{ManualClock, Timestamp};
 
 fn entry(p: &Project, action: AuditAction, key: Option<&KeyRecord>, at: Timestamp) -> AuditEntry {
-    let e = AuditEntry::new(at, Actor::new("user:conformance").expect("actor"), action, p.clone())
-        .summary(json!({"case": action.as_str(), "n": [1, 2, 3]}));
+    let e = AuditEntry::new(
+        at,
+        Actor::new("user:conformance").expect("actor"),
+        action,
+        p.clone(),
+    )
+    .summary(json!({"case": action.as_str(), "n": [1, 2, 3]}));
     match key {
         Some(r) => e.environment(r.environment).key(r.id),
         None => e,
@@ -55,23 +60,39 @@ pub async fn every_change_appends_its_entries_once_with_every_field(store: &Arc<
     let issued = entry(&p, AuditAction::Issued, Some(&a), t(1));
     store.insert(&a, &[issued.clone()]).await.expect("insert");
 
-    let batch = vec![sample_record(&p, env("dev"), t(2)), sample_record(&p, env("dev"), t(3))];
+    let batch = vec![
+        sample_record(&p, env("dev"), t(2)),
+        sample_record(&p, env("dev"), t(3)),
+    ];
     let batch_entries: Vec<AuditEntry> = batch
         .iter()
         .map(|r| entry(&p, AuditAction::Issued, Some(r), t(2)))
         .collect();
-    store.insert_many(&batch, &batch_entries).await.expect("insert_many");
+    store
+        .insert_many(&batch, &batch_entries)
+        .await
+        .expect("insert_many");
 
     let rename = KeyChange {
         name: Some("renamed".into()),
         ..KeyChange::default()
     };
     let updated = entry(&p, AuditAction::Updated, Some(&a), t(4));
-    store.update(&a.id, &rename, &[updated.clone()]).await.expect("update").expect("present");
+    store
+        .update(&a.id, &rename, &[updated.clone()])
+        .await
+        .expect("update")
+        .expect("present");
 
     let unknown = KeyId::generate().expect("rng");
     let lost = entry(&p, AuditAction::Updated, None, t(5));
-    assert!(store.update(&unknown, &rename, &[lost]).await.expect("update").is_none());
+    assert!(
+        store
+            .update(&unknown, &rename, &[lost])
+            .await
+            .expect("update")
+            .is_none()
+    );
 
     let mut next = sample_record(&p, env("prd"), t(6));
     next.rotated_to = None;
@@ -92,7 +113,11 @@ pub async fn every_change_appends_its_entries_once_with_every_field(store: &Arc<
 
     let quota = entry(&p, AuditAction::QuotaChanged, None, t(8));
     store
-        .put_setting(&Setting::ProjectQuota(&p).name(), Some(&json!({"limit": 5})), &[quota.clone()])
+        .put_setting(
+            &Setting::ProjectQuota(&p).name(),
+            Some(&json!({"limit": 5})),
+            &[quota.clone()],
+        )
         .await
         .expect("put_setting");
 
@@ -101,7 +126,10 @@ pub async fn every_change_appends_its_entries_once_with_every_field(store: &Arc<
 
     let got = trail(store, &p).await;
     assert_eq!(got.len(), 7, "{got:#?}");
-    assert!(got.windows(2).all(|w| w[0].seq > w[1].seq), "newest first: {got:#?}");
+    assert!(
+        got.windows(2).all(|w| w[0].seq > w[1].seq),
+        "newest first: {got:#?}"
+    );
     assert_eq!(got[0], as_stored(&flagged, flagged_seq));
     let written = [
         &issued,
@@ -158,7 +186,10 @@ pub async fn audit_filters_by_project_environment_and_key(store: &Arc<dyn KeySto
         .await
         .expect("append");
     assert_eq!(trail(store, &p).await.len(), 3);
-    let of_a = store.audit(&AuditQuery::new(p.clone()).key(a.id)).await.expect("audit");
+    let of_a = store
+        .audit(&AuditQuery::new(p.clone()).key(a.id))
+        .await
+        .expect("audit");
     assert_eq!(of_a.len(), 1);
     assert_eq!(of_a[0].key_id, Some(a.id));
     let of_dev = store
@@ -180,8 +211,16 @@ pub async fn prune_audit_deletes_only_older_entries(store: &Arc<dyn KeyStore>) {
     let p = project("audit-prune");
     // Far in the past, so that other cases' entries (made at t(..)) are not touched.
     let old = Timestamp::from_unix_millis(1_000);
-    store.append_audit(&entry(&p, AuditAction::Updated, None, old)).await.expect("append");
-    let kept = entry(&p, AuditAction::Updated, None, Timestamp::from_unix_millis(3_000));
+    store
+        .append_audit(&entry(&p, AuditAction::Updated, None, old))
+        .await
+        .expect("append");
+    let kept = entry(
+        &p,
+        AuditAction::Updated,
+        None,
+        Timestamp::from_unix_millis(3_000),
+    );
     let kept_seq = store.append_audit(&kept).await.expect("append");
     let deleted = store
         .prune_audit(Timestamp::from_unix_millis(2_000))
@@ -203,16 +242,30 @@ pub async fn a_change_whose_audit_entry_is_refused_is_not_applied(store: &Arc<dy
     let p = project("audit-refused");
     let sized = |e: AuditEntry, len: usize| e.summary(json!("x".repeat(len - 2)));
     let a = sample_record(&p, env("prd"), t(1));
-    let fits = sized(entry(&p, AuditAction::Issued, Some(&a), t(1)), MAX_AUDIT_SUMMARY_LEN);
+    let fits = sized(
+        entry(&p, AuditAction::Issued, Some(&a), t(1)),
+        MAX_AUDIT_SUMMARY_LEN,
+    );
     assert!(fits.check_size().is_ok());
-    store.insert(&a, &[fits]).await.expect("a summary of the largest size is stored");
+    store
+        .insert(&a, &[fits])
+        .await
+        .expect("a summary of the largest size is stored");
     let too_big = |key: Option<&KeyRecord>| {
-        sized(entry(&p, AuditAction::Updated, key, t(2)), MAX_AUDIT_SUMMARY_LEN + 1)
+        sized(
+            entry(&p, AuditAction::Updated, key, t(2)),
+            MAX_AUDIT_SUMMARY_LEN + 1,
+        )
     };
     assert!(too_big(None).check_size().is_err());
 
     let fresh = sample_record(&p, env("prd"), t(2));
-    assert!(store.insert(&fresh, &[too_big(Some(&fresh))]).await.is_err());
+    assert!(
+        store
+            .insert(&fresh, &[too_big(Some(&fresh))])
+            .await
+            .is_err()
+    );
     assert_eq!(store.get(&fresh.id).await.expect("get"), None);
 
     let batch = vec![sample_record(&p, env("dev"), t(3))];
@@ -224,7 +277,12 @@ pub async fn a_change_whose_audit_entry_is_refused_is_not_applied(store: &Arc<dy
         name: Some("changed".into()),
         ..KeyChange::default()
     };
-    assert!(store.update(&a.id, &revoke, &[too_big(Some(&a))]).await.is_err());
+    assert!(
+        store
+            .update(&a.id, &revoke, &[too_big(Some(&a))])
+            .await
+            .is_err()
+    );
     assert_eq!(store.get(&a.id).await.expect("get").as_ref(), Some(&a));
 
     let mut next = sample_record(&p, env("prd"), t(4));
@@ -241,9 +299,22 @@ pub async fn a_change_whose_audit_entry_is_refused_is_not_applied(store: &Arc<dy
         .put_setting(&setting, Some(&json!(1)), &[])
         .await
         .expect("put_setting");
-    assert!(store.put_setting(&setting, Some(&json!(2)), &[too_big(None)]).await.is_err());
-    assert!(store.put_setting(&setting, None, &[too_big(None)]).await.is_err());
-    assert_eq!(store.get_setting(&setting).await.expect("get"), Some(json!(1)));
+    assert!(
+        store
+            .put_setting(&setting, Some(&json!(2)), &[too_big(None)])
+            .await
+            .is_err()
+    );
+    assert!(
+        store
+            .put_setting(&setting, None, &[too_big(None)])
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        store.get_setting(&setting).await.expect("get"),
+        Some(json!(1))
+    );
 
     assert!(store.append_audit(&too_big(None)).await.is_err());
     let got = trail(store, &p).await;
@@ -277,7 +348,9 @@ pub async fn the_manager_audits_every_admin_change_once_with_its_actor(store: &A
         ..KeyChange::default()
     };
     alice.update(&id, &change).await.expect("update");
-    m.set_expiry(&id, Some(t(86_400_000))).await.expect("expiry");
+    m.set_expiry(&id, Some(t(86_400_000)))
+        .await
+        .expect("expiry");
     let rotated = alice
         .rotate_with(&id, RotateOptions::grace(Duration::from_secs(60)))
         .await
@@ -290,7 +363,10 @@ pub async fn the_manager_audits_every_admin_change_once_with_its_actor(store: &A
         limit: 10,
         period: Period::Day,
     };
-    alice.set_project_quota(&p, Some(quota)).await.expect("quota");
+    alice
+        .set_project_quota(&p, Some(quota))
+        .await
+        .expect("quota");
 
     let got = trail(store, &p).await;
     let seen: Vec<(&str, &str, Option<KeyId>)> = got
@@ -315,7 +391,10 @@ pub async fn the_manager_audits_every_admin_change_once_with_its_actor(store: &A
         summaries[0],
         &json!({"name": "ingest", "scopes": ["read"], "expires_at": null, "metadata": "set"})
     );
-    assert_eq!(summaries[1], &json!({"name": "renamed", "scopes": ["read", "write"]}));
+    assert_eq!(
+        summaries[1],
+        &json!({"name": "renamed", "scopes": ["read", "write"]})
+    );
     assert_eq!(summaries[2], &json!({"expires_at": t(86_400_000)}));
     assert_eq!(
         summaries[3],
@@ -337,12 +416,18 @@ pub async fn the_manager_audits_every_admin_change_once_with_its_actor(store: &A
     );
     assert!(!shown.contains("$argon2"), "a hash in the trail: {shown}");
     assert!(!shown.contains(SAMPLE_PHC));
-    let one = m.audit(&AuditQuery::new(p.clone()).key(new_id)).await.expect("audit");
+    let one = m
+        .audit(&AuditQuery::new(p.clone()).key(new_id))
+        .await
+        .expect("audit");
     assert_eq!(one.len(), 1);
     let tenant_view = m
         .tenant(Tenant::new(p.clone()).with_environment(env("prd")))
         .audit(None, None, 100)
         .await
         .expect("audit");
-    assert!(tenant_view.is_empty(), "another environment's entries: {tenant_view:#?}");
+    assert!(
+        tenant_view.is_empty(),
+        "another environment's entries: {tenant_view:#?}"
+    );
 }

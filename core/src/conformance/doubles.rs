@@ -10,8 +10,8 @@ use crate::audit::{AuditEntry, AuditQuery};
 use crate::key::KeyId;
 use crate::store::StoreError;
 use crate::store::{
-    AuditStore, ChangeEvent, Changes, Consumption, KeyChange, KeyRecord, KeyStore, ListQuery, RecordStore,
-    RotateOutcome, UsageBucket, UsageStore,
+    AuditStore, ChangeEvent, Changes, Consumption, KeyChange, KeyRecord, KeyStore, ListQuery,
+    RecordStore, RotateOutcome, UsageBucket, UsageStore,
 };
 use crate::time::Timestamp;
 

@@ -214,7 +214,9 @@ pub async fn concurrent_rotations_and_a_revoke_serialize_in_the_store(store: &Ar
             let (store, old) = (Arc::clone(store), old.clone());
             rotations.push(tokio::spawn(async move {
                 let next = successor_of(&old, t(10));
-                let outcome = store.rotate(&old.id, &next, t(100), t(10), false, &[]).await;
+                let outcome = store
+                    .rotate(&old.id, &next, t(100), t(10), false, &[])
+                    .await;
                 (next.id, outcome.expect("rotate"))
             }));
         }

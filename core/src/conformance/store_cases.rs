@@ -200,7 +200,13 @@ pub async fn update_of_an_unknown_id_is_none(store: &Arc<dyn KeyStore>) {
         revoke_at: Some(t(0)),
         ..KeyChange::default()
     };
-    assert!(store.update(&id, &change, &[]).await.expect("update").is_none());
+    assert!(
+        store
+            .update(&id, &change, &[])
+            .await
+            .expect("update")
+            .is_none()
+    );
 }
 
 /// Revoking twice keeps the first revocation time.
@@ -503,7 +509,10 @@ pub async fn settings_round_trip_and_delete(store: &Arc<dyn KeyStore>) {
     let v2 = serde_json::json!({"limit": 7, "period": {"seconds": 60}});
     store.put_setting(&name, Some(&v1), &[]).await.expect("put");
     assert_eq!(store.get_setting(&name).await.expect("get"), Some(v1));
-    store.put_setting(&name, Some(&v2), &[]).await.expect("replace");
+    store
+        .put_setting(&name, Some(&v2), &[])
+        .await
+        .expect("replace");
     assert_eq!(store.get_setting(&name).await.expect("get"), Some(v2));
     store.put_setting(&name, None, &[]).await.expect("delete");
     assert_eq!(store.get_setting(&name).await.expect("get"), None);

@@ -104,7 +104,12 @@ impl KeyManager {
             let record = record(key.id(), secret_hash);
             let entry = [audit(&record)];
             let placed = match placement {
-                Placement::New => self.inner.store.insert(&record, &entry).await.map(|()| None),
+                Placement::New => self
+                    .inner
+                    .store
+                    .insert(&record, &entry)
+                    .await
+                    .map(|()| None),
                 Placement::Successor {
                     old,
                     grace_end,

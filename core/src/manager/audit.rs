@@ -213,7 +213,11 @@ pub(super) fn issue_summary(record: &KeyRecord) -> Value {
 
 /// A rotation, as an audit summary of the old key's entry: the new key and when the old one
 /// stops working.
-pub(super) fn rotation_summary(successor: &KeyId, grace_end: Option<Timestamp>, force: bool) -> Value {
+pub(super) fn rotation_summary(
+    successor: &KeyId,
+    grace_end: Option<Timestamp>,
+    force: bool,
+) -> Value {
     json!({ "new_key_id": successor, "grace_end": grace_end, "forced": force })
 }
 
@@ -228,9 +232,7 @@ mod tests {
         let change = KeyChange {
             name: Some("ingest".into()),
             metadata: Some(Some(json!({"secret-ish": "value"}))),
-            secret_hash: Some(
-                crate::SecretHash::from_phc(PHC).unwrap(),
-            ),
+            secret_hash: Some(crate::SecretHash::from_phc(PHC).unwrap()),
             ..KeyChange::default()
         };
         let s = change_summary(&change).to_string();

@@ -87,7 +87,10 @@ impl StoredAudit {
     pub fn into_entry(self, store: &'static str) -> Result<AuditEntry, StoreError> {
         let seq = self.seq;
         let bad = |column: &str, e: &dyn std::fmt::Display| {
-            StoreError::corrupt(store, format_args!("audit entry {seq}: column {column}: {e}"))
+            StoreError::corrupt(
+                store,
+                format_args!("audit entry {seq}: column {column}: {e}"),
+            )
         };
         Ok(AuditEntry {
             seq: u64::try_from(self.seq).map_err(|e| bad("seq", &e))?,

@@ -16,10 +16,10 @@
 //! list query and the integer conversions, so that each keeps only its SQL.
 
 mod audit;
+pub mod audit_rows;
 mod error;
 mod record;
 mod records;
-pub mod audit_rows;
 pub mod rows;
 mod usage;
 
