@@ -7,11 +7,14 @@
 //!
 //! One concern a module: the command line ([`args`]), failures and exit codes ([`failure`]),
 //! issuing and administering keys ([`keys`]), verifying ([`verify`]), listing ([`list`] with
-//! [`output`]), quotas and usage ([`usage`]) and the diagnosis of a key variable ([`doctor`]).
+//! [`output`]), quotas and usage ([`usage`]), the audit trail ([`audit`]) and the diagnosis of
+//! a key variable ([`doctor`]). Every change is attributed to `cli:<user>@<host>` in the audit
+//! trail.
 
 #![forbid(unsafe_code)]
 
 mod args;
+mod audit;
 mod doctor;
 mod failure;
 mod keys;
@@ -68,6 +71,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Command::Quota(cmd) => usage::quota(db, cli.prefix, cmd).await,
         Command::Usage { project, json } => usage::usage(db, cli.prefix, &project, json).await,
+        Command::Audit(args) => audit::audit(db, cli.prefix, args).await,
         Command::Doctor {
             var,
             env,
