@@ -87,7 +87,10 @@ async fn handles_keep_their_actor_and_share_everything_else() {
     assert_eq!(trail[0].actor.as_str(), "user:ops");
     let bob = tenant.acting_as(Actor::new("user:bob").unwrap());
     bob.revoke(&issued.record.id).await.unwrap();
-    let trail = tenant.audit(Some(issued.record.id), None, 10).await.unwrap();
+    let trail = tenant
+        .audit(Some(issued.record.id), None, 10)
+        .await
+        .unwrap();
     let actors: Vec<&str> = trail.iter().map(|e| e.actor.as_str()).collect();
     assert_eq!(actors, ["user:bob", "user:ops"]);
 }

@@ -58,7 +58,10 @@ pub async fn every_change_appends_its_entries_once_with_every_field(store: &Arc<
     let p = project("audit-each");
     let a = sample_record(&p, env("prd"), t(1));
     let issued = entry(&p, AuditAction::Issued, Some(&a), t(1));
-    store.insert(&a, &[issued.clone()]).await.expect("insert");
+    store
+        .insert(&a, std::slice::from_ref(&issued))
+        .await
+        .expect("insert");
 
     let batch = vec![
         sample_record(&p, env("dev"), t(2)),
@@ -79,7 +82,7 @@ pub async fn every_change_appends_its_entries_once_with_every_field(store: &Arc<
     };
     let updated = entry(&p, AuditAction::Updated, Some(&a), t(4));
     store
-        .update(&a.id, &rename, &[updated.clone()])
+        .update(&a.id, &rename, std::slice::from_ref(&updated))
         .await
         .expect("update")
         .expect("present");
@@ -98,7 +101,14 @@ pub async fn every_change_appends_its_entries_once_with_every_field(store: &Arc<
     next.rotated_to = None;
     let rotated = entry(&p, AuditAction::Rotated, Some(&a), t(6));
     let outcome = store
-        .rotate(&a.id, &next, t(100), t(6), true, &[rotated.clone()])
+        .rotate(
+            &a.id,
+            &next,
+            t(100),
+            t(6),
+            true,
+            std::slice::from_ref(&rotated),
+        )
         .await
         .expect("rotate");
     assert!(matches!(outcome, RotateOutcome::Rotated(_)));
@@ -116,7 +126,7 @@ pub async fn every_change_appends_its_entries_once_with_every_field(store: &Arc<
         .put_setting(
             &Setting::ProjectQuota(&p).name(),
             Some(&json!({"limit": 5})),
-            &[quota.clone()],
+            std::slice::from_ref(&quota),
         )
         .await
         .expect("put_setting");
