@@ -232,7 +232,9 @@ impl KeyManager {
         Ok(accepted)
     }
 
-    /// Sets (or, with `None`, removes) a project's event quota, shared by all its keys.
+    /// Sets (or, with `None`, removes) a project's event quota, shared by all its keys, with
+    /// a `quota_changed` audit entry (by this handle's actor, summary `{"quota": …}`) in the
+    /// same store transaction.
     ///
     /// # Errors
     /// [`Error::Store`] when the store fails.
