@@ -178,3 +178,137 @@ fn every_change_the_cli_makes_appears_once_in_keyward_audit_with_its_actor() {
     );
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// The admin router's caller: the tenant `web-app`, the actor `user:page`.
+#[derive(Clone)]
+struct PageAuth;
+
+impl keyward::axum::admin::AdminAuth for PageAuth {
+    async fn authorize(
+        &self,
+        _: &mut http::request::Parts,
+    ) -> Result<keyward::axum::admin::AdminCaller, keyward::axum::admin::AdminDenied> {
+        Ok(keyward::axum::admin::AdminCaller {
+            tenant: keyward::Tenant::new("web-app".parse().unwrap()),
+            actor: "user:page".into(),
+            csrf_token: None,
+        })
+    }
+}
+
+async fn admin(router: &axum::Router, method: &str, uri: &str, body: Option<Value>) -> Value {
+    use tower::ServiceExt as _;
+    let mut r = http::Request::builder().method(method).uri(uri);
+    let body = match body {
+        Some(v) => {
+            r = r.header("content-type", "application/json");
+            axum::body::Body::from(v.to_string())
+        }
+        None => axum::body::Body::empty(),
+    };
+    let response = router.clone().oneshot(r.body(body).unwrap()).await.unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    assert!(status.is_success(), "{method} {uri}: {status}");
+    serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_through_the_manager_and_the_admin_router_appear_once_in_keyward_audit() {
+    use keyward::{Actor, HashParams, IssueRequest, KeyChange, KeyManager, Period, Quota};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys.db");
+    let db = format!("sqlite:{}", path.display());
+    let store = keyward_sqlite::SqliteStore::open(&path).await.unwrap();
+    let manager = KeyManager::builder(store)
+        .serve("dev".parse().unwrap())
+        .hash_params(HashParams::INSECURE_TEST_ONLY)
+        .build()
+        .unwrap();
+
+    // Through the manager, as user:ops (and one change as the default, system).
+    let ops = manager.acting_as(Actor::new("user:ops").unwrap());
+    let request = IssueRequest::new("web-app".parse().unwrap(), "dev".parse().unwrap());
+    let a = ops.issue(request.clone().name("a")).await.unwrap();
+    let id = a.record.id;
+    let rename = KeyChange {
+        name: Some("a2".into()),
+        ..KeyChange::default()
+    };
+    ops.update(&id, &rename).await.unwrap();
+    ops.set_expiry(&id, None).await.unwrap();
+    let b = ops.rotate(&id, std::time::Duration::ZERO).await.unwrap();
+    manager.revoke(&b.record.id).await.unwrap();
+    ops.set_project_quota(
+        &"web-app".parse().unwrap(),
+        Some(Quota {
+            limit: 5,
+            period: Period::Day,
+        }),
+    )
+    .await
+    .unwrap();
+
+    // Through the admin router, as user:page.
+    let config = keyward::axum::admin::AdminConfig::new(manager.clone());
+    let router = keyward::axum::admin::api_router(config, PageAuth);
+    let created = admin(
+        &router,
+        "POST",
+        "/",
+        Some(serde_json::json!({"name": "c", "scopes": ["read"], "environment": "dev"})),
+    )
+    .await;
+    let c = created["info"]["id"].as_str().unwrap().to_owned();
+    admin(
+        &router,
+        "PATCH",
+        &format!("/{c}/"),
+        Some(serde_json::json!({"name": "c2"})),
+    )
+    .await;
+    let rotated = admin(&router, "POST", &format!("/{c}/rotate/"), None).await;
+    let d = rotated["info"]["id"].as_str().unwrap().to_owned();
+    admin(&router, "DELETE", &format!("/{d}/"), None).await;
+    drop(router);
+    drop((manager, ops));
+
+    // Read with the binary.
+    let out = as_user(
+        &db,
+        "reader",
+        &["audit", "--project", "web-app", "--json", "--limit", "1000"],
+    );
+    let stdout = ok(&out);
+    let seen: Vec<(String, String, Value)> = json_lines(&stdout)
+        .iter()
+        .rev()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_owned(),
+                e["actor"].as_str().unwrap().to_owned(),
+                e["key_id"].clone(),
+            )
+        })
+        .collect();
+    let (a, b) = (id.to_string(), b.record.id.to_string());
+    let expected: Vec<(String, String, Value)> = [
+        ("issued", "user:ops", Value::from(a.as_str())),
+        ("updated", "user:ops", Value::from(a.as_str())),
+        ("updated", "user:ops", Value::from(a.as_str())),
+        ("rotated", "user:ops", Value::from(a.as_str())),
+        ("revoked", "system", Value::from(b.as_str())),
+        ("quota_changed", "user:ops", Value::Null),
+        ("issued", "user:page", Value::from(c.as_str())),
+        ("updated", "user:page", Value::from(c.as_str())),
+        ("rotated", "user:page", Value::from(c.as_str())),
+        ("revoked", "user:page", Value::from(d.as_str())),
+    ]
+    .into_iter()
+    .map(|(x, y, z)| (x.to_owned(), y.to_owned(), z))
+    .collect();
+    assert_eq!(seen, expected, "{stdout}");
+}
