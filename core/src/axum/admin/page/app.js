@@ -196,6 +196,8 @@
   function showSignIn(message) {
     for (const dialog of [el.createDialog, el.confirmDialog, el.rotateDialog]) closeDialog(dialog);
     el.section.hidden = true;
+    el.activity.hidden = true;
+    el.activityBody.replaceChildren();
     el.signin.hidden = false;
     el.signinText.textContent = message || "You are not signed in, or your session has ended.";
     const href = safeLogin(loginUrl);
