@@ -235,7 +235,9 @@ impl BenchStore {
                 let chunk: Vec<_> = (0..n).map(|_| sample_record(&project, env, now)).collect();
                 ids.extend(chunk.iter().map(|r| r.id));
                 let store = Arc::clone(&self.store);
-                tasks.push(tokio::spawn(async move { store.insert_many(&chunk).await }));
+                tasks.push(tokio::spawn(
+                    async move { store.insert_many(&chunk, &[]).await },
+                ));
             }
             for t in tasks {
                 t.await??;

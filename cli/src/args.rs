@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use keyward::{Environment, Period, Prefix, Project, Refill, Scope, parse_duration};
+use keyward::{Environment, KeyId, Period, Prefix, Project, Refill, Scope, parse_duration};
 use keyward_cli::{DEFAULT_DB_URL, STORE_URLS};
 
 /// The variable `verify` reads the key from (and `doctor` diagnoses by default).
@@ -78,6 +78,9 @@ pub(crate) enum Command {
     /// Find Keyward keys in files (checksum-checked), print them masked with file and line,
     /// and exit 1 if any is found: usable as a pre-commit hook.
     Scan(ScanArgs),
+    /// Show a project's audit trail, newest first: who issued, changed, rotated or revoked
+    /// which key, and quota changes (never a secret).
+    Audit(AuditArgs),
     /// Diagnose the key held in an environment variable, without printing it.
     Doctor {
         /// The variable to look at.
@@ -205,6 +208,25 @@ pub(crate) struct ListArgs {
     /// Print a JSON array instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AuditArgs {
+    /// The project.
+    #[arg(long)]
+    pub project: Project,
+    /// Only this key's entries (its id).
+    #[arg(long, value_name = "ID")]
+    pub key: Option<KeyId>,
+    /// Print one JSON object a line instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// At most this many entries.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub limit: u32,
+    /// Only entries older than this one (its SEQ): the next page after a listing.
+    #[arg(long, value_name = "SEQ")]
+    pub before: Option<u64>,
 }
 
 /// The `--db` help: every URL form [`keyward_cli::open_store`] accepts, from the one constant

@@ -14,8 +14,10 @@ use crate::args::IssueArgs;
 use crate::failure::Failure;
 use crate::output::format_time;
 
-/// Opens the store and builds a manager. Commands that never hash pass `None` for the
-/// parameters, so the insecure-hash warning only appears where it matters.
+/// Opens the store and builds a manager whose changes are attributed to
+/// [`cli_actor`](keyward_cli::cli_actor) (`cli:<user>@<host>`) in the audit trail. Commands
+/// that never hash pass `None` for the parameters, so the insecure-hash warning only appears
+/// where it matters.
 pub(crate) async fn manager(
     db: &str,
     prefix: Prefix,
@@ -29,7 +31,7 @@ pub(crate) async fn manager(
     for env in serve {
         builder = builder.serve(*env);
     }
-    Ok(builder.build()?)
+    Ok(builder.build()?.acting_as(keyward_cli::cli_actor()))
 }
 
 /// Prints the full key alone on stdout, so `KEY=$(keyward issue …)` captures exactly it.

@@ -2,7 +2,8 @@
 //! server and loadgen in `keyward-examples`): opening a store from a URL ([`open_store`], with
 //! the accepted forms in [`STORE_URLS`]), choosing the hash parameters
 //! ([`hash_params_from_env`]), setting up logging ([`init_logging`]), turning core dumps off
-//! ([`disable_core_dumps`]) and running an async `main` ([`run_main`]).
+//! ([`disable_core_dumps`]), running an async `main` ([`run_main`]) and naming who makes a
+//! change in the audit trail ([`cli_actor`]).
 //!
 //! The CLI itself is the `keyward` binary of this package; its commands are described in the
 //! [README](https://github.com/keyward-rs/keyward/blob/main/cli/README.md).
@@ -23,7 +24,7 @@
 use std::io::IsTerminal as _;
 use std::sync::Arc;
 
-use keyward::{HashParams, KeyStore, StoreError};
+use keyward::{Actor, HashParams, KeyStore, StoreError};
 use tracing_subscriber::EnvFilter;
 
 /// Runs `work` on a multi-thread Tokio runtime and turns its outcome into the process's exit
@@ -316,5 +317,48 @@ mod tests {
             .unwrap_or_default();
         assert!(!err.is_empty(), "connecting to a closed port must fail");
         assert!(!err.contains("hunter2"), "{err}");
+    }
+}
+
+/// Who a change made by this process is attributed to in the audit trail:
+/// `cli:<user>@<host>`. The user is `$USER` (or `$LOGNAME`), else the account the process runs
+/// as; the host is the machine's host name. Either falls back to `unknown` when it cannot be
+/// found, and the whole is cut to the actor's limit ([`keyward::MAX_ACTOR_LEN`]).
+///
+/// ```
+/// let actor = keyward_cli::cli_actor();
+/// assert!(actor.as_str().starts_with("cli:"));
+/// assert!(actor.as_str().contains('@'));
+/// ```
+pub fn cli_actor() -> Actor {
+    let from_env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let user = from_env("USER")
+        .or_else(|| from_env("LOGNAME"))
+        .or_else(|| whoami::username().ok())
+        .unwrap_or_else(|| "unknown".to_owned());
+    let host = whoami::hostname().unwrap_or_else(|_| "unknown".to_owned());
+    actor_from(&user, &host)
+}
+
+/// `cli:<user>@<host>`, control characters dropped and cut to the actor's limit.
+fn actor_from(user: &str, host: &str) -> Actor {
+    let text: String = format!("cli:{user}@{host}")
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(keyward::MAX_ACTOR_LEN)
+        .collect();
+    Actor::new(text).unwrap_or_else(|_| Actor::system())
+}
+
+#[cfg(test)]
+mod actor_tests {
+    use super::*;
+
+    #[test]
+    fn the_cli_actor_is_user_at_host_and_always_valid() {
+        assert_eq!(actor_from("alice", "build-1").as_str(), "cli:alice@build-1");
+        assert_eq!(actor_from("a\nb", "h").as_str(), "cli:ab@h");
+        let long = actor_from(&"u".repeat(300), "h");
+        assert_eq!(long.as_str().chars().count(), keyward::MAX_ACTOR_LEN);
     }
 }

@@ -8,12 +8,14 @@
 //!
 //! One concern a module: the command line ([`args`]), failures and exit codes ([`failure`]),
 //! issuing and administering keys ([`keys`]), verifying ([`verify`]), listing ([`list`] with
-//! [`output`]), quotas and usage ([`usage`]), finding keys in files ([`scan`]) and the
-//! diagnosis of a key variable ([`doctor`]).
+//! [`output`]), quotas and usage ([`usage`]), the audit trail ([`audit`]), finding keys in
+//! files ([`scan`]) and the diagnosis of a key variable ([`doctor`]). Every change is
+//! attributed to `cli:<user>@<host>` in the audit trail.
 
 #![forbid(unsafe_code)]
 
 mod args;
+mod audit;
 mod doctor;
 mod failure;
 mod keys;
@@ -72,6 +74,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Quota(cmd) => usage::quota(db, cli.prefix, cmd).await,
         Command::Usage { project, json } => usage::usage(db, cli.prefix, &project, json).await,
         Command::Scan(args) => scan::scan(cli.prefix, &args),
+        Command::Audit(args) => audit::audit(db, cli.prefix, args).await,
         Command::Doctor {
             var,
             env,

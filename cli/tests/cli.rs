@@ -798,7 +798,7 @@ fn list_streams_every_page_of_a_large_project() {
                 )
             })
             .collect();
-        store.insert_many(&records).await.unwrap();
+        store.insert_many(&records, &[]).await.unwrap();
     });
     let json = cli.list(&["--project", "big-app", "--json"]);
     let listed: Vec<serde_json::Value> = serde_json::from_str(&json.stdout).unwrap();

@@ -32,6 +32,10 @@ pub enum ValueKind {
     Scopes,
     /// A configuration value.
     Config,
+    /// Who made a change ([`Actor`](crate::Actor)).
+    Actor,
+    /// The name of an audit action.
+    AuditAction,
 }
 
 impl fmt::Display for ValueKind {
@@ -55,6 +59,8 @@ impl fmt::Display for ValueKind {
             ValueKind::Grace => "rotation grace period (at most 100 years)",
             ValueKind::Scopes => "scopes (at most 64 per key)",
             ValueKind::Config => "configuration value",
+            ValueKind::Actor => "actor (1-256 characters, no control characters)",
+            ValueKind::AuditAction => "audit action",
         })
     }
 }

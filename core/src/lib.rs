@@ -5,6 +5,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 // What may import what: docs/ARCHITECTURE.md, "Layers".
+pub mod audit;
 pub mod cache;
 pub mod client;
 pub mod error;
@@ -32,6 +33,10 @@ pub mod axum;
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod conformance;
 
+pub use audit::{
+    Actor, AuditAction, AuditEntry, AuditQuery, MAX_ACTOR_LEN, MAX_AUDIT_PAGE,
+    MAX_AUDIT_SUMMARY_LEN, SummaryTooLarge,
+};
 pub use cache::CacheConfig;
 pub use client::{Diagnosis, KeyExpectation, LoadError};
 pub use error::{AuthError, Error};
@@ -53,9 +58,9 @@ pub use name::{MAX_KEY_NAME_LEN, Project};
 pub use quota::{Credits, Period, Quota, QuotaUsage, RateLimit, Refill};
 pub use scope::{MAX_SCOPES, Scope, ScopeSet};
 pub use store::{
-    ChangeEvent, Changes, Consumption, Counter, DEFAULT_CHANGE_LOG_LEN, KeyChange, KeyLimits,
-    KeyRecord, KeyStore, ListQuery, RecordStore, RotateOutcome, RotationConflict, Setting,
-    StoreError, UsageBucket, UsageStore,
+    AuditStore, ChangeEvent, Changes, Consumption, Counter, DEFAULT_CHANGE_LOG_LEN, KeyChange,
+    KeyLimits, KeyRecord, KeyStore, ListQuery, RecordStore, RotateOutcome, RotationConflict,
+    Setting, StoreError, UsageBucket, UsageStore,
 };
 pub use throttle::{Cause, LogThrottle};
 pub use time::{Clock, MAX_EXPIRY, MAX_GRACE, ManualClock, SystemClock, Timestamp, parse_duration};

@@ -984,8 +984,9 @@ async fn a_store_that_is_down_is_503_on_every_endpoint() {
 // OpenAPI
 
 /// Every route the router answers, as the test drives it.
-const ROUTES: [(&str, &str); 9] = [
+const ROUTES: [(&str, &str); 10] = [
     ("get", "/session"),
+    ("get", "/audit"),
     ("get", "/"),
     ("post", "/"),
     ("get", "/{key_id}/"),
@@ -1030,6 +1031,8 @@ async fn the_openapi_document_describes_exactly_the_routes() {
         "CreatedKey",
         "RotatedKeyBody",
         "Session",
+        "AuditPage",
+        "AuditEntry",
     ] {
         assert!(doc["components"]["schemas"].get(name).is_some(), "{name}");
     }
@@ -1226,6 +1229,9 @@ async fn every_documented_status_is_one_the_route_answers() {
         }
         if path == "/" && method == "get" {
             note(app.call("web-app/dev", "GET", "/?limit=0", None).await);
+        }
+        if path == "/audit" {
+            note(app.call("web-app/dev", "GET", "/audit?limit=0", None).await);
         }
         if path.ends_with("/rotate/") {
             note(

@@ -301,3 +301,32 @@ fn every_id_and_class_of_the_contract_is_in_the_page_or_made_by_the_script() {
         );
     }
 }
+
+#[test]
+fn the_activity_section_shows_the_audit_trail_as_text() {
+    for id in [
+        "activity-section",
+        "activity-table",
+        "activity-body",
+        "activity-more",
+        "activity-refresh",
+    ] {
+        assert!(
+            INDEX_HTML.contains(&format!("id=\"{id}\"")),
+            "index.html lacks #{id}"
+        );
+    }
+    assert!(APP_JS.contains("\"/audit?\""));
+    for class in [
+        "activity-at",
+        "activity-actor",
+        "activity-action",
+        "activity-key",
+        "activity-details",
+    ] {
+        assert!(
+            APP_JS.contains(&format!("(\"td\", \"{class}\"")),
+            "app.js makes no .{class}"
+        );
+    }
+}

@@ -346,6 +346,7 @@ async fn after_the_ttl_the_fresh_record_decides_and_a_changed_hash_or_wrong_secr
                 revoke_at: Some(keyward::Timestamp::now()),
                 ..Default::default()
             },
+            &[],
         )
         .await
         .unwrap();
@@ -357,6 +358,7 @@ async fn after_the_ttl_the_fresh_record_decides_and_a_changed_hash_or_wrong_secr
                 secret_hash: Some(other_hash),
                 ..Default::default()
             },
+            &[],
         )
         .await
         .unwrap();
@@ -647,7 +649,7 @@ async fn an_id_remembered_as_unknown_is_valid_once_the_feed_delivers_its_insert(
     assert_eq!(counting.gets(), gets, "A remembers the id as unknown");
     // Another manager on the same store inserts it; the negative TTL (60 s) is far away, so
     // only the change feed can make A forget.
-    b.store().insert(&issued.record).await.unwrap();
+    b.store().insert(&issued.record, &[]).await.unwrap();
     let start = Instant::now();
     loop {
         match outcome(&a.verify(text, &Requirements::none()).await) {

@@ -183,14 +183,17 @@ async fn every_verify_outcome_logged_at_trace_shows_no_secret_key_or_header() {
     let odd = ApiKey::generate("av".parse().unwrap(), "dev".parse().unwrap()).unwrap();
     let odd_t = odd.expose_secret().to_owned();
     store
-        .insert(&KeyRecord {
-            id: odd.id(),
-            secret_hash: SecretHash::from_phc(
-                "$scrypt$ln=16,r=8,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2g",
-            )
-            .unwrap(),
-            ..plain.record.clone()
-        })
+        .insert(
+            &KeyRecord {
+                id: odd.id(),
+                secret_hash: SecretHash::from_phc(
+                    "$scrypt$ln=16,r=8,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2g",
+                )
+                .unwrap(),
+                ..plain.record.clone()
+            },
+            &[],
+        )
         .await
         .unwrap();
 

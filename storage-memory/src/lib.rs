@@ -5,10 +5,11 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use keyward::store::check_entries;
 use keyward::{
-    ChangeEvent, Changes, Consumption, DEFAULT_CHANGE_LOG_LEN, KeyChange, KeyId, KeyRecord,
-    ListQuery, RecordStore, RotateOutcome, StoreError, Timestamp, UsageBucket, UsageStore,
-    async_trait,
+    AuditEntry, AuditQuery, AuditStore, ChangeEvent, Changes, Consumption, DEFAULT_CHANGE_LOG_LEN,
+    KeyChange, KeyId, KeyRecord, ListQuery, RecordStore, RotateOutcome, StoreError, Timestamp,
+    UsageBucket, UsageStore, async_trait,
 };
 
 const STORE: &str = "memory";
@@ -39,6 +40,10 @@ struct State {
     log_len: Option<u64>,
     usage: HashMap<UsageBucket, u64>,
     settings: HashMap<String, serde_json::Value>,
+    /// The audit trail, oldest first; `seq`s increase.
+    audit: VecDeque<AuditEntry>,
+    /// The last `seq` handed out.
+    audit_seq: u64,
 }
 
 impl State {
@@ -50,6 +55,19 @@ impl State {
         if self.log.len() as u64 > self.log_len.unwrap_or(DEFAULT_CHANGE_LOG_LEN) {
             self.log.pop_front();
         }
+    }
+
+    /// Appends entries checked beforehand with [`check_entries`] (under the same lock as the
+    /// change they go with); answers the last `seq`.
+    fn append(&mut self, entries: &[AuditEntry]) -> u64 {
+        for e in entries {
+            self.audit_seq += 1;
+            self.audit.push_back(AuditEntry {
+                seq: self.audit_seq,
+                ..e.clone()
+            });
+        }
+        self.audit_seq
     }
 }
 
@@ -79,17 +97,24 @@ impl MemoryStore {
 
 #[async_trait]
 impl RecordStore for MemoryStore {
-    async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError> {
+    async fn insert(&self, record: &KeyRecord, audit: &[AuditEntry]) -> Result<(), StoreError> {
+        check_entries(STORE, audit)?;
         let mut s = self.lock()?;
         if s.records.contains_key(&record.id) {
             return Err(StoreError::AlreadyExists(record.id));
         }
         s.records.insert(record.id, record.clone());
         s.log_change(record.id);
+        s.append(audit);
         Ok(())
     }
 
-    async fn insert_many(&self, records: &[KeyRecord]) -> Result<(), StoreError> {
+    async fn insert_many(
+        &self,
+        records: &[KeyRecord],
+        audit: &[AuditEntry],
+    ) -> Result<(), StoreError> {
+        check_entries(STORE, audit)?;
         let mut s = self.lock()?;
         let mut batch = std::collections::HashSet::new();
         if let Some(dup) = records
@@ -102,6 +127,7 @@ impl RecordStore for MemoryStore {
             s.records.insert(r.id, r.clone());
             s.log_change(r.id);
         }
+        s.append(audit);
         Ok(())
     }
 
@@ -129,7 +155,9 @@ impl RecordStore for MemoryStore {
         &self,
         id: &KeyId,
         change: &KeyChange,
+        audit: &[AuditEntry],
     ) -> Result<Option<KeyRecord>, StoreError> {
+        check_entries(STORE, audit)?;
         let mut s = self.lock()?;
         let Some(record) = s.records.get_mut(id) else {
             return Ok(None);
@@ -137,6 +165,7 @@ impl RecordStore for MemoryStore {
         change.apply_to(record);
         let updated = record.clone();
         s.log_change(*id);
+        s.append(audit);
         Ok(Some(updated))
     }
 
@@ -148,7 +177,9 @@ impl RecordStore for MemoryStore {
         grace_end: Timestamp,
         now: Timestamp,
         force: bool,
+        audit: &[AuditEntry],
     ) -> Result<RotateOutcome, StoreError> {
+        check_entries(STORE, audit)?;
         let mut s = self.lock()?;
         let current = s.records.get(old).cloned();
         let replaced = match RotateOutcome::decide(current, successor.id, grace_end, now, force) {
@@ -163,6 +194,7 @@ impl RecordStore for MemoryStore {
         // The successor's insert and the old key's change, as `insert` and `update` log them.
         s.log_change(successor.id);
         s.log_change(*old);
+        s.append(audit);
         Ok(RotateOutcome::Rotated(Box::new(replaced)))
     }
 
@@ -230,16 +262,45 @@ impl UsageStore for MemoryStore {
         &self,
         name: &str,
         value: Option<&serde_json::Value>,
+        audit: &[AuditEntry],
     ) -> Result<(), StoreError> {
+        check_entries(STORE, audit)?;
         let mut s = self.lock()?;
         match value {
             Some(v) => s.settings.insert(name.to_owned(), v.clone()),
             None => s.settings.remove(name),
         };
+        s.append(audit);
         Ok(())
     }
 
     async fn usage(&self, bucket: &UsageBucket) -> Result<u64, StoreError> {
         Ok(self.lock()?.usage.get(bucket).copied().unwrap_or(0))
+    }
+}
+
+#[async_trait]
+impl AuditStore for MemoryStore {
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<u64, StoreError> {
+        check_entries(STORE, std::slice::from_ref(entry))?;
+        Ok(self.lock()?.append(std::slice::from_ref(entry)))
+    }
+
+    async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        let s = self.lock()?;
+        Ok(s.audit
+            .iter()
+            .rev()
+            .filter(|e| query.matches(e))
+            .take(query.page_size() as usize)
+            .cloned()
+            .collect())
+    }
+
+    async fn prune_audit(&self, before: Timestamp) -> Result<u64, StoreError> {
+        let mut s = self.lock()?;
+        let was = s.audit.len();
+        s.audit.retain(|e| e.at >= before);
+        Ok((was - s.audit.len()) as u64)
     }
 }

@@ -2,6 +2,8 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod audit;
+mod channel;
 mod error;
 mod listener;
 mod migrate;
@@ -17,14 +19,15 @@ use keyward::store::rows::{
     to_sql_int,
 };
 use keyward::{
-    ChangeEvent, Changes, Consumption, DEFAULT_CHANGE_LOG_LEN, KeyChange, KeyId, KeyRecord,
-    ListQuery, RecordStore, RotateOutcome, StoreError, Timestamp, UsageBucket, UsageStore,
-    async_trait,
+    AuditEntry, ChangeEvent, Changes, Consumption, DEFAULT_CHANGE_LOG_LEN, KeyChange, KeyId,
+    KeyRecord, ListQuery, RecordStore, RotateOutcome, StoreError, Timestamp, UsageBucket,
+    UsageStore, async_trait,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool, Row};
 use tokio::sync::mpsc;
 
+use crate::channel::{channel_for, truncate};
 use crate::row::{arguments, decode, insert_statement};
 
 pub use error::PostgresError;
@@ -39,8 +42,6 @@ const STORE: &str = "postgres";
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 10;
 /// How long [`PostgresStore::connect`]'s pool waits for a connection.
 pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
-/// PostgreSQL truncates identifiers (and refuses channel names) beyond this many bytes.
-const MAX_IDENTIFIER_LEN: usize = 63;
 
 static GET: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {COLUMNS} FROM keyward_keys WHERE id = $1"));
@@ -433,32 +434,6 @@ fn backend(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> StoreError
     StoreError::backend(STORE, e)
 }
 
-/// The longest prefix of `s` of at most [`MAX_IDENTIFIER_LEN`] bytes, on a char boundary.
-fn truncate(s: &str) -> &str {
-    truncate_to(s, MAX_IDENTIFIER_LEN)
-}
-
-fn truncate_to(s: &str, max: usize) -> &str {
-    let mut end = s.len().min(max);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
-fn channel_for(schema: &str) -> String {
-    let full = format!("keyward_changes:{schema}");
-    if full.len() <= MAX_IDENTIFIER_LEN {
-        return full;
-    }
-    // FNV-1a: stable across processes and versions, unlike std's hasher.
-    let hash = schema.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    let head = truncate_to(&full, MAX_IDENTIFIER_LEN - 17);
-    format!("{head}~{hash:016x}")
-}
-
 impl PostgresStore {
     /// A READ COMMITTED transaction whatever the server's default: the re-evaluation of a
     /// concurrent update (see `UPDATE`) and `SELECT … FOR UPDATE` rely on it.
@@ -496,7 +471,7 @@ fn is_duplicate_key(e: &sqlx::Error) -> bool {
 #[async_trait]
 impl RecordStore for PostgresStore {
     #[tracing::instrument(skip_all, fields(key.id = %record.id))]
-    async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError> {
+    async fn insert(&self, record: &KeyRecord, audit: &[AuditEntry]) -> Result<(), StoreError> {
         let (sql, params) = insert_statement(vec![RecordRow::from_record(record, STORE)?], "");
         // One transaction: the row and its change-log entry (and notification), or neither.
         let mut tx = self.pool.begin().await.map_err(backend)?;
@@ -509,6 +484,7 @@ impl RecordStore for PostgresStore {
             Err(e) => return Err(backend(e)),
         }
         let revision = self.log_changes(&mut tx, &[record.id.as_str()]).await?;
+        audit::append(&mut tx, audit).await?;
         tx.commit().await.map_err(backend)?;
         tracing::debug!(revision, "key inserted");
         Ok(())
@@ -518,8 +494,12 @@ impl RecordStore for PostgresStore {
     /// statements: a taken id (in the table or twice in the batch) rolls back the whole
     /// batch and is reported as [`StoreError::AlreadyExists`].
     #[tracing::instrument(skip_all, fields(count = records.len()))]
-    async fn insert_many(&self, records: &[KeyRecord]) -> Result<(), StoreError> {
-        if records.is_empty() {
+    async fn insert_many(
+        &self,
+        records: &[KeyRecord],
+        audit: &[AuditEntry],
+    ) -> Result<(), StoreError> {
+        if records.is_empty() && audit.is_empty() {
             return Ok(());
         }
         let mut tx = self.pool.begin().await.map_err(backend)?;
@@ -547,6 +527,7 @@ impl RecordStore for PostgresStore {
                 .map_or(records[0].id, |r| r.id);
             return Err(StoreError::AlreadyExists(taken));
         }
+        audit::append(&mut tx, audit).await?;
         tx.commit().await.map_err(backend)?;
         Ok(())
     }
@@ -580,6 +561,7 @@ impl RecordStore for PostgresStore {
         &self,
         id: &KeyId,
         change: &KeyChange,
+        audit: &[AuditEntry],
     ) -> Result<Option<KeyRecord>, StoreError> {
         let change = ChangeRow::from_change(change, STORE)?;
         let mut tx = self.begin_read_committed().await?;
@@ -603,6 +585,7 @@ impl RecordStore for PostgresStore {
         };
         let record = decode(&row)?;
         let revision = self.log_changes(&mut tx, &[id.as_str()]).await?;
+        audit::append(&mut tx, audit).await?;
         tx.commit().await.map_err(backend)?;
         tracing::debug!(revision, "key updated");
         Ok(Some(record))
@@ -618,6 +601,7 @@ impl RecordStore for PostgresStore {
         grace_end: Timestamp,
         now: Timestamp,
         force: bool,
+        audit: &[AuditEntry],
     ) -> Result<RotateOutcome, StoreError> {
         let row = RecordRow::from_record(successor, STORE)?;
         let mut tx = self.begin_read_committed().await?;
@@ -658,6 +642,7 @@ impl RecordStore for PostgresStore {
         let revision = self
             .log_changes(&mut tx, &[successor.id.as_str(), old.as_str()])
             .await?;
+        audit::append(&mut tx, audit).await?;
         tx.commit().await.map_err(backend)?;
         tracing::debug!(revision, successor = %successor.id, "key rotated");
         Ok(RotateOutcome::Rotated(Box::new(replaced)))
@@ -767,13 +752,16 @@ impl UsageStore for PostgresStore {
         &self,
         name: &str,
         value: Option<&serde_json::Value>,
+        audit: &[AuditEntry],
     ) -> Result<(), StoreError> {
         let q = match value {
             Some(v) => sqlx::query(PUT_SETTING).bind(name).bind(v),
             None => sqlx::query(DELETE_SETTING).bind(name),
         };
-        q.execute(&self.pool).await.map_err(backend)?;
-        Ok(())
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        q.execute(&mut *tx).await.map_err(backend)?;
+        audit::append(&mut tx, audit).await?;
+        tx.commit().await.map_err(backend)
     }
 
     #[tracing::instrument(skip_all, fields(counter = %bucket.counter))]
@@ -785,27 +773,5 @@ impl UsageStore for PostgresStore {
             .await
             .map_err(backend)?;
         used.map_or(Ok(0), |u| from_sql_int(STORE, u, "a usage count"))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn channel_names_fit_in_an_identifier_and_stay_distinct() {
-        assert_eq!(channel_for("public"), "keyward_changes:public");
-        let a = channel_for(&"s".repeat(63));
-        let b = channel_for(&format!("{}t", "s".repeat(62)));
-        assert!(a.len() <= MAX_IDENTIFIER_LEN && b.len() <= MAX_IDENTIFIER_LEN);
-        assert_ne!(a, b);
-        let unicode = channel_for(&"é".repeat(31));
-        assert!(unicode.len() <= MAX_IDENTIFIER_LEN);
-    }
-
-    #[test]
-    fn truncation_keeps_whole_characters() {
-        let s = format!("{}é", "a".repeat(62));
-        assert_eq!(truncate(&s), "a".repeat(62));
     }
 }

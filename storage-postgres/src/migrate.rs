@@ -98,6 +98,26 @@ FROM (
 WHERE k.id = successor.rotated_from;
 "#,
     },
+    Migration {
+        version: 4,
+        description: "the audit trail (keyward_audit)",
+        // The CHECK is keyward::MAX_AUDIT_SUMMARY_LEN: a refused entry fails its change too.
+        sql: r#"
+CREATE TABLE keyward_audit (
+    seq         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at          bigint NOT NULL,
+    actor       text NOT NULL,
+    action      text NOT NULL,
+    project     text COLLATE "C" NOT NULL,
+    environment text COLLATE "C",
+    key_id      text COLLATE "C",
+    summary     text NOT NULL CHECK (octet_length(summary) <= 8192)
+);
+CREATE INDEX keyward_audit_project ON keyward_audit (project, seq);
+CREATE INDEX keyward_audit_key ON keyward_audit (key_id, seq);
+CREATE INDEX keyward_audit_at ON keyward_audit (at);
+"#,
+    },
 ];
 
 /// Applies the steps the current schema lacks, in one transaction holding a
@@ -164,4 +184,14 @@ pub(crate) async fn run(pool: &PgPool) -> Result<(), StoreError> {
         "keyward schema is up to date"
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_audit_check_is_the_core_summary_limit() {
+        let step = super::MIGRATIONS[3];
+        let limit = format!("<= {})", keyward::MAX_AUDIT_SUMMARY_LEN);
+        assert!(step.sql.contains(&limit), "{}", step.sql);
+    }
 }

@@ -28,7 +28,7 @@ async fn insert_key(store: &PostgresStore) -> KeyId {
         "dev".parse().unwrap(),
         Timestamp::from_unix_millis(1_800_000_000_000),
     );
-    store.insert(&r).await.unwrap();
+    store.insert(&r, &[]).await.unwrap();
     r.id
 }
 
@@ -46,7 +46,7 @@ async fn a_change_through_one_pool_reaches_a_listener_on_another_within_100ms() 
     let mut latencies = Vec::new();
     for n in 0..30 {
         let start = Instant::now();
-        writer.update(&id, &rename(n)).await.unwrap().unwrap();
+        writer.update(&id, &rename(n), &[]).await.unwrap().unwrap();
         let ev = next_event(&mut feed, Duration::from_secs(5)).await;
         latencies.push(start.elapsed());
         assert_eq!(ev, ChangeEvent::Changed(id));
@@ -80,7 +80,7 @@ async fn the_listener_reconnects_after_its_backend_is_killed_and_reports_resync(
     let mut admin = schema.admin().await;
     let app = reader.listener_application_name();
 
-    writer.update(&id, &rename(0)).await.unwrap();
+    writer.update(&id, &rename(0), &[]).await.unwrap();
     assert_eq!(
         next_event(&mut feed, Duration::from_secs(5)).await,
         ChangeEvent::Changed(id)
@@ -89,7 +89,7 @@ async fn the_listener_reconnects_after_its_backend_is_killed_and_reports_resync(
     let killed = common::kill_listener(&mut admin, &app).await;
     let killed_at = Instant::now();
     // A change made while the listener is down is lost as a notification; Resync covers it.
-    writer.update(&id, &rename(1)).await.unwrap();
+    writer.update(&id, &rename(1), &[]).await.unwrap();
 
     let mut lost = false;
     loop {
@@ -109,7 +109,7 @@ async fn the_listener_reconnects_after_its_backend_is_killed_and_reports_resync(
     assert_ne!(new_pids[0], killed, "a new backend listens");
 
     let other = insert_key(&writer).await;
-    writer.update(&other, &rename(2)).await.unwrap();
+    writer.update(&other, &rename(2), &[]).await.unwrap();
     loop {
         match next_event(&mut feed, Duration::from_secs(5)).await {
             ChangeEvent::Changed(got) if got == other => break,
@@ -134,9 +134,9 @@ async fn stores_in_different_schemas_do_not_hear_each_other() {
     assert!(sa.channel().contains(&a.name));
     let mut feed_b = sb.listen().await.unwrap();
     let in_a = insert_key(&sa).await;
-    sa.update(&in_a, &rename(0)).await.unwrap();
+    sa.update(&in_a, &rename(0), &[]).await.unwrap();
     let in_b = insert_key(&sb).await;
-    sb.update(&in_b, &rename(0)).await.unwrap();
+    sb.update(&in_b, &rename(0), &[]).await.unwrap();
     for change in ["insert", "update"] {
         assert_eq!(
             next_event(&mut feed_b, Duration::from_secs(5)).await,
@@ -162,7 +162,7 @@ async fn a_subscriber_that_falls_behind_the_feed_capacity_is_told_to_resync() {
     let mut feed = store.listen().await.unwrap();
     let total = keyward_postgres::FEED_CAPACITY + 50;
     for n in 0..total {
-        store.update(&id, &rename(n)).await.unwrap();
+        store.update(&id, &rename(n), &[]).await.unwrap();
     }
     let mut changed = 0;
     while let ChangeEvent::Changed(got) = next_event(&mut feed, Duration::from_secs(10)).await {
@@ -171,7 +171,7 @@ async fn a_subscriber_that_falls_behind_the_feed_capacity_is_told_to_resync() {
     }
     assert!(changed <= keyward_postgres::FEED_CAPACITY, "{changed}");
     // Still live afterwards.
-    store.update(&id, &rename(0)).await.unwrap();
+    store.update(&id, &rename(0), &[]).await.unwrap();
     let deadline = Duration::from_secs(5);
     while next_event(&mut feed, deadline).await != ChangeEvent::Changed(id) {}
 }
@@ -206,14 +206,14 @@ async fn the_listener_backs_off_while_the_database_is_unreachable_then_resyncs()
         .unwrap();
     let id = insert_key(&writer).await;
     let mut feed = via_proxy.listen().await.unwrap();
-    writer.update(&id, &rename(0)).await.unwrap();
+    writer.update(&id, &rename(0), &[]).await.unwrap();
     assert_eq!(
         next_event(&mut feed, Duration::from_secs(5)).await,
         ChangeEvent::Changed(id)
     );
 
     proxy.set_enabled(false);
-    writer.update(&id, &rename(1)).await.unwrap(); // its notification is lost
+    writer.update(&id, &rename(1), &[]).await.unwrap(); // its notification is lost
     let down_for = Duration::from_millis(1500);
     // The loss is announced at once (only the change above can slip in before, if it beat
     // the cut), then nothing until the database is back.
@@ -244,7 +244,7 @@ async fn the_listener_backs_off_while_the_database_is_unreachable_then_resyncs()
     }
     println!("resync {:?} after the database came back", back.elapsed());
     let other = insert_key(&writer).await;
-    writer.update(&other, &rename(2)).await.unwrap();
+    writer.update(&other, &rename(2), &[]).await.unwrap();
     assert_eq!(
         next_event(&mut feed, Duration::from_secs(5)).await,
         ChangeEvent::Changed(other)

@@ -41,6 +41,7 @@ async fn migrate_records_every_step_and_is_idempotent() {
     assert_eq!(
         tables,
         [
+            "keyward_audit",
             "keyward_changes",
             "keyward_keys",
             "keyward_migrations",
@@ -163,4 +164,23 @@ async fn a_key_rotated_before_migration_3_is_known_as_rotated() {
     for id in [first, latest, alone] {
         assert_eq!(rotated_to(id).await, None, "{id}");
     }
+    // Migration 4 added the audit trail to this old schema: an audited change works.
+    let id: keyward::KeyId = alone.parse().unwrap();
+    let project: keyward::Project = "legacy".parse().unwrap();
+    let entry = keyward::AuditEntry::new(
+        keyward::Timestamp::from_unix_millis(5),
+        keyward::Actor::system(),
+        keyward::AuditAction::Revoked,
+        project.clone(),
+    )
+    .key(id);
+    let revoke = keyward::KeyChange {
+        revoke_at: Some(keyward::Timestamp::from_unix_millis(5)),
+        ..keyward::KeyChange::default()
+    };
+    store.update(&id, &revoke, &[entry]).await.unwrap().unwrap();
+    let trail = keyward::AuditStore::audit(&store, &keyward::AuditQuery::new(project))
+        .await
+        .unwrap();
+    assert_eq!((trail.len(), trail[0].key_id), (1, Some(id)));
 }

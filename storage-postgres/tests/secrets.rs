@@ -68,6 +68,7 @@ async fn no_row_of_any_keyward_table_holds_a_secret_or_a_full_key() {
         .put_setting(
             "project:web-app:quota",
             Some(&serde_json::json!({"limit": 50, "period": "month"})),
+            &[],
         )
         .await
         .unwrap();
@@ -79,7 +80,7 @@ async fn no_row_of_any_keyward_table_holds_a_secret_or_a_full_key() {
     .fetch_all(store.pool())
     .await
     .unwrap();
-    assert_eq!(tables.len(), 6, "{tables:?}");
+    assert_eq!(tables.len(), 7, "{tables:?}");
     let mut dump = String::new();
     for table in &tables {
         let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
@@ -89,6 +90,12 @@ async fn no_row_of_any_keyward_table_holds_a_secret_or_a_full_key() {
         .await
         .unwrap();
         assert!(!rows.is_empty(), "table {table} has rows to inspect");
+        if table == "keyward_audit" {
+            assert!(
+                rows.iter().all(|r| !r.contains("$argon2")),
+                "no hash in the audit trail: {rows:?}"
+            );
+        }
         dump.extend(rows.into_iter().map(|r| r + "\n"));
     }
     for k in keys.iter().chain([&rotated]) {

@@ -29,7 +29,7 @@ async fn insert_keys(store: &PostgresStore, n: usize) -> Vec<KeyId> {
     let mut ids = Vec::new();
     for i in 0..n {
         let r = sample_record(&p, "dev".parse().unwrap(), t(i as i64));
-        store.insert(&r).await.unwrap();
+        store.insert(&r, &[]).await.unwrap();
         ids.push(r.id);
     }
     ids
@@ -75,7 +75,7 @@ async fn a_duplicate_id_from_another_instance_is_a_typed_conflict() {
     };
     let (a, b) = (schema.store().await, schema.store().await);
     let r = sample_record(&Project::new("dup").unwrap(), "dev".parse().unwrap(), t(0));
-    let (ra, rb) = tokio::join!(a.insert(&r), b.insert(&r));
+    let (ra, rb) = tokio::join!(a.insert(&r, &[]), b.insert(&r, &[]));
     let outcomes = [ra, rb];
     assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 1);
     assert!(
@@ -164,7 +164,7 @@ async fn a_poller_never_misses_a_change_made_by_concurrent_updaters() {
                 name: Some(format!("n{i}")),
                 ..KeyChange::default()
             };
-            store.update(&id, &change).await.unwrap().unwrap();
+            store.update(&id, &change, &[]).await.unwrap().unwrap();
         }));
     }
     for task in tasks {
@@ -191,6 +191,7 @@ async fn a_reader_behind_the_pruned_change_log_is_told_to_resync() {
                     revoke_at: Some(t(1)),
                     ..KeyChange::default()
                 },
+                &[],
             )
             .await
             .unwrap();
@@ -234,7 +235,7 @@ async fn the_change_log_keeps_the_configured_length_and_a_reader_behind_it_must_
             name: Some(format!("n{i}")),
             ..KeyChange::default()
         };
-        store.update(&id, &change).await.unwrap().unwrap();
+        store.update(&id, &change, &[]).await.unwrap().unwrap();
     }
     let behind = store.changes_since(0).await.unwrap();
     assert_eq!(behind.revision, 11, "the insert, then 10 updates");

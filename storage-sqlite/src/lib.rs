@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod audit;
 mod error;
 mod options;
 mod pool;
@@ -18,8 +19,8 @@ use keyward::store::rows::{
     join_spaced, list_statement, to_sql_int,
 };
 use keyward::{
-    Changes, Consumption, KeyChange, KeyId, KeyRecord, ListQuery, RecordStore, RotateOutcome,
-    StoreError, Timestamp, UsageBucket, UsageStore, async_trait,
+    AuditEntry, Changes, Consumption, KeyChange, KeyId, KeyRecord, ListQuery, RecordStore,
+    RotateOutcome, StoreError, Timestamp, UsageBucket, UsageStore, async_trait,
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
@@ -382,23 +383,30 @@ fn log_changes(
 #[async_trait]
 impl RecordStore for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all, fields(key.id = %record.id))]
-    async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError> {
+    async fn insert(&self, record: &KeyRecord, audit: &[AuditEntry]) -> Result<(), StoreError> {
         let (id, row) = (record.id, RecordRow::from_record(record, STORE)?);
         let keep = to_sql_int(self.inner.change_log_len);
+        let audit = audit::pending(audit);
         self.write(move |conn| {
-            // One transaction: the row and its change-log entry, or neither.
+            // One transaction: the row, its change-log entry and its audit entry, or none.
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(backend)?;
             insert_row(&tx, id, row)?;
             log_changes(&tx, [id], keep)?;
+            audit::append(&tx, audit)?;
             tx.commit().map_err(backend)
         })
         .await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(count = records.len()))]
-    async fn insert_many(&self, records: &[KeyRecord]) -> Result<(), StoreError> {
+    async fn insert_many(
+        &self,
+        records: &[KeyRecord],
+        audit: &[AuditEntry],
+    ) -> Result<(), StoreError> {
+        let audit = audit::pending(audit);
         let rows = records
             .iter()
             .map(|r| Ok((r.id, RecordRow::from_record(r, STORE)?)))
@@ -415,6 +423,7 @@ impl RecordStore for SqliteStore {
                 ids.push(id);
             }
             log_changes(&tx, ids, keep)?;
+            audit::append(&tx, audit)?;
             tx.commit().map_err(backend)
         })
         .await
@@ -447,8 +456,10 @@ impl RecordStore for SqliteStore {
         &self,
         id: &KeyId,
         change: &KeyChange,
+        audit: &[AuditEntry],
     ) -> Result<Option<KeyRecord>, StoreError> {
         let id = *id;
+        let audit = audit::pending(audit);
         let change = ChangeRow::from_change(change, STORE)?;
         let keep = to_sql_int(self.inner.change_log_len);
         self.write(move |conn| {
@@ -503,6 +514,7 @@ impl RecordStore for SqliteStore {
                 return Ok(None);
             }
             log_changes(&tx, [id], keep)?;
+            audit::append(&tx, audit)?;
             // Commit before decoding: a change (above all a revocation) takes effect even if
             // some other column of the row was damaged by hand; decoding then reports that.
             tx.commit().map_err(backend)?;
@@ -521,8 +533,10 @@ impl RecordStore for SqliteStore {
         grace_end: Timestamp,
         now: Timestamp,
         force: bool,
+        audit: &[AuditEntry],
     ) -> Result<RotateOutcome, StoreError> {
         let old = *old;
+        let audit = audit::pending(audit);
         let (successor_id, row) = (successor.id, RecordRow::from_record(successor, STORE)?);
         let keep = to_sql_int(self.inner.change_log_len);
         self.write(move |conn| {
@@ -549,6 +563,7 @@ impl RecordStore for SqliteStore {
             .map_err(backend)?;
             // The successor's insert and the old key's change, as `insert` and `update` log them.
             log_changes(&tx, [successor_id, old], keep)?;
+            audit::append(&tx, audit)?;
             tx.commit().map_err(backend)?;
             Ok(RotateOutcome::Rotated(Box::new(replaced)))
         })
@@ -715,23 +730,30 @@ impl UsageStore for SqliteStore {
         &self,
         name: &str,
         value: Option<&serde_json::Value>,
+        audit: &[AuditEntry],
     ) -> Result<(), StoreError> {
         let name = name.to_owned();
         let value = value.map(serde_json::Value::to_string);
+        let audit = audit::pending(audit);
         self.write(move |conn| {
+            // One transaction: the setting and its audit entry, or neither.
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
             match value {
-                Some(v) => conn
+                Some(v) => tx
                     .prepare_cached(
                         "INSERT INTO keyward_settings (name, value) VALUES (?1, ?2)
                          ON CONFLICT (name) DO UPDATE SET value = excluded.value",
                     )
                     .and_then(|mut stmt| stmt.execute(params![name, v])),
-                None => conn
+                None => tx
                     .prepare_cached("DELETE FROM keyward_settings WHERE name = ?1")
                     .and_then(|mut stmt| stmt.execute(params![name])),
             }
             .map_err(backend)?;
-            Ok(())
+            audit::append(&tx, audit)?;
+            tx.commit().map_err(backend)
         })
         .await
     }

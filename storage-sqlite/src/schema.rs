@@ -65,6 +65,22 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // 5: a page of one project's keys (all environments) is read in index order, as PostgreSQL
     // does: without it, every page sorted the whole project (issue 13, D5).
     "CREATE INDEX keyward_keys_project_created ON keyward_keys (project, created_at, id);",
+    // 6: the audit trail (issue 16). Appended in the transaction of each lifecycle change;
+    // the CHECK is keyward::MAX_AUDIT_SUMMARY_LEN, so a refused entry fails its change too.
+    // AUTOINCREMENT: a seq is never reused, even after the newest entries are pruned.
+    "CREATE TABLE keyward_audit (
+        seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+        at          INTEGER NOT NULL,           -- unix milliseconds
+        actor       TEXT    NOT NULL,
+        action      TEXT    NOT NULL,
+        project     TEXT    NOT NULL,
+        environment TEXT,
+        key_id      TEXT,
+        summary     TEXT    NOT NULL CHECK (length(CAST(summary AS BLOB)) <= 8192)  -- JSON
+    );
+    CREATE INDEX keyward_audit_project ON keyward_audit (project, seq);
+    CREATE INDEX keyward_audit_key ON keyward_audit (key_id, seq);
+    CREATE INDEX keyward_audit_at ON keyward_audit (at);",
 ];
 
 /// The schema version this code writes and reads.
@@ -106,4 +122,14 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<i64, SqliteError> {
     }
     tx.commit()?;
     Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_audit_check_is_the_core_summary_limit() {
+        let step = super::MIGRATIONS[5];
+        let limit = format!("<= {})", keyward::MAX_AUDIT_SUMMARY_LEN);
+        assert!(step.contains(&limit), "{step}");
+    }
 }

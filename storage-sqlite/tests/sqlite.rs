@@ -126,12 +126,12 @@ async fn data_persists_across_close_and_reopen() {
     };
     let revision = {
         let store = SqliteStore::open(&path).await.unwrap();
-        store.insert(&r).await.unwrap();
+        store.insert(&r, &[]).await.unwrap();
         let change = KeyChange {
             revoke_at: Some(t(5)),
             ..KeyChange::default()
         };
-        store.update(&r.id, &change).await.unwrap().unwrap();
+        store.update(&r.id, &change, &[]).await.unwrap().unwrap();
         store.consume(&bucket, 7, 10).await.unwrap();
         store.record_usage(&[(r.id, t(9))]).await.unwrap();
         store.changes_since(0).await.unwrap().revision
@@ -155,7 +155,7 @@ async fn reopening_is_idempotent_and_sets_wal_and_the_schema_version() {
     for round in 0..3 {
         let store = SqliteStore::open(&path).await.unwrap();
         if round == 0 {
-            store.insert(&r).await.unwrap();
+            store.insert(&r, &[]).await.unwrap();
         }
         assert_eq!(store.get(&r.id).await.unwrap(), Some(r.clone()));
     }
@@ -181,7 +181,7 @@ async fn concurrent_opens_of_one_new_file_all_succeed() {
         });
         let stores: Vec<SqliteStore> = futures_join(opens).await;
         let r = sample_record(&project("race"), env("dev"), t(1));
-        stores[0].insert(&r).await.unwrap();
+        stores[0].insert(&r, &[]).await.unwrap();
         for s in &stores {
             assert_eq!(s.get(&r.id).await.unwrap(), Some(r.clone()));
         }
@@ -341,9 +341,25 @@ async fn a_database_with_the_old_table_names_is_migrated_with_everything_in_it()
         name: Some("renamed".into()),
         ..KeyChange::default()
     };
-    store.update(&r.id, &rename).await.unwrap().unwrap();
+    // The audit trail (step 6) works on the migrated database, in the change's transaction.
+    let entry = keyward::AuditEntry::new(
+        t(2),
+        keyward::Actor::system(),
+        keyward::AuditAction::Updated,
+        r.project.clone(),
+    )
+    .key(r.id);
+    store
+        .update(&r.id, &rename, &[entry])
+        .await
+        .unwrap()
+        .unwrap();
     let next = store.changes_since(3).await.unwrap();
     assert_eq!((next.revision, next.ids), (4, vec![r.id]));
+    let trail = keyward::AuditStore::audit(&store, &keyward::AuditQuery::new(r.project.clone()))
+        .await
+        .unwrap();
+    assert_eq!((trail.len(), trail[0].key_id), (1, Some(r.id)));
 
     let conn = raw(&path);
     let version: i64 = conn
@@ -364,6 +380,7 @@ async fn a_database_with_the_old_table_names_is_migrated_with_everything_in_it()
     assert_eq!(
         names("table"),
         [
+            "keyward_audit",
             "keyward_changes",
             "keyward_keys",
             "keyward_settings",
@@ -373,6 +390,9 @@ async fn a_database_with_the_old_table_names_is_migrated_with_everything_in_it()
     assert_eq!(
         names("index"),
         [
+            "keyward_audit_at",
+            "keyward_audit_key",
+            "keyward_audit_project",
             "keyward_keys_created",
             "keyward_keys_project_created",
             "keyward_keys_project_environment_created"
@@ -397,7 +417,7 @@ async fn corrupted(
     let path = db_in(&dir);
     let store = SqliteStore::open(&path).await.unwrap();
     let r = sample_record(&project("corrupt"), env("dev"), t(1));
-    store.insert(&r).await.unwrap();
+    store.insert(&r, &[]).await.unwrap();
     raw(&path)
         .execute(
             &format!("UPDATE keyward_keys SET {column} = ?1 WHERE id = ?2"),
@@ -453,7 +473,7 @@ async fn a_revocation_takes_effect_even_when_another_column_is_corrupt() {
         revoke_at: Some(t(50)),
         ..KeyChange::default()
     };
-    assert_corrupt(store.update(&r.id, &revoke).await, "metadata");
+    assert_corrupt(store.update(&r.id, &revoke, &[]).await, "metadata");
     let revoked_at: Option<i64> = raw(&db_in(&dir))
         .query_row(
             "SELECT revoked_at FROM keyward_keys WHERE id = ?1",
@@ -467,7 +487,7 @@ async fn a_revocation_takes_effect_even_when_another_column_is_corrupt() {
         metadata: Some(None),
         ..KeyChange::default()
     };
-    let fixed = store.update(&r.id, &repair).await.unwrap().unwrap();
+    let fixed = store.update(&r.id, &repair, &[]).await.unwrap().unwrap();
     assert_eq!(fixed.revoked_at, Some(t(50)));
     assert_eq!(fixed.metadata, None);
 }
@@ -482,7 +502,7 @@ async fn open_url_accepts_the_documented_forms_and_rejects_other_schemes() {
     let store = SqliteStore::open_url(&format!("sqlite:{}", a.display()))
         .await
         .unwrap();
-    store.insert(&r).await.unwrap();
+    store.insert(&r, &[]).await.unwrap();
     assert_eq!(store.path(), Some(a.as_path()));
     // `sqlite://` followed by an absolute path: `sqlite:///tmp/…/b.db`.
     let store = SqliteStore::open_url(&format!("sqlite://{}?mode=rwc", b.display()))
@@ -496,7 +516,7 @@ async fn open_url_accepts_the_documented_forms_and_rejects_other_schemes() {
     assert_eq!(reopened.get(&r.id).await.unwrap(), Some(r.clone()));
     let memory = SqliteStore::open_url("sqlite::memory:").await.unwrap();
     assert!(memory.path().is_none());
-    memory.insert(&r).await.unwrap();
+    memory.insert(&r, &[]).await.unwrap();
 
     for url in [
         "postgres://keyward:hunter2@localhost/keys",
@@ -527,7 +547,7 @@ async fn the_change_log_is_bounded_and_a_reader_behind_it_must_resync() {
     let options = SqliteOptions::default().change_log_len(3);
     let store = SqliteStore::open_with(db_in(&dir), options).await.unwrap();
     let r = sample_record(&project("log"), env("dev"), t(1));
-    store.insert(&r).await.unwrap();
+    store.insert(&r, &[]).await.unwrap();
     let start = store.changes_since(0).await.unwrap();
     assert_eq!(
         (start.revision, start.resync),
@@ -539,7 +559,7 @@ async fn the_change_log_is_bounded_and_a_reader_behind_it_must_resync() {
             name: Some(format!("n{i}")),
             ..KeyChange::default()
         };
-        store.update(&r.id, &change).await.unwrap();
+        store.update(&r.id, &change, &[]).await.unwrap();
     }
     let behind = store.changes_since(0).await.unwrap();
     assert_eq!(behind.revision, 11);
@@ -565,13 +585,13 @@ async fn two_stores_on_one_file_share_changes_and_quota() {
     let a = SqliteStore::open(db_in(&dir)).await.unwrap();
     let b = SqliteStore::open(db_in(&dir)).await.unwrap();
     let r = sample_record(&project("shared"), env("dev"), t(1));
-    a.insert(&r).await.unwrap();
+    a.insert(&r, &[]).await.unwrap();
     let rev = b.changes_since(0).await.unwrap().revision;
     let revoke = KeyChange {
         revoke_at: Some(t(2)),
         ..KeyChange::default()
     };
-    a.update(&r.id, &revoke).await.unwrap();
+    a.update(&r.id, &revoke, &[]).await.unwrap();
     let seen = b.changes_since(rev).await.unwrap();
     assert_eq!(seen.ids, vec![r.id]);
     assert_eq!(b.get(&r.id).await.unwrap().unwrap().revoked_at, Some(t(2)));
@@ -603,22 +623,22 @@ async fn insert_many_with_a_taken_id_inserts_none_of_the_batch() {
     let store = SqliteStore::in_memory().await.unwrap();
     let p = project("batch");
     let existing = sample_record(&p, env("dev"), t(1));
-    store.insert(&existing).await.unwrap();
+    store.insert(&existing, &[]).await.unwrap();
     let fresh = sample_record(&p, env("dev"), t(2));
     let batch = [fresh.clone(), existing.clone()];
     assert!(matches!(
-        store.insert_many(&batch).await,
+        store.insert_many(&batch, &[]).await,
         Err(StoreError::AlreadyExists(id)) if id == existing.id
     ));
     assert_eq!(store.get(&fresh.id).await.unwrap(), None);
     // A batch that repeats an id within itself is refused whole too.
     let twice = [fresh.clone(), fresh.clone()];
     assert!(matches!(
-        store.insert_many(&twice).await,
+        store.insert_many(&twice, &[]).await,
         Err(StoreError::AlreadyExists(id)) if id == fresh.id
     ));
     assert_eq!(store.get(&fresh.id).await.unwrap(), None);
-    store.insert_many(&[]).await.unwrap();
+    store.insert_many(&[], &[]).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -628,7 +648,7 @@ async fn a_store_without_reader_connections_still_works() {
         .await
         .unwrap();
     let r = sample_record(&project("noreaders"), env("dev"), t(1));
-    store.insert(&r).await.unwrap();
+    store.insert(&r, &[]).await.unwrap();
     assert_eq!(store.get(&r.id).await.unwrap(), Some(r));
 }
 
@@ -706,7 +726,7 @@ async fn every_list_query_is_served_by_an_index_without_a_sort() {
             )
         })
         .collect();
-    store.insert_many(&records).await.unwrap();
+    store.insert_many(&records, &[]).await.unwrap();
     let conn = raw(&path);
     conn.execute_batch("ANALYZE").unwrap();
     let after = Some((t(5), records[5].id));

@@ -6,11 +6,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 
+use crate::audit::{AuditEntry, AuditQuery};
 use crate::key::KeyId;
 use crate::store::StoreError;
 use crate::store::{
-    ChangeEvent, Changes, Consumption, KeyChange, KeyRecord, KeyStore, ListQuery, RecordStore,
-    RotateOutcome, UsageBucket, UsageStore,
+    AuditStore, ChangeEvent, Changes, Consumption, KeyChange, KeyRecord, KeyStore, ListQuery,
+    RecordStore, RotateOutcome, UsageBucket, UsageStore,
 };
 use crate::time::Timestamp;
 
@@ -60,13 +61,17 @@ impl<H> Wrapped<H> {
 
 #[async_trait]
 impl<H: StoreHook> RecordStore for Wrapped<H> {
-    async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError> {
+    async fn insert(&self, record: &KeyRecord, audit: &[AuditEntry]) -> Result<(), StoreError> {
         self.hook.before("insert")?;
-        self.inner.insert(record).await
+        self.inner.insert(record, audit).await
     }
-    async fn insert_many(&self, records: &[KeyRecord]) -> Result<(), StoreError> {
+    async fn insert_many(
+        &self,
+        records: &[KeyRecord],
+        audit: &[AuditEntry],
+    ) -> Result<(), StoreError> {
         self.hook.before("insert_many")?;
-        self.inner.insert_many(records).await
+        self.inner.insert_many(records, audit).await
     }
     async fn get(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
         self.hook.before("get")?;
@@ -80,9 +85,10 @@ impl<H: StoreHook> RecordStore for Wrapped<H> {
         &self,
         id: &KeyId,
         change: &KeyChange,
+        audit: &[AuditEntry],
     ) -> Result<Option<KeyRecord>, StoreError> {
         self.hook.before("update")?;
-        self.inner.update(id, change).await
+        self.inner.update(id, change, audit).await
     }
     async fn rotate(
         &self,
@@ -91,10 +97,11 @@ impl<H: StoreHook> RecordStore for Wrapped<H> {
         grace_end: Timestamp,
         now: Timestamp,
         force: bool,
+        audit: &[AuditEntry],
     ) -> Result<RotateOutcome, StoreError> {
         self.hook.before("rotate")?;
         self.inner
-            .rotate(old, successor, grace_end, now, force)
+            .rotate(old, successor, grace_end, now, force, audit)
             .await
     }
     async fn record_usage(&self, used: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {
@@ -143,9 +150,26 @@ impl<H: StoreHook> UsageStore for Wrapped<H> {
         &self,
         name: &str,
         value: Option<&serde_json::Value>,
+        audit: &[AuditEntry],
     ) -> Result<(), StoreError> {
         self.hook.before("put_setting")?;
-        self.inner.put_setting(name, value).await
+        self.inner.put_setting(name, value, audit).await
+    }
+}
+
+#[async_trait]
+impl<H: StoreHook> AuditStore for Wrapped<H> {
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<u64, StoreError> {
+        self.hook.before("append_audit")?;
+        self.inner.append_audit(entry).await
+    }
+    async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        self.hook.before("audit")?;
+        self.inner.audit(query).await
+    }
+    async fn prune_audit(&self, before: Timestamp) -> Result<u64, StoreError> {
+        self.hook.before("prune_audit")?;
+        self.inner.prune_audit(before).await
     }
 }
 

@@ -23,6 +23,7 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+mod audit_cases;
 mod doubles;
 mod helpers;
 mod leaks;
@@ -122,6 +123,12 @@ macro_rules! __conformance_cases {
             manager_cases::manager_rate_limits_reject_the_burst_and_recover,
             rotation_cases::concurrent_manager_rotations_and_a_revoke_make_no_successor_of_a_revoked_key,
             rotation_cases::manager_rotation_is_explicit_and_reports_both_ends,
+            audit_cases::every_change_appends_its_entries_once_with_every_field,
+            audit_cases::audit_pages_newest_first_with_before,
+            audit_cases::audit_filters_by_project_environment_and_key,
+            audit_cases::prune_audit_deletes_only_older_entries,
+            audit_cases::a_change_whose_audit_entry_is_refused_is_not_applied,
+            audit_cases::the_manager_audits_every_admin_change_once_with_its_actor,
         );
     };
 }

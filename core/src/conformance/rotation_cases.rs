@@ -70,7 +70,7 @@ async fn successors(store: &Arc<dyn KeyStore>, p: &Project, old: &KeyId) -> Vec<
 pub async fn rotate_replaces_a_key_in_one_step_and_logs_the_old_id(store: &Arc<dyn KeyStore>) {
     let p = project("rotate");
     let old = fresh(&p, t(0));
-    store.insert(&old).await.expect("insert");
+    store.insert(&old, &[]).await.expect("insert");
     let before = store
         .changes_since(u64::MAX)
         .await
@@ -79,7 +79,7 @@ pub async fn rotate_replaces_a_key_in_one_step_and_logs_the_old_id(store: &Arc<d
 
     let first = successor_of(&old, t(500));
     let outcome = store
-        .rotate(&old.id, &first, t(1000), t(500), false)
+        .rotate(&old.id, &first, t(1000), t(500), false, &[])
         .await
         .expect("rotate");
     let mut expected = old.clone();
@@ -95,7 +95,7 @@ pub async fn rotate_replaces_a_key_in_one_step_and_logs_the_old_id(store: &Arc<d
     // A forced second rotation with a later grace end keeps the earlier end.
     let second = successor_of(&old, t(600));
     let outcome = store
-        .rotate(&old.id, &second, t(5000), t(600), true)
+        .rotate(&old.id, &second, t(5000), t(600), true, &[])
         .await
         .expect("rotate");
     let RotateOutcome::Rotated(replaced) = outcome else {
@@ -115,26 +115,26 @@ pub async fn rotate_refuses_revoked_expired_and_rotated_keys_unless_forced(
     let unknown = fresh(&p, t(0));
     let next = successor_of(&unknown, t(1));
     let outcome = store
-        .rotate(&unknown.id, &next, t(10), t(1), true)
+        .rotate(&unknown.id, &next, t(10), t(1), true, &[])
         .await
         .expect("rotate");
     assert_eq!(outcome, RotateOutcome::NotFound);
     assert_eq!(get(store, &next.id).await, None);
 
     let revoked = fresh(&p, t(0));
-    store.insert(&revoked).await.expect("insert");
+    store.insert(&revoked, &[]).await.expect("insert");
     store
-        .update(&revoked.id, &revoke_at(t(5)))
+        .update(&revoked.id, &revoke_at(t(5)), &[])
         .await
         .expect("revoke");
     let mut expired = fresh(&p, t(0));
     expired.expires_at = Some(t(100));
-    store.insert(&expired).await.expect("insert");
+    store.insert(&expired, &[]).await.expect("insert");
     let rotated = fresh(&p, t(0));
-    store.insert(&rotated).await.expect("insert");
+    store.insert(&rotated, &[]).await.expect("insert");
     let first = successor_of(&rotated, t(50));
     store
-        .rotate(&rotated.id, &first, t(1000), t(50), false)
+        .rotate(&rotated.id, &first, t(1000), t(50), false, &[])
         .await
         .expect("rotate");
 
@@ -153,7 +153,7 @@ pub async fn rotate_refuses_revoked_expired_and_rotated_keys_unless_forced(
         let before = get(store, &old.id).await;
         let next = successor_of(old, now);
         let outcome = store
-            .rotate(&old.id, &next, t(2000), now, false)
+            .rotate(&old.id, &next, t(2000), now, false, &[])
             .await
             .expect("rotate");
         assert_eq!(outcome, RotateOutcome::Refused(conflict));
@@ -161,7 +161,7 @@ pub async fn rotate_refuses_revoked_expired_and_rotated_keys_unless_forced(
         assert_eq!(get(store, &old.id).await, before, "{conflict:?}");
 
         let outcome = store
-            .rotate(&old.id, &next, t(2000), now, true)
+            .rotate(&old.id, &next, t(2000), now, true, &[])
             .await
             .expect("forced rotate");
         let RotateOutcome::Rotated(replaced) = outcome else {
@@ -186,13 +186,13 @@ pub async fn rotate_to_a_taken_id_is_already_exists_and_writes_nothing(store: &A
     let p = project("taken");
     let old = fresh(&p, t(0));
     let other = fresh(&p, t(1));
-    store.insert(&old).await.expect("insert");
-    store.insert(&other).await.expect("insert");
+    store.insert(&old, &[]).await.expect("insert");
+    store.insert(&other, &[]).await.expect("insert");
     let clash = KeyRecord {
         id: other.id,
         ..successor_of(&old, t(2))
     };
-    let result = store.rotate(&old.id, &clash, t(10), t(2), false).await;
+    let result = store.rotate(&old.id, &clash, t(10), t(2), false, &[]).await;
     assert!(
         matches!(result, Err(StoreError::AlreadyExists(id)) if id == other.id),
         "{result:?}"
@@ -208,19 +208,21 @@ pub async fn concurrent_rotations_and_a_revoke_serialize_in_the_store(store: &Ar
     for round in 0..5 {
         let p = project("race");
         let old = fresh(&p, t(round));
-        store.insert(&old).await.expect("insert");
+        store.insert(&old, &[]).await.expect("insert");
         let mut rotations = Vec::new();
         for _ in 0..RACERS {
             let (store, old) = (Arc::clone(store), old.clone());
             rotations.push(tokio::spawn(async move {
                 let next = successor_of(&old, t(10));
-                let outcome = store.rotate(&old.id, &next, t(100), t(10), false).await;
+                let outcome = store
+                    .rotate(&old.id, &next, t(100), t(10), false, &[])
+                    .await;
                 (next.id, outcome.expect("rotate"))
             }));
         }
         let revoke = {
             let (store, id) = (Arc::clone(store), old.id);
-            tokio::spawn(async move { store.update(&id, &revoke_at(t(10))).await })
+            tokio::spawn(async move { store.update(&id, &revoke_at(t(10)), &[]).await })
         };
         let mut done = Vec::new();
         for rotation in rotations {

@@ -25,7 +25,7 @@ use crate::time::Timestamp;
 pub async fn insert_and_get_round_trip_every_field(store: &Arc<dyn KeyStore>) {
     let p = project("round-trip");
     let r = sample_record(&p, env("prd"), t(1));
-    store.insert(&r).await.expect("insert");
+    store.insert(&r, &[]).await.expect("insert");
     let got = store.get(&r.id).await.expect("get").expect("present");
     assert_eq!(got, r);
 
@@ -37,7 +37,7 @@ pub async fn insert_and_get_round_trip_every_field(store: &Arc<dyn KeyStore>) {
     bare.limits = KeyLimits::default();
     bare.scopes = ScopeSet::new();
     bare.name = String::new();
-    store.insert(&bare).await.expect("insert bare");
+    store.insert(&bare, &[]).await.expect("insert bare");
     assert_eq!(
         store.get(&bare.id).await.expect("get").expect("present"),
         bare
@@ -57,7 +57,7 @@ pub async fn insert_many_inserts_every_record(store: &Arc<dyn KeyStore>) {
     let batch: Vec<KeyRecord> = (0..250)
         .map(|i| sample_record(&p, env("dev"), t(i)))
         .collect();
-    store.insert_many(&batch).await.expect("insert_many");
+    store.insert_many(&batch, &[]).await.expect("insert_many");
     for r in [&batch[0], &batch[125], &batch[249]] {
         assert_eq!(store.get(&r.id).await.expect("get").as_ref(), Some(r));
     }
@@ -72,7 +72,7 @@ pub async fn insert_many_inserts_every_record(store: &Arc<dyn KeyStore>) {
     assert_eq!(listed.len(), 250);
     let again = vec![sample_record(&p, env("dev"), t(999)), batch[3].clone()];
     assert!(matches!(
-        store.insert_many(&again).await,
+        store.insert_many(&again, &[]).await,
         Err(StoreError::AlreadyExists(id)) if id == batch[3].id
     ));
 }
@@ -81,10 +81,10 @@ pub async fn insert_many_inserts_every_record(store: &Arc<dyn KeyStore>) {
 pub async fn duplicate_insert_is_already_exists_and_keeps_the_original(store: &Arc<dyn KeyStore>) {
     let p = project("dup");
     let r = sample_record(&p, env("dev"), t(3));
-    store.insert(&r).await.expect("insert");
+    store.insert(&r, &[]).await.expect("insert");
     let mut other = sample_record(&p, env("prd"), t(4));
     other.id = r.id;
-    match store.insert(&other).await {
+    match store.insert(&other, &[]).await {
         Err(StoreError::AlreadyExists(id)) => assert_eq!(id, r.id),
         other => panic!("expected AlreadyExists, got {other:?}"),
     }
@@ -101,11 +101,11 @@ pub async fn list_filters_and_pages_in_created_order(store: &Arc<dyn KeyStore>) 
     for (i, ms) in [50, 10, 30, 30, 20, 40].into_iter().enumerate() {
         let e = if i % 2 == 0 { env("dev") } else { env("prd") };
         let r = sample_record(&a, e, t(ms));
-        store.insert(&r).await.expect("insert");
+        store.insert(&r, &[]).await.expect("insert");
         inserted.push(r);
     }
     store
-        .insert(&sample_record(&b, env("dev"), t(15)))
+        .insert(&sample_record(&b, env("dev"), t(15)), &[])
         .await
         .expect("insert b");
     let mut expected: Vec<(Timestamp, KeyId)> =
@@ -154,14 +154,14 @@ pub async fn list_filters_and_pages_in_created_order(store: &Arc<dyn KeyStore>) 
 /// An update changes exactly the fields it names and returns the new record.
 pub async fn update_changes_only_the_named_fields(store: &Arc<dyn KeyStore>) {
     let r = sample_record(&project("upd"), env("dev"), t(5));
-    store.insert(&r).await.expect("insert");
+    store.insert(&r, &[]).await.expect("insert");
     let change = KeyChange {
         name: Some("renamed".into()),
         scopes: Some(ScopeSet::parse(["admin"]).expect("scope")),
         ..KeyChange::default()
     };
     let updated = store
-        .update(&r.id, &change)
+        .update(&r.id, &change, &[])
         .await
         .expect("update")
         .expect("present");
@@ -182,7 +182,7 @@ pub async fn update_changes_only_the_named_fields(store: &Arc<dyn KeyStore>) {
         ..KeyChange::default()
     };
     let cleared = store
-        .update(&r.id, &clear)
+        .update(&r.id, &clear, &[])
         .await
         .expect("update")
         .expect("present");
@@ -200,13 +200,19 @@ pub async fn update_of_an_unknown_id_is_none(store: &Arc<dyn KeyStore>) {
         revoke_at: Some(t(0)),
         ..KeyChange::default()
     };
-    assert!(store.update(&id, &change).await.expect("update").is_none());
+    assert!(
+        store
+            .update(&id, &change, &[])
+            .await
+            .expect("update")
+            .is_none()
+    );
 }
 
 /// Revoking twice keeps the first revocation time.
 pub async fn revoke_is_idempotent_and_keeps_the_first_time(store: &Arc<dyn KeyStore>) {
     let r = sample_record(&project("revoke"), env("dev"), t(6));
-    store.insert(&r).await.expect("insert");
+    store.insert(&r, &[]).await.expect("insert");
     let first = KeyChange {
         revoke_at: Some(t(100)),
         ..KeyChange::default()
@@ -216,12 +222,12 @@ pub async fn revoke_is_idempotent_and_keeps_the_first_time(store: &Arc<dyn KeySt
         ..KeyChange::default()
     };
     let a = store
-        .update(&r.id, &first)
+        .update(&r.id, &first, &[])
         .await
         .expect("revoke")
         .expect("present");
     let b = store
-        .update(&r.id, &second)
+        .update(&r.id, &second, &[])
         .await
         .expect("revoke")
         .expect("present");
@@ -242,7 +248,7 @@ pub async fn revoke_is_idempotent_and_keeps_the_first_time(store: &Arc<dyn KeySt
 pub async fn concurrent_updates_of_different_fields_are_all_kept(store: &Arc<dyn KeyStore>) {
     for round in 0..5 {
         let r = sample_record(&project("conc"), env("dev"), t(7 + round));
-        store.insert(&r).await.expect("insert");
+        store.insert(&r, &[]).await.expect("insert");
         let changes = [
             KeyChange {
                 revoke_at: Some(t(1000)),
@@ -265,7 +271,7 @@ pub async fn concurrent_updates_of_different_fields_are_all_kept(store: &Arc<dyn
                 ..KeyChange::default()
             },
         ];
-        let results = join_all(changes.iter().map(|c| store.update(&r.id, c))).await;
+        let results = join_all(changes.iter().map(|c| store.update(&r.id, c, &[]))).await;
         for res in results {
             res.expect("update").expect("present");
         }
@@ -283,8 +289,8 @@ pub async fn record_usage_keeps_the_latest_time_and_skips_unknown_ids(store: &Ar
     let p = project("usage");
     let a = sample_record(&p, env("dev"), t(8));
     let b = sample_record(&p, env("dev"), t(9));
-    store.insert(&a).await.expect("insert");
-    store.insert(&b).await.expect("insert");
+    store.insert(&a, &[]).await.expect("insert");
+    store.insert(&b, &[]).await.expect("insert");
     let unknown = KeyId::generate().expect("rng");
     store
         .record_usage(&[(a.id, t(500)), (unknown, t(500)), (b.id, t(300))])
@@ -414,8 +420,8 @@ pub async fn changes_since_reports_updated_ids_and_advances(store: &Arc<dyn KeyS
     let p = project("changes");
     let a = sample_record(&p, env("dev"), t(10));
     let b = sample_record(&p, env("dev"), t(11));
-    store.insert(&a).await.expect("insert");
-    store.insert(&b).await.expect("insert");
+    store.insert(&a, &[]).await.expect("insert");
+    store.insert(&b, &[]).await.expect("insert");
     let start: Changes = store.changes_since(u64::MAX).await.expect("changes");
     assert!(start.ids.is_empty());
     let r0 = start.revision;
@@ -423,8 +429,8 @@ pub async fn changes_since_reports_updated_ids_and_advances(store: &Arc<dyn KeyS
         revoke_at: Some(t(20)),
         ..KeyChange::default()
     };
-    store.update(&a.id, &revoke).await.expect("update");
-    store.update(&b.id, &revoke).await.expect("update");
+    store.update(&a.id, &revoke, &[]).await.expect("update");
+    store.update(&b.id, &revoke, &[]).await.expect("update");
     store.record_usage(&[(a.id, t(30))]).await.expect("usage");
     let c = store.changes_since(r0).await.expect("changes");
     assert!(c.revision >= r0 + 2, "revision {} after {}", c.revision, r0);
@@ -444,6 +450,7 @@ pub async fn changes_since_reports_updated_ids_and_advances(store: &Arc<dyn KeyS
                     name: Some("fed".into()),
                     ..KeyChange::default()
                 },
+                &[],
             )
             .await
             .expect("update");
@@ -462,12 +469,12 @@ pub async fn changes_since_reports_inserted_ids(store: &Arc<dyn KeyStore>) {
         .expect("changes")
         .revision;
     let a = sample_record(&p, env("dev"), t(10));
-    store.insert(&a).await.expect("insert");
+    store.insert(&a, &[]).await.expect("insert");
     let batch = [
         sample_record(&p, env("dev"), t(11)),
         sample_record(&p, env("dev"), t(12)),
     ];
-    store.insert_many(&batch).await.expect("insert_many");
+    store.insert_many(&batch, &[]).await.expect("insert_many");
     let c = store.changes_since(r0).await.expect("changes");
     assert!(c.revision >= r0 + 3, "revision {} after {}", c.revision, r0);
     for id in [a.id, batch[0].id, batch[1].id] {
@@ -476,7 +483,7 @@ pub async fn changes_since_reports_inserted_ids(store: &Arc<dyn KeyStore>) {
     assert!(!c.resync);
     if let Some(mut feed) = store.subscribe().await.expect("subscribe") {
         let b = sample_record(&p, env("dev"), t(13));
-        store.insert(&b).await.expect("insert");
+        store.insert(&b, &[]).await.expect("insert");
         expect_announced(&mut feed, b.id).await;
     }
 }
@@ -500,14 +507,17 @@ pub async fn settings_round_trip_and_delete(store: &Arc<dyn KeyStore>) {
     assert_eq!(store.get_setting(&name).await.expect("get"), None);
     let v1 = serde_json::json!({"limit": 5, "period": "month"});
     let v2 = serde_json::json!({"limit": 7, "period": {"seconds": 60}});
-    store.put_setting(&name, Some(&v1)).await.expect("put");
+    store.put_setting(&name, Some(&v1), &[]).await.expect("put");
     assert_eq!(store.get_setting(&name).await.expect("get"), Some(v1));
-    store.put_setting(&name, Some(&v2)).await.expect("replace");
+    store
+        .put_setting(&name, Some(&v2), &[])
+        .await
+        .expect("replace");
     assert_eq!(store.get_setting(&name).await.expect("get"), Some(v2));
-    store.put_setting(&name, None).await.expect("delete");
+    store.put_setting(&name, None, &[]).await.expect("delete");
     assert_eq!(store.get_setting(&name).await.expect("get"), None);
     store
-        .put_setting(&name, None)
+        .put_setting(&name, None, &[])
         .await
         .expect("deleting twice is fine");
 }

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::audit::{AuditAction, AuditEntry};
 use crate::error::Error;
 use crate::hash::SecretHash;
 use crate::invalid::{InvalidValue, ValueKind};
@@ -15,6 +16,7 @@ use crate::store::{KeyChange, KeyRecord, ListQuery, RotateOutcome};
 use crate::time::{Timestamp, validate_expires_at, validate_expires_in, validate_grace};
 
 use super::KeyManager;
+use super::audit::{change_action, change_summary, issue_summary, rotation_summary};
 use super::model::{IssueRequest, IssuedKey, KeyInfo, RotateOptions, RotatedKey};
 
 /// The largest metadata document a key may carry, serialized, in bytes.
@@ -74,6 +76,7 @@ impl KeyManager {
                     limits: req.limits.clone(),
                     rotated_to: None,
                 },
+                |record| self.audit_entry(AuditAction::Issued, record, issue_summary(record)),
             )
             .await?;
         tracing::info!(key.id = %issued.record.id, "issued API key");
@@ -81,7 +84,8 @@ impl KeyManager {
     }
 
     /// Generates a key, hashes its secret and places the record `record(id, hash)` builds:
-    /// inserts it, or rotates to it in one store step. Returns the new key and, for a
+    /// inserts it, or rotates to it in one store step, with the audit entry `audit(record)`
+    /// builds in the same store transaction. Returns the new key and, for a
     /// rotation, the old record as the store left it. A 72-bit random id colliding is rare
     /// but possible: a taken id is retried with a fresh key, [`ISSUE_ATTEMPTS`] times in all.
     async fn insert_new_key(
@@ -90,6 +94,7 @@ impl KeyManager {
         environment: Environment,
         placement: &Placement,
         record: impl Fn(KeyId, SecretHash) -> KeyRecord,
+        audit: impl Fn(&KeyRecord) -> AuditEntry,
     ) -> Result<(IssuedKey, Option<KeyRecord>), Error> {
         let mut attempts = 0;
         loop {
@@ -97,8 +102,14 @@ impl KeyManager {
             let key = ApiKey::generate(prefix, environment)?;
             let secret_hash = self.inner.hasher.hash(key.secret_bytes()).await?;
             let record = record(key.id(), secret_hash);
+            let entry = [audit(&record)];
             let placed = match placement {
-                Placement::New => self.inner.store.insert(&record).await.map(|()| None),
+                Placement::New => self
+                    .inner
+                    .store
+                    .insert(&record, &entry)
+                    .await
+                    .map(|()| None),
                 Placement::Successor {
                     old,
                     grace_end,
@@ -108,7 +119,7 @@ impl KeyManager {
                     let outcome = self
                         .inner
                         .store
-                        .rotate(old, &record, *grace_end, *now, *force)
+                        .rotate(old, &record, *grace_end, *now, *force, &entry)
                         .await;
                     // Invalidate even on error: the change may have been applied before the
                     // failure.
@@ -147,7 +158,9 @@ impl KeyManager {
             revoke_at: Some(self.now()),
             ..KeyChange::default()
         };
-        let record = self.update(id, &change).await?;
+        let record = self
+            .update_audited(id, &change, AuditAction::Revoked, change_summary(&change))
+            .await?;
         tracing::info!("revoked API key");
         Ok(KeyInfo::from_record(&record, self.now()))
     }
@@ -168,7 +181,9 @@ impl KeyManager {
         Ok(KeyInfo::from_record(&record, self.now()))
     }
 
-    /// Applies a change (scopes, name, metadata, limits…) to a key.
+    /// Applies a change (scopes, name, metadata, limits…) to a key, with an audit entry in
+    /// the same store transaction: `revoked` when the change revokes, `updated` otherwise,
+    /// its summary naming each field changed (the metadata only as set or cleared).
     ///
     /// # Errors
     /// [`Error::NotFound`] for an unknown id; [`Error::Invalid`] for a bad name or metadata,
@@ -187,10 +202,8 @@ impl KeyManager {
         if let Some(m) = &change.metadata {
             validate_metadata(m.as_ref())?;
         }
-        let updated = self.inner.store.update(id, change).await;
-        // Invalidate even on error: the change may have been applied before the failure.
-        self.invalidate(id);
-        updated?.ok_or(Error::NotFound(*id))
+        self.update_audited(id, change, change_action(change), change_summary(change))
+            .await
     }
 
     /// Rotates a key: issues a new key with the same binding, scopes, name, metadata, limits
@@ -247,11 +260,19 @@ impl KeyManager {
             None => None,
         };
         let expires_at = successor_expiry(previous.as_ref().unwrap_or(&old), now);
+        let grace_end = now.saturating_add(options.grace);
         let placement = Placement::Successor {
             old: *id,
-            grace_end: now.saturating_add(options.grace),
+            grace_end,
             now,
             force: options.force,
+        };
+        // The old key's entry: the store applies the same rule (`KeyRecord::rotate_to`).
+        let rotated_entry = |successor: &KeyRecord| {
+            let mut after = old.clone();
+            after.rotate_to(successor.id, grace_end);
+            let summary = rotation_summary(&successor.id, after.expires_at, options.force);
+            self.audit_entry(AuditAction::Rotated, &old, summary)
         };
         let (issued, replaced) = self
             .insert_new_key(
@@ -269,6 +290,7 @@ impl KeyManager {
                     rotated_to: None,
                     ..old.clone()
                 },
+                rotated_entry,
             )
             .await?;
         let grace_end = replaced

@@ -53,6 +53,22 @@ impl LastUsedBatch {
     }
 }
 
+/// A manager that does not keep its shared state alive (a background task's handle).
+pub(super) struct WeakManager(std::sync::Weak<super::Inner>);
+
+impl WeakManager {
+    fn of(manager: &KeyManager) -> Self {
+        Self(Arc::downgrade(&manager.inner))
+    }
+
+    fn upgrade(&self) -> Option<KeyManager> {
+        self.0.upgrade().map(|inner| KeyManager {
+            inner,
+            actor: crate::audit::Actor::system(),
+        })
+    }
+}
+
 /// The running background tasks of one manager.
 #[derive(Debug, Default)]
 pub(super) struct Background {
@@ -70,6 +86,7 @@ impl Background {
         cache: Option<&Arc<VerifyCache>>,
         last_used: &Arc<LastUsedBatch>,
         every: Duration,
+        pruner: Option<WeakManager>,
     ) {
         self.started
             .get_or_init(|| async {
@@ -93,6 +110,9 @@ impl Background {
                     }
                 });
                 handles.push(task.abort_handle());
+                if let Some(manager) = pruner {
+                    handles.push(tokio::spawn(prune_audit_every_hour(manager)).abort_handle());
+                }
                 if let Ok(mut tasks) = self.tasks.lock() {
                     tasks.extend(handles);
                 }
@@ -116,10 +136,32 @@ impl Drop for Background {
     }
 }
 
+/// How often the audit trail is pruned when a retention is set.
+const AUDIT_PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Prunes the audit trail now and then every [`AUDIT_PRUNE_INTERVAL`]. Holds a weak
+/// reference, so that it does not keep the manager (and itself) alive.
+async fn prune_audit_every_hour(manager: WeakManager) {
+    let mut tick = tokio::time::interval(AUDIT_PRUNE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(manager) = manager.upgrade() else {
+            return;
+        };
+        match manager.prune_audit().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "pruned the audit trail"),
+            Err(e) => tracing::warn!(error = %e, "could not prune the audit trail; will retry"),
+        }
+    }
+}
+
 impl KeyManager {
     /// Starts the background tasks if this is the first verify.
     pub(super) async fn start_background(&self) {
         let inner = &self.inner;
+        let pruner = inner.audit_retention.map(|_| WeakManager::of(self));
         inner
             .background
             .start_once(
@@ -127,6 +169,7 @@ impl KeyManager {
                 inner.cache.as_ref(),
                 &inner.last_used,
                 inner.usage_flush_interval,
+                pruner,
             )
             .await;
     }

@@ -28,6 +28,7 @@ pub struct KeyManagerBuilder {
     cache: Option<CacheConfig>,
     usage_flush_interval: Duration,
     failure_log_interval: Duration,
+    audit_retention: Option<Duration>,
 }
 
 impl KeyManagerBuilder {
@@ -44,6 +45,7 @@ impl KeyManagerBuilder {
             cache: Some(CacheConfig::default()),
             usage_flush_interval: Duration::from_secs(5),
             failure_log_interval: Duration::from_secs(10),
+            audit_retention: None,
         }
     }
 
@@ -72,6 +74,23 @@ impl KeyManagerBuilder {
     /// [`KeyManager::log_failure`].
     pub fn failure_log_interval(mut self, interval: Duration) -> Self {
         self.failure_log_interval = interval;
+        self
+    }
+
+    /// How long audit entries are kept (default: forever). Older entries are deleted every
+    /// hour by the background tasks (started on the first verify) and by
+    /// [`KeyManager::prune_audit`].
+    ///
+    /// ```
+    /// # fn main() -> Result<(), keyward::InvalidValue> {
+    /// use std::time::Duration;
+    /// let manager = keyward::KeyManager::builder(keyward_memory::MemoryStore::new())
+    ///     .audit_retention(Duration::from_secs(400 * 86_400))
+    ///     .build()?;
+    /// # drop(manager); Ok(()) }
+    /// ```
+    pub fn audit_retention(mut self, retention: Duration) -> Self {
+        self.audit_retention = Some(retention);
         self
     }
 
@@ -144,7 +163,9 @@ impl KeyManagerBuilder {
                 rate_limiters,
                 project_quotas: ProjectQuotas::new(),
                 failure_log,
+                audit_retention: self.audit_retention,
             }),
+            actor: crate::audit::Actor::system(),
         })
     }
 }

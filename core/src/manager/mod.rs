@@ -6,6 +6,8 @@
 //! - `admin`: issuing and the admin operations (rotate, revoke, update, list);
 //! - `verify`: the verify pipeline over the verify cache;
 //! - `usage`: event quotas, credits and usage reports;
+//! - `audit`: the actor of a handle, the audit entries of the admin operations, reading
+//!   and pruning the trail;
 //! - `tenant`: the admin operations of one project (and environment), for multi-tenant hosts;
 //! - `failures`: logging infrastructure failures without flooding;
 //! - `background`: the tasks it runs (cache coherence, last-used batches), started and
@@ -15,6 +17,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::audit::Actor;
 use crate::cache::VerifyCache;
 use crate::hash::Hasher;
 use crate::key::{Environment, Prefix};
@@ -23,6 +26,7 @@ use crate::store::KeyStore;
 use crate::time::{Clock, Timestamp};
 
 mod admin;
+mod audit;
 mod background;
 mod builder;
 mod failures;
@@ -76,6 +80,8 @@ use usage::ProjectQuotas;
 #[derive(Clone)]
 pub struct KeyManager {
     inner: Arc<Inner>,
+    /// Who this handle's changes are attributed to (see [`KeyManager::acting_as`]).
+    actor: Actor,
 }
 
 struct Inner {
@@ -94,6 +100,8 @@ struct Inner {
     project_quotas: ProjectQuotas,
     /// Which infrastructure failures are logged (see [`KeyManager::log_failure`]).
     failure_log: crate::throttle::LogThrottle,
+    /// How long audit entries are kept (`None`: forever).
+    audit_retention: Option<Duration>,
 }
 
 impl fmt::Debug for KeyManager {
@@ -103,6 +111,7 @@ impl fmt::Debug for KeyManager {
             .field("prefix", &self.inner.prefix)
             .field("environments", &self.inner.environments)
             .field("hasher", &self.inner.hasher)
+            .field("actor", &self.actor)
             .finish()
     }
 }

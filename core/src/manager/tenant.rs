@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use crate::audit::{Actor, AuditEntry, AuditQuery};
 use crate::error::Error;
 use crate::invalid::{InvalidValue, ValueKind};
 use crate::key::{Environment, KeyId};
@@ -107,6 +108,55 @@ impl TenantKeys {
     /// The tenant this handle is bound to.
     pub fn tenant(&self) -> &Tenant {
         &self.tenant
+    }
+
+    /// The same tenant, its changes attributed to `actor` (see [`KeyManager::acting_as`]).
+    pub fn acting_as(&self, actor: Actor) -> TenantKeys {
+        TenantKeys {
+            manager: self.manager.acting_as(actor),
+            tenant: self.tenant.clone(),
+        }
+    }
+
+    /// A page of the tenant's audit trail, newest first: its project's entries (only its
+    /// environment's, for a tenant of one environment), of one key when `key_id` is given,
+    /// older than `before` (a `seq`), at most `limit` (capped at
+    /// [`MAX_AUDIT_PAGE`](crate::MAX_AUDIT_PAGE)). A key outside the tenant has no entries
+    /// here, exactly as an unknown id.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use keyward::{HashParams, IssueRequest, KeyManager, Tenant};
+    /// let manager = KeyManager::builder(keyward_memory::MemoryStore::new())
+    ///     .hash_params(HashParams::INSECURE_TEST_ONLY)
+    ///     .build()?;
+    /// let ours = manager.tenant(Tenant::new("web-app".parse()?));
+    /// let issued = ours.issue(IssueRequest::new("web-app".parse()?, "dev".parse()?)).await?;
+    /// ours.revoke(&issued.record.id).await?;
+    /// let trail = ours.audit(Some(issued.record.id), None, 10).await?;
+    /// let actions: Vec<_> = trail.iter().map(|e| e.action.as_str()).collect();
+    /// assert_eq!(actions, ["revoked", "issued"]);
+    /// let theirs = manager.tenant(Tenant::new("other-app".parse()?));
+    /// assert!(theirs.audit(Some(issued.record.id), None, 10).await?.is_empty());
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the store fails.
+    pub async fn audit(
+        &self,
+        key_id: Option<KeyId>,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>, Error> {
+        let query = AuditQuery {
+            project: self.tenant.project.clone(),
+            environment: self.tenant.environment,
+            key_id,
+            before,
+            limit,
+        };
+        self.manager.audit(&query).await
     }
 
     /// The manager underneath (unscoped: for operations the host itself performs).

@@ -232,7 +232,9 @@ impl KeyManager {
         Ok(accepted)
     }
 
-    /// Sets (or, with `None`, removes) a project's event quota, shared by all its keys.
+    /// Sets (or, with `None`, removes) a project's event quota, shared by all its keys, with
+    /// a `quota_changed` audit entry (by this handle's actor, summary `{"quota": …}`) in the
+    /// same store transaction.
     ///
     /// # Errors
     /// [`Error::Store`] when the store fails.
@@ -244,9 +246,14 @@ impl KeyManager {
         let value = quota
             .map(|q| serde_json::to_value(q).map_err(|e| StoreError::corrupt("settings", e)))
             .transpose()?;
+        let entry = self.quota_entry(project, quota.as_ref());
         self.inner
             .store
-            .put_setting(&Setting::ProjectQuota(project).name(), value.as_ref())
+            .put_setting(
+                &Setting::ProjectQuota(project).name(),
+                value.as_ref(),
+                std::slice::from_ref(&entry),
+            )
             .await?;
         self.inner.project_quotas.insert(project, quota);
         Ok(())

@@ -274,7 +274,8 @@ impl KeyManager {
                 secret_hash: Some(hash),
                 ..KeyChange::default()
             };
-            self.inner.store.update(&key.id(), &change).await?;
+            // A re-hash is no lifecycle change: no audit entry.
+            self.inner.store.update(&key.id(), &change, &[]).await?;
             self.invalidate(&key.id());
             Ok::<_, Error>(())
         }

@@ -3,7 +3,9 @@
 //!
 //! - [`RecordStore`]: key records and the change feed;
 //! - [`UsageStore`]: usage counters and named settings;
-//! - [`KeyStore`]: both, which is what a [`KeyManager`](crate::KeyManager) takes. It is
+//! - [`AuditStore`]: the audit trail, whose entries the changing methods of the other two
+//!   append in the same transaction as their change;
+//! - [`KeyStore`]: all three, which is what a [`KeyManager`](crate::KeyManager) takes. It is
 //!   implemented for every type that implements the parts, so a store cannot compile
 //!   without all of them, and no method fails at run time for being left out.
 //!
@@ -13,24 +15,27 @@
 //! SQL stores share their row handling through [`rows`]: the column values of a record, the
 //! list query and the integer conversions, so that each keeps only its SQL.
 
+mod audit;
+pub mod audit_rows;
 mod error;
 mod record;
 mod records;
 pub mod rows;
 mod usage;
 
+pub use audit::{AuditStore, check_entries};
 pub use error::StoreError;
 pub use record::{KeyChange, KeyLimits, KeyRecord, ListQuery, RotationConflict};
 pub use records::{ChangeEvent, Changes, DEFAULT_CHANGE_LOG_LEN, RecordStore, RotateOutcome};
 pub use usage::{Consumption, Counter, Setting, UsageBucket, UsageStore};
 
-/// A complete key store: [`RecordStore`] and [`UsageStore`]. Implement those two; this trait
-/// follows. Object-safe: a service holds an `Arc<dyn KeyStore>`.
+/// A complete key store: [`RecordStore`], [`UsageStore`] and [`AuditStore`]. Implement those
+/// three; this trait follows. Object-safe: a service holds an `Arc<dyn KeyStore>`.
 ///
 /// ```
 /// fn takes_any_store(_: std::sync::Arc<dyn keyward::KeyStore>) {}
 /// takes_any_store(std::sync::Arc::new(keyward_memory::MemoryStore::new()));
 /// ```
-pub trait KeyStore: RecordStore + UsageStore {}
+pub trait KeyStore: RecordStore + UsageStore + AuditStore {}
 
-impl<T: RecordStore + UsageStore + ?Sized> KeyStore for T {}
+impl<T: RecordStore + UsageStore + AuditStore + ?Sized> KeyStore for T {}

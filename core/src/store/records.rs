@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use std::fmt;
 
 use super::error::StoreError;
+use crate::audit::AuditEntry;
 use crate::key::KeyId;
 use crate::time::Timestamp;
 
@@ -124,18 +125,26 @@ pub trait RecordStore: Send + Sync + fmt::Debug + 'static {
     /// the id as changed, like [`RecordStore::update`], in the same transaction: the change
     /// feed reports it, so a verify cache that remembers the id as unknown forgets that.
     ///
+    /// The `audit` entries (normally one: the issue) are appended in the same transaction
+    /// (see [`AuditStore`](super::AuditStore)); when one is refused, nothing is written.
+    ///
     /// # Errors
     /// [`StoreError::AlreadyExists`] if the id is taken; otherwise the backend's failure.
-    async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError>;
+    async fn insert(&self, record: &KeyRecord, audit: &[AuditEntry]) -> Result<(), StoreError>;
 
     /// Inserts many records (bulk loading, migrations between stores), in one transaction
     /// where the backend has them. Fails on the first duplicate id (a store with
     /// transactions inserts none of them then). Each inserted id advances the revision and is
-    /// recorded as changed, as by [`RecordStore::insert`].
+    /// recorded as changed, as by [`RecordStore::insert`]; the `audit` entries are appended
+    /// in the same transaction.
     ///
     /// # Errors
     /// [`StoreError::AlreadyExists`] for a taken id; otherwise the backend's failure.
-    async fn insert_many(&self, records: &[KeyRecord]) -> Result<(), StoreError>;
+    async fn insert_many(
+        &self,
+        records: &[KeyRecord],
+        audit: &[AuditEntry],
+    ) -> Result<(), StoreError>;
 
     /// Fetches a record by id; `Ok(None)` when there is none.
     async fn get(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError>;
@@ -145,9 +154,15 @@ pub trait RecordStore: Send + Sync + fmt::Debug + 'static {
 
     /// Applies a change atomically and returns the updated record (`Ok(None)` if the id is
     /// unknown). Every successful update advances the store's revision and records the id as
-    /// changed.
-    async fn update(&self, id: &KeyId, change: &KeyChange)
-    -> Result<Option<KeyRecord>, StoreError>;
+    /// changed. The `audit` entries are appended in the same transaction when the id is
+    /// known (none for a change that is no lifecycle change, such as a re-hash); when one is
+    /// refused, the change is not applied.
+    async fn update(
+        &self,
+        id: &KeyId,
+        change: &KeyChange,
+        audit: &[AuditEntry],
+    ) -> Result<Option<KeyRecord>, StoreError>;
 
     /// Rotates a key in one transaction, serialized with every other change of the old
     /// key's record (a concurrent [`RecordStore::update`] that revokes it either comes
@@ -155,7 +170,9 @@ pub trait RecordStore: Send + Sync + fmt::Debug + 'static {
     /// decides with [`RotateOutcome::decide`] (unless `force`, a key revoked, expired at
     /// `now` or already rotated is refused), inserts `successor`, writes the old record's
     /// new expiry (at most `grace_end`) and `rotated_to`, advances the revision and records
-    /// the old id as changed, as [`RecordStore::update`] does.
+    /// the old id as changed, as [`RecordStore::update`] does, and appends the `audit`
+    /// entries; all in one transaction, of which nothing is written when the rotation is
+    /// refused or an entry is.
     ///
     /// # Errors
     /// [`StoreError::AlreadyExists`] if the successor's id is taken (nothing is written);
@@ -167,6 +184,7 @@ pub trait RecordStore: Send + Sync + fmt::Debug + 'static {
         grace_end: Timestamp,
         now: Timestamp,
         force: bool,
+        audit: &[AuditEntry],
     ) -> Result<RotateOutcome, StoreError>;
 
     /// Records last-used times in one batch; a time earlier than the stored one is ignored.

@@ -577,7 +577,7 @@ pub struct Statement {
 
 impl Statement {
     /// Adds a parameter and returns its placeholder.
-    fn bind(&mut self, placeholders: Placeholders, value: Param) -> String {
+    pub(super) fn bind(&mut self, placeholders: Placeholders, value: Param) -> String {
         self.params.push(value);
         placeholders.nth(self.params.len())
     }

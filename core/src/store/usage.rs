@@ -6,6 +6,7 @@ use std::fmt;
 use async_trait::async_trait;
 
 use super::error::StoreError;
+use crate::audit::AuditEntry;
 use crate::key::KeyId;
 use crate::name::Project;
 use crate::time::Timestamp;
@@ -124,10 +125,12 @@ pub trait UsageStore: Send + Sync + fmt::Debug + 'static {
     /// Reads a named setting (e.g. a project's quota), `Ok(None)` when unset.
     async fn get_setting(&self, name: &str) -> Result<Option<serde_json::Value>, StoreError>;
 
-    /// Writes (`Some`) or deletes (`None`) a named setting.
+    /// Writes (`Some`) or deletes (`None`) a named setting, and appends the `audit` entries
+    /// in the same transaction (a refused entry writes nothing).
     async fn put_setting(
         &self,
         name: &str,
         value: Option<&serde_json::Value>,
+        audit: &[AuditEntry],
     ) -> Result<(), StoreError>;
 }

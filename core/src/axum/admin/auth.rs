@@ -74,7 +74,9 @@ pub trait AdminAuth: Clone + Send + Sync + 'static {
 pub struct AdminCaller {
     /// Every operation goes through `manager.tenant(tenant)`.
     pub tenant: Tenant,
-    /// Who acts, for the logs: `key:AbCdEf123456`, `user:alice`.
+    /// Who acts, for the logs and the audit trail: `key:AbCdEf123456`, `user:alice`. Every
+    /// change the caller makes is recorded with it (1 to 256 characters, no control
+    /// characters; an id that breaks that rule is recorded cleaned up, with a warning logged).
     pub actor: String,
     /// `Some(token)` when the caller was authenticated by an ambient credential (a cookie):
     /// then every state-changing request (POST, PATCH, DELETE) must carry the header

@@ -269,3 +269,60 @@ pub(crate) struct KeyUsageSchema {
     /// The key's credits (`null`: none).
     pub credits: Option<QuotaUsageSchema>,
 }
+
+/// What kind of change an audit entry records (`keyward::AuditAction`).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = AuditAction)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)] // a schema only
+pub(crate) enum AuditActionSchema {
+    /// A key was issued.
+    Issued,
+    /// A key's name, scopes, metadata, expiry or limits changed.
+    Updated,
+    /// A key was replaced (the summary names the new key).
+    Rotated,
+    /// A key was revoked.
+    Revoked,
+    /// The project's quota changed.
+    QuotaChanged,
+    /// A leak of the key was reported.
+    LeakReported,
+}
+
+/// One entry of the audit trail (`keyward::AuditEntry`): never a secret or a hash.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = AuditEntry)]
+#[allow(dead_code)] // a schema only
+pub(crate) struct AuditEntrySchema {
+    /// The entry's position: newer entries have larger numbers; pass the last of a page as
+    /// `before` for the next.
+    pub seq: u64,
+    /// When the change was made.
+    #[schema(format = DateTime)]
+    pub at: String,
+    /// Who made it: `user:alice`, `key:AbCdEf123456`, `cli:ops@host`, `system`…
+    pub actor: String,
+    /// What kind of change.
+    pub action: AuditActionSchema,
+    /// The project.
+    pub project: String,
+    /// The key's environment (`null` for a project-level change).
+    pub environment: Option<String>,
+    /// The key's id (`null` for a project-level change).
+    pub key_id: Option<String>,
+    /// What changed: field names and their new values, e.g. `{"name": "ci"}`.
+    #[schema(value_type = Object)]
+    pub summary: serde_json::Value,
+}
+
+/// A page of the audit trail, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = AuditPage)]
+#[allow(dead_code)] // a schema only
+pub(crate) struct AuditPageSchema {
+    /// The entries, newest first.
+    pub items: Vec<AuditEntrySchema>,
+    /// The `before` of the next page (`null`: this is the last).
+    pub next: Option<u64>,
+}

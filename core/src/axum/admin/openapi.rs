@@ -32,6 +32,7 @@ use super::{AdminConfig, api};
         api::keys::revoke_key_post,
         api::keys::rotate_key,
         api::keys::key_usage,
+        api::audit::audit_trail,
     ),
     tags((name = "api-keys", description = "A project's API keys"))
 )]

@@ -9,8 +9,10 @@
 //! | `answer.rs` | JSON answers, and the one-time answers that carry a key |
 //! | `list.rs` | the paginated, filtered list |
 //! | `keys.rs` | the session, and create, get, update, revoke, rotate and usage of one key |
+//! | `audit.rs` | the tenant's audit trail |
 
 mod answer;
+pub(crate) mod audit;
 mod extract;
 mod input;
 pub(crate) mod keys;
@@ -23,12 +25,14 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use http::{HeaderName, StatusCode};
 
+use crate::audit::{Actor, MAX_ACTOR_LEN};
 use crate::error::Error;
 use crate::manager::{KeyInfo, TenantKeys};
 
 use super::AdminConfig;
 use super::auth::{AdminAuth, AdminCaller, DynAuth};
 use super::error::AdminError;
+use audit::audit_trail;
 use keys::{
     create_key, get_key, key_usage, revoke_key, revoke_key_post, rotate_key, session, update_key,
 };
@@ -49,8 +53,12 @@ pub(crate) struct AdminState {
 }
 
 impl AdminState {
+    /// The caller's tenant, its changes attributed to the caller's actor in the audit trail.
     pub(super) fn keys(&self, caller: &AdminCaller) -> TenantKeys {
-        self.config.manager.tenant(caller.tenant.clone())
+        self.config
+            .manager
+            .acting_as(actor_of(&caller.actor))
+            .tenant(caller.tenant.clone())
     }
 
     pub(super) fn fail(&self, e: &Error) -> AdminError {
@@ -60,6 +68,31 @@ impl AdminState {
     pub(super) fn info(&self, record: &crate::store::KeyRecord) -> KeyInfo {
         KeyInfo::from_record(record, self.config.manager.now())
     }
+}
+
+/// The audit trail's actor for the host's actor id. An id that is no valid [`Actor`] (empty,
+/// too long, control characters) is the host's bug, but refusing the request would lock its
+/// users out of their keys, so it is made valid instead and logged: control characters become
+/// `\u{FFFD}`, the text is cut to [`MAX_ACTOR_LEN`] characters, and an empty id is `unknown`.
+pub(crate) fn actor_of(id: &str) -> Actor {
+    if let Ok(actor) = Actor::new(id) {
+        return actor;
+    }
+    let cleaned: String = id
+        .chars()
+        .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+        .take(MAX_ACTOR_LEN)
+        .collect();
+    tracing::warn!(
+        actor = %cleaned,
+        "the admin caller's actor id is not a valid audit actor (1-256 characters, no control characters); recorded as shown"
+    );
+    let cleaned = if cleaned.is_empty() {
+        "unknown".to_owned()
+    } else {
+        cleaned
+    };
+    Actor::new(cleaned).unwrap_or_else(|_| Actor::system())
 }
 
 /// The JSON API (see the [module docs](super)): mount it with
@@ -105,6 +138,7 @@ pub fn api_router<A: AdminAuth>(config: AdminConfig, auth: A) -> Router {
     };
     Router::new()
         .route("/session", get(session))
+        .route("/audit", get(audit_trail))
         .route("/", get(list_keys).post(create_key))
         .route(
             "/{key_id}/",
@@ -129,4 +163,17 @@ async fn method_not_allowed() -> AdminError {
         "method_not_allowed",
         "this route does not take that method",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_invalid_actor_id_is_made_valid_not_refused() {
+        assert_eq!(actor_of("user:alice").as_str(), "user:alice");
+        assert_eq!(actor_of("").as_str(), "unknown");
+        assert_eq!(actor_of("a\nb").as_str(), "a\u{FFFD}b");
+        assert_eq!(actor_of(&"x".repeat(300)).as_str().len(), MAX_ACTOR_LEN);
+    }
 }

@@ -6,7 +6,8 @@
 //   emptied and removed when its dialog closes; it is never stored, logged, put in the URL
 //   or in any attribute;
 // - the CSRF token from /session lives in a variable and goes out as X-CSRF-Token on every
-//   POST, PATCH and DELETE.
+//   POST, PATCH and DELETE;
+// - the Activity section shows GET /audit (the tenant's audit trail), newest first, as text.
 "use strict";
 
 (() => {
@@ -53,6 +54,11 @@
     rotateGrace: $("rotate-grace"),
     rotateError: $("rotate-error"),
     rotateConfirm: $("rotate-confirm"),
+    activity: $("activity-section"),
+    activityBody: $("activity-body"),
+    activityEmpty: $("activity-empty"),
+    activityMore: $("activity-more"),
+    activityRefresh: $("activity-refresh"),
   };
 
   let csrfToken = null; // from GET /session; only ever sent as a header
@@ -62,6 +68,8 @@
   const rows = new Map(); // key id -> <tr>
   const environments = new Set();
   const returnFocus = new Map(); // dialog -> the element to focus when it closes
+  let activityBefore = null; // the "next" of the last activity page loaded
+  let activityGeneration = 0; // answers to an older activity request are dropped
 
   // ---- talking to the API ----------------------------------------------------------------
 
@@ -188,6 +196,8 @@
   function showSignIn(message) {
     for (const dialog of [el.createDialog, el.confirmDialog, el.rotateDialog]) closeDialog(dialog);
     el.section.hidden = true;
+    el.activity.hidden = true;
+    el.activityBody.replaceChildren();
     el.signin.hidden = false;
     el.signinText.textContent = message || "You are not signed in, or your session has ended.";
     const href = safeLogin(loginUrl);
@@ -429,6 +439,7 @@
       data.key = null;
       say("Key “" + data.info.name + "” created.");
       showRow(data.info, true);
+      loadActivity(true);
     } catch (e) {
       el.createError.textContent = errorMessage(e);
       if (!el.createDialog.open) say("Creating the key: " + errorMessage(e));
@@ -461,6 +472,7 @@
       returnFocus.set(el.confirmDialog, tr);
       closeDialog(el.confirmDialog);
       say("Key “" + data.name + "” revoked.");
+      loadActivity(true);
     } catch (e) {
       el.confirmError.textContent = errorMessage(e);
     } finally {
@@ -494,6 +506,7 @@
       showSecret(data.key, replaces, el.createKey);
       data.key = null;
       say("Key “" + info.name + "” rotated.");
+      loadActivity(true);
       // The new key on top, the old one as it stands now; the pages loaded so far stay.
       showRow(data.info, true);
       try {
@@ -509,9 +522,69 @@
     }
   });
 
+  // ---- activity (the audit trail) ---------------------------------------------------------
+
+  const ACTIONS = {
+    issued: "Created",
+    updated: "Changed",
+    rotated: "Rotated",
+    revoked: "Revoked",
+    quota_changed: "Quota changed",
+    leak_reported: "Leak reported",
+  };
+
+  // What changed, as text: "name: ci; scopes: read, write". Values are shown as text only.
+  function detailsText(summary) {
+    if (!summary || typeof summary !== "object" || Array.isArray(summary)) return "";
+    const parts = [];
+    for (const [field, value] of Object.entries(summary)) {
+      let shown;
+      if (value === null) shown = "none";
+      else if (Array.isArray(value)) shown = value.map(String).join(", ");
+      else if (typeof value === "object") shown = JSON.stringify(value);
+      else shown = String(value);
+      parts.push(field.replace(/_/g, " ") + ": " + shown);
+    }
+    return parts.join("; ");
+  }
+
+  function renderActivity(entry) {
+    const tr = document.createElement("tr");
+    const when = node("td", "activity-at");
+    when.append(timeNode(entry.at, "—"));
+    tr.append(when);
+    tr.append(node("td", "activity-actor", String(entry.actor || "")));
+    const action = typeof entry.action === "string" ? entry.action : "";
+    tr.append(node("td", "activity-action", ACTIONS[action] || action));
+    tr.append(node("td", "activity-key", entry.key_id ? String(entry.key_id) : "—"));
+    tr.append(node("td", "activity-details", detailsText(entry.summary)));
+    return tr;
+  }
+
+  async function loadActivity(reset) {
+    const generation = reset ? ++activityGeneration : activityGeneration;
+    const query = new URLSearchParams({ limit: "20" });
+    if (!reset && activityBefore !== null) query.set("before", String(activityBefore));
+    try {
+      const { data } = await call("GET", "/audit?" + query.toString());
+      if (generation !== activityGeneration) return;
+      if (reset) el.activityBody.replaceChildren();
+      const items = data && Array.isArray(data.items) ? data.items : [];
+      for (const entry of items) el.activityBody.append(renderActivity(entry));
+      activityBefore = data && Number.isInteger(data.next) ? data.next : null;
+      el.activityMore.hidden = activityBefore === null;
+      el.activityEmpty.hidden = el.activityBody.children.length > 0;
+      el.activity.hidden = false;
+    } catch (e) {
+      if (!(e instanceof ApiError) || e.status !== 401) say("Loading the activity: " + errorMessage(e));
+    }
+  }
+
   // ---- start -----------------------------------------------------------------------------
 
   el.loadMore.addEventListener("click", () => loadKeys(false));
+  el.activityMore.addEventListener("click", () => loadActivity(false));
+  el.activityRefresh.addEventListener("click", () => loadActivity(true));
   el.filterStatus.addEventListener("change", () => loadKeys(true));
   el.filterEnvironment.addEventListener("change", () => loadKeys(true));
 
@@ -541,6 +614,7 @@
     el.signin.hidden = true;
     el.section.hidden = false;
     await loadKeys(true);
+    await loadActivity(true);
   }
 
   start();
