@@ -12,6 +12,7 @@ pub mod hash;
 pub mod invalid;
 pub mod key;
 pub mod manager;
+pub mod metrics;
 pub mod name;
 pub mod quota;
 mod ratelimit;

@@ -79,6 +79,10 @@ impl MemoryStore {
 
 #[async_trait]
 impl RecordStore for MemoryStore {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
     async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError> {
         let mut s = self.lock()?;
         if s.records.contains_key(&record.id) {

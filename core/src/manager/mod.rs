@@ -18,6 +18,7 @@ use std::time::Duration;
 use crate::cache::VerifyCache;
 use crate::hash::Hasher;
 use crate::key::{Environment, Prefix};
+use crate::metrics::{UsageMetrics, VerifyMetrics};
 use crate::ratelimit::RateLimiters;
 use crate::store::KeyStore;
 use crate::time::{Clock, Timestamp};
@@ -94,6 +95,9 @@ struct Inner {
     project_quotas: ProjectQuotas,
     /// Which infrastructure failures are logged (see [`KeyManager::log_failure`]).
     failure_log: crate::throttle::LogThrottle,
+    // Metrics (issue 16): handles resolved when the manager is built (`keyward::metrics`).
+    verify_metrics: VerifyMetrics,
+    usage_metrics: UsageMetrics,
 }
 
 impl fmt::Debug for KeyManager {
@@ -118,7 +122,8 @@ impl KeyManager {
         KeyManagerBuilder::new(store)
     }
 
-    /// The store.
+    /// The store, as the manager calls it: wrapped so that every call is timed in
+    /// `keyward_store_seconds` (`keyward::metrics`).
     pub fn store(&self) -> &Arc<dyn KeyStore> {
         &self.inner.store
     }

@@ -17,12 +17,15 @@ mod error;
 mod record;
 mod records;
 pub mod rows;
+mod timed;
 mod usage;
 
 pub use error::StoreError;
 pub use record::{KeyChange, KeyLimits, KeyRecord, ListQuery, RotationConflict};
 pub use records::{ChangeEvent, Changes, DEFAULT_CHANGE_LOG_LEN, RecordStore, RotateOutcome};
 pub use usage::{Consumption, Counter, Setting, UsageBucket, UsageStore};
+
+pub(crate) use timed::Timed;
 
 /// A complete key store: [`RecordStore`] and [`UsageStore`]. Implement those two; this trait
 /// follows. Object-safe: a service holds an `Arc<dyn KeyStore>`.
