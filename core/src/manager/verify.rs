@@ -78,6 +78,9 @@ impl KeyManager {
     /// Argon2), a revoked or expired key, missing scopes, the rate limit. This is for
     /// synchronous fast paths such as a tower layer that only allocates a future on a miss.
     ///
+    /// An answer (`Some`) is counted in `keyward_verify_total` (`keyward::metrics`); `None` is
+    /// not, since the verification goes on in [`KeyManager::verify_key`], which counts it.
+    ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use keyward::{HashParams, IssueRequest, KeyManager, Requirements};
