@@ -14,7 +14,7 @@ use std::time::Duration;
 use keyward::conformance::{FailingStore, with_wrong_secret};
 use keyward::{
     ApiKey, Credits, HashParams, Hasher, IssueRequest, KeyLimits, KeyManager, KeyRecord, KeyStore,
-    ManualClock, RateLimit, RecordStore, SecretHash, Timestamp,
+    ManualClock, RateLimit, SecretHash, Timestamp,
 };
 use keyward_cli::open_store;
 use keyward_examples::server;
