@@ -75,11 +75,11 @@ fn main() {
         // Let both managers' change feeds report the insert (polled every 250 ms) before
         // warming the key, or the report would drop the entry cached just before it.
         plain
-            .verify(&issued.key.expose_secret().to_owned(), &req)
+            .verify(issued.key.expose_secret(), &req)
             .await
             .unwrap();
         recorded
-            .verify(&issued.key.expose_secret().to_owned(), &req)
+            .verify(issued.key.expose_secret(), &req)
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(800)).await;

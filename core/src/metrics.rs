@@ -284,9 +284,9 @@ labels! {
 }
 
 /// One counter per label value, resolved once.
-fn counters<L: Copy>(name: &'static str, label: &'static str, values: &[L]) -> Vec<Counter>
+fn counters<L>(name: &'static str, label: &'static str, values: &[L]) -> Vec<Counter>
 where
-    L: Into<&'static str>,
+    L: Copy + Into<&'static str>,
 {
     values
         .iter()
