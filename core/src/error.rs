@@ -11,6 +11,7 @@ use std::time::Duration;
 use crate::hash::HashError;
 use crate::invalid::InvalidValue;
 use crate::key::{Environment, KeyId, MalformedKey, Prefix, RandomError};
+use crate::metrics::VerifyOutcome;
 use crate::name::Project;
 use crate::scope::ScopeSet;
 use crate::store::{RotationConflict, StoreError};
@@ -216,6 +217,41 @@ impl From<HashError> for Error {
         match e {
             HashError::Overloaded => Error::Overloaded,
             other => Error::Hash(other),
+        }
+    }
+}
+
+impl From<&Error> for VerifyOutcome {
+    /// The `outcome` label of a verification that failed with this error (`keyward::metrics`).
+    /// Exhaustive on purpose: a new variant needs its label decided here.
+    fn from(e: &Error) -> Self {
+        match e {
+            Error::Auth(auth) => match auth {
+                AuthError::Missing => VerifyOutcome::Missing,
+                AuthError::Malformed(_)
+                | AuthError::MultipleCredentials
+                | AuthError::KeyInQueryString
+                | AuthError::UnsupportedScheme => VerifyOutcome::Malformed,
+                AuthError::WrongPrefix { .. } => VerifyOutcome::WrongPrefix,
+                AuthError::WrongEnvironment { .. } => VerifyOutcome::WrongEnvironment,
+                AuthError::Invalid => VerifyOutcome::Invalid,
+                AuthError::Revoked { .. } => VerifyOutcome::Revoked,
+                AuthError::Expired { .. } => VerifyOutcome::Expired,
+                AuthError::WrongProject { .. } => VerifyOutcome::WrongProject,
+                AuthError::InsufficientScope { .. } => VerifyOutcome::InsufficientScope,
+                AuthError::QuotaExceeded { .. } | AuthError::CreditsExhausted { .. } => {
+                    VerifyOutcome::Quota
+                }
+                AuthError::RateLimited { .. } => VerifyOutcome::RateLimited,
+            },
+            Error::Overloaded => VerifyOutcome::Overloaded,
+            Error::Store(_) => VerifyOutcome::StoreError,
+            Error::NotFound(_)
+            | Error::InvalidState { .. }
+            | Error::RotationConflict { .. }
+            | Error::Invalid(_)
+            | Error::Hash(_)
+            | Error::Random(_) => VerifyOutcome::InternalError,
         }
     }
 }

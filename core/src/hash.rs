@@ -17,6 +17,7 @@ use tokio::sync::Semaphore;
 use zeroize::Zeroizing;
 
 use crate::invalid::{InvalidValue, ValueKind};
+use crate::metrics::{HashMetrics, HashPurpose};
 
 /// Argon2id cost parameters.
 ///
@@ -189,6 +190,8 @@ struct HasherInner {
     queued: AtomicUsize,
     max_queued: usize,
     runs: AtomicUsize,
+    /// Resolved when the hasher is built (`keyward::metrics`).
+    metrics: HashMetrics,
 }
 
 impl fmt::Debug for Hasher {
@@ -238,6 +241,7 @@ impl Hasher {
                 queued: AtomicUsize::new(0),
                 max_queued,
                 runs: AtomicUsize::new(0),
+                metrics: HashMetrics::new(),
             }),
         })
     }
@@ -264,6 +268,15 @@ impl Hasher {
     /// [`HashError::Overloaded`] when the queue is full; another [`HashError`] when
     /// hashing fails.
     pub async fn hash(&self, secret: &[u8]) -> Result<SecretHash, HashError> {
+        self.hash_for(secret, HashPurpose::Issue).await
+    }
+
+    /// [`Hasher::hash`], counted under `purpose` in the hashing metrics.
+    pub(crate) async fn hash_for(
+        &self,
+        secret: &[u8],
+        purpose: HashPurpose,
+    ) -> Result<SecretHash, HashError> {
         let mut salt = [0u8; SALT_LEN];
         rand::rngs::SysRng
             .try_fill_bytes(&mut salt)
@@ -271,7 +284,7 @@ impl Hasher {
         let params = self.inner.argon_params.clone();
         let secret = Zeroizing::new(secret.to_vec());
         let out = self
-            .run(params.clone(), move |argon, blocks| {
+            .run(purpose, params.clone(), move |argon, blocks| {
                 let mut out = Zeroizing::new([0u8; OUTPUT_LEN]);
                 argon
                     .hash_password_into_with_memory(&secret, &salt, &mut out[..], blocks)
@@ -321,28 +334,35 @@ impl Hasher {
             || self.inner.params.is_stronger_than(&used);
         let secret = Zeroizing::new(secret.to_vec());
         let matches = self
-            .run_with(algorithm, version, params, move |argon, blocks| {
-                let mut out = Zeroizing::new(vec![0u8; expected.len()]);
-                argon
-                    .hash_password_into_with_memory(&secret, salt.as_ref(), &mut out, blocks)
-                    .map_err(|e| HashError::Argon2(e.to_string()))?;
-                Ok(bool::from(out.as_slice().ct_eq(expected.as_bytes())))
-            })
+            .run_with(
+                HashPurpose::Verify,
+                algorithm,
+                version,
+                params,
+                move |argon, blocks| {
+                    let mut out = Zeroizing::new(vec![0u8; expected.len()]);
+                    argon
+                        .hash_password_into_with_memory(&secret, salt.as_ref(), &mut out, blocks)
+                        .map_err(|e| HashError::Argon2(e.to_string()))?;
+                    Ok(bool::from(out.as_slice().ct_eq(expected.as_bytes())))
+                },
+            )
             .await?;
         Ok(Verdict { matches, obsolete })
     }
 
-    async fn run<T, F>(&self, params: Params, job: F) -> Result<T, HashError>
+    async fn run<T, F>(&self, purpose: HashPurpose, params: Params, job: F) -> Result<T, HashError>
     where
         T: Send + 'static,
         F: FnOnce(&Argon2<'static>, &mut [Block]) -> Result<T, HashError> + Send + 'static,
     {
-        self.run_with(Algorithm::Argon2id, Version::V0x13, params, job)
+        self.run_with(purpose, Algorithm::Argon2id, Version::V0x13, params, job)
             .await
     }
 
     async fn run_with<T, F>(
         &self,
+        purpose: HashPurpose,
         algorithm: Algorithm,
         version: Version,
         params: Params,
@@ -357,9 +377,11 @@ impl Hasher {
             inner.queued.fetch_sub(1, Ordering::AcqRel);
             return Err(HashError::Overloaded);
         }
+        inner.metrics.queue_depth.increment(1.0);
         let permit = inner.workers.clone().acquire_owned().await;
         let Ok(permit) = permit else {
             inner.queued.fetch_sub(1, Ordering::AcqRel);
+            inner.metrics.queue_depth.decrement(1.0);
             return Err(HashError::Worker);
         };
         let blocks_needed = params.block_count();
@@ -379,7 +401,9 @@ impl Hasher {
         let result = tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let argon = Argon2::new(algorithm, version, params);
+            let started = std::time::Instant::now();
             let out = job(&argon, &mut blocks);
+            this.inner.metrics.ran(purpose, started.elapsed());
             if pooled && let Ok(mut pool) = this.inner.buffers.lock() {
                 pool.push(blocks);
             }
@@ -387,6 +411,7 @@ impl Hasher {
         })
         .await;
         inner.queued.fetch_sub(1, Ordering::AcqRel);
+        inner.metrics.queue_depth.decrement(1.0);
         match result {
             Ok(r) => r,
             Err(_) => Err(HashError::Worker),

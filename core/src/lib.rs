@@ -13,6 +13,7 @@ pub mod hash;
 pub mod invalid;
 pub mod key;
 pub mod manager;
+pub mod metrics;
 pub mod name;
 pub mod quota;
 mod ratelimit;
@@ -54,6 +55,8 @@ pub use manager::{
     KeyStatus, KeyUsage, KeyUsagePage, QUOTA_SETTING_TTL, Requirements, RotateOptions, RotatedKey,
     Tenant, TenantKeys, UsageReport,
 };
+// `self::`: the crate `metrics` (the facade) has the same name as this module.
+pub use self::metrics::{CacheResult, HashPurpose, QuotaKind, StoreOp, VerifyOutcome};
 pub use name::{MAX_KEY_NAME_LEN, Project};
 pub use quota::{Credits, Period, Quota, QuotaUsage, RateLimit, Refill};
 pub use scope::{MAX_SCOPES, Scope, ScopeSet};

@@ -97,6 +97,10 @@ impl MemoryStore {
 
 #[async_trait]
 impl RecordStore for MemoryStore {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
     async fn insert(&self, record: &KeyRecord, audit: &[AuditEntry]) -> Result<(), StoreError> {
         check_entries(STORE, audit)?;
         let mut s = self.lock()?;

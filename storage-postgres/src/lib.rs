@@ -470,6 +470,10 @@ fn is_duplicate_key(e: &sqlx::Error) -> bool {
 
 #[async_trait]
 impl RecordStore for PostgresStore {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
     #[tracing::instrument(skip_all, fields(key.id = %record.id))]
     async fn insert(&self, record: &KeyRecord, audit: &[AuditEntry]) -> Result<(), StoreError> {
         let (sql, params) = insert_statement(vec![RecordRow::from_record(record, STORE)?], "");

@@ -382,6 +382,10 @@ fn log_changes(
 
 #[async_trait]
 impl RecordStore for SqliteStore {
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+
     #[tracing::instrument(level = "debug", skip_all, fields(key.id = %record.id))]
     async fn insert(&self, record: &KeyRecord, audit: &[AuditEntry]) -> Result<(), StoreError> {
         let (id, row) = (record.id, RecordRow::from_record(record, STORE)?);

@@ -103,6 +103,10 @@ pub(crate) async fn watch_changes(store: Arc<dyn KeyStore>, cache: Arc<VerifyCac
 /// Marks the cache stale (entries revalidated on use), logging once per change of state.
 fn lose(cache: &VerifyCache, why: &str) {
     if cache.set_stale(true) {
+        cache.metrics.feed_lost.increment(1);
+        if let Ok(mut since) = cache.lost_since.lock() {
+            *since = Some(Instant::now());
+        }
         tracing::warn!(
             why,
             "change feed lost; cached keys are revalidated with the store until it catches up"
@@ -119,13 +123,18 @@ fn caught_up(cache: &VerifyCache, changes: &Changes, everything: bool) {
                 "the change feed's gap is longer than the store's change log; the verify cache is dropped"
             );
         }
-        cache.invalidate_all();
+        let dropped = cache.invalidate_all();
+        cache.metrics.invalidated.increment(dropped as u64);
     } else {
         for id in &changes.ids {
-            cache.invalidate(id);
+            invalidate(cache, id);
         }
     }
     if cache.set_stale(false) {
+        cache.metrics.feed_recovered.increment(1);
+        if let Some(since) = cache.lost_since.lock().ok().and_then(|mut s| s.take()) {
+            cache.metrics.feed_lag.record(since.elapsed());
+        }
         tracing::info!(
             changed = changes.ids.len(),
             "change feed caught up; cached keys are served again"
@@ -135,6 +144,13 @@ fn caught_up(cache: &VerifyCache, changes: &Changes, everything: bool) {
 
 /// The push feed's baseline: the revision catch-ups start from, and the candidate read one
 /// refresh earlier (see the module docs).
+/// Drops a changed key's entry, counted in `keyward_cache_invalidated_total`.
+fn invalidate(cache: &VerifyCache, id: &crate::key::KeyId) {
+    if cache.invalidate(id) {
+        cache.metrics.invalidated.increment(1);
+    }
+}
+
 struct Baseline {
     known: Option<u64>,
     candidate: Option<u64>,
@@ -162,7 +178,7 @@ async fn follow_push(
         tokio::select! {
             biased;
             event = events.recv() => match event {
-                Some(ChangeEvent::Changed(id)) => cache.invalidate(&id),
+                Some(ChangeEvent::Changed(id)) => invalidate(cache, &id),
                 Some(ChangeEvent::Lost) => {
                     base.candidate = None;
                     lose(cache, "the push connection broke");

@@ -68,8 +68,10 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use crate::key::{ApiKey, KeyId, RandomError};
+use crate::metrics::{CacheMetrics, CacheResult};
 use crate::store::KeyRecord;
 
+mod evictions;
 mod feed;
 mod limits;
 
@@ -214,7 +216,7 @@ pub(crate) struct VerifyCache {
     config: CacheConfig,
     key: Zeroizing<[u8; 32]>,
     /// Bounded (S3-FIFO eviction); entries carry their own expiry instant.
-    entries: quick_cache::sync::Cache<KeyId, Arc<Entry>>,
+    entries: evictions::Entries,
     /// Ids the store did not hold, until when they are answered as unknown.
     unknown: quick_cache::sync::Cache<KeyId, Instant>,
     /// Counted cold attempts per id.
@@ -233,6 +235,10 @@ pub(crate) struct VerifyCache {
     stale: std::sync::atomic::AtomicBool,
     /// Per-id locks so concurrent cold verifies of one id run Argon2 once.
     inflight: Mutex<HashMap<KeyId, Arc<tokio::sync::Mutex<()>>>>,
+    /// Resolved when the cache is built (`keyward::metrics`).
+    metrics: CacheMetrics,
+    /// When the change feed was lost, while it is (`keyward_feed_lag_seconds`).
+    lost_since: Mutex<Option<Instant>>,
 }
 
 impl fmt::Debug for VerifyCache {
@@ -254,8 +260,9 @@ impl VerifyCache {
         let capacity = usize::try_from(config.capacity)
             .unwrap_or(usize::MAX)
             .max(1);
+        let metrics = CacheMetrics::new();
         Ok(Self {
-            entries: quick_cache::sync::Cache::new(capacity),
+            entries: evictions::entries(capacity, metrics.evicted.clone()),
             unknown: quick_cache::sync::Cache::new(capacity),
             failures: Failures::new(config.max_failures, config.failure_window, capacity),
             budget: Budget::new(hashing_workers, config.failing_share_percent),
@@ -266,6 +273,8 @@ impl VerifyCache {
             ready: std::sync::atomic::AtomicBool::new(false),
             stale: std::sync::atomic::AtomicBool::new(false),
             inflight: Mutex::new(HashMap::new()),
+            metrics,
+            lost_since: Mutex::new(None),
         })
     }
 
@@ -446,18 +455,27 @@ impl VerifyCache {
     }
 
     /// Drops what is cached of `id` (its entry, or that it is unknown): a change made
-    /// through this manager, or reported by the feed (an update or an insert).
-    pub(crate) fn invalidate(&self, id: &KeyId) {
+    /// through this manager, or reported by the feed (an update or an insert). Whether an
+    /// entry was dropped.
+    pub(crate) fn invalidate(&self, id: &KeyId) -> bool {
         let _guard = self.epoch_lock.lock();
         self.epoch.fetch_add(1, Ordering::SeqCst);
-        self.entries.remove(id);
         self.unknown.remove(id);
+        self.entries.remove(id).is_some()
     }
 
-    /// Drops everything cached: the feed may have missed changes.
-    pub(crate) fn invalidate_all(&self) {
+    /// Drops everything cached: the feed may have missed changes. How many entries it held.
+    pub(crate) fn invalidate_all(&self) -> usize {
         let _guard = self.epoch_lock.lock();
+        let held = self.entries.len();
         self.clear();
+        held
+    }
+
+    /// Counts one answer in `keyward_cache_total` (`keyward::metrics`).
+    #[inline]
+    pub(crate) fn count(&self, result: CacheResult) {
+        self.metrics.count(result);
     }
 
     /// Marks whether a change-feed baseline is established (caching allowed).

@@ -188,11 +188,11 @@ impl Guard {
     ) -> Check {
         if let Err(e) = reject_key_in_query_str(query) {
             // Logged by the query check, with the key's public id.
-            return Check::Refused(self.render(&e.into()));
+            return Check::Refused(self.refuse_unverified(e.into()));
         }
         let key = match extract_key_from(authorization, x_api_key) {
             Ok(key) => key,
-            Err(e) => return Check::Refused(self.render(&e.into())),
+            Err(e) => return Check::Refused(self.refuse_unverified(e.into())),
         };
         let inner = &self.inner;
         match inner.manager.verify_cached(&key, &inner.requirements) {
@@ -244,6 +244,13 @@ impl Guard {
     }
 
     /// The answer to `err` in this guard's realm, at the manager's time; nothing logged.
+    /// A request refused before the manager saw a key (no key, two keys, a key in the query
+    /// string, a malformed one): counted here, since the manager does not see it.
+    fn refuse_unverified(&self, err: Error) -> Rejection {
+        self.inner.manager.count_refused(&err);
+        self.render(&err)
+    }
+
     fn render(&self, err: &Error) -> Rejection {
         rejection(err, &self.inner.realm, self.inner.manager.now())
     }

@@ -7,8 +7,9 @@ use crate::cache::{CacheConfig, VerifyCache};
 use crate::hash::{HashParams, Hasher};
 use crate::invalid::{InvalidValue, ValueKind};
 use crate::key::{Environment, Prefix};
+use crate::metrics::{UsageMetrics, VerifyMetrics};
 use crate::ratelimit::RateLimiters;
-use crate::store::KeyStore;
+use crate::store::{KeyStore, Timed};
 use crate::throttle::LogThrottle;
 use crate::time::{Clock, SystemClock};
 
@@ -131,6 +132,9 @@ impl KeyManagerBuilder {
     /// Builds the manager. Background tasks (cache coherence, last-used flushing) start on
     /// the first verify, on the Tokio runtime it runs on.
     ///
+    /// Metrics: the manager takes its metric handles from the recorder installed when it is
+    /// built (`keyward::metrics`), so install a recorder (an exporter) before building it.
+    ///
     /// # Errors
     /// [`InvalidValue`] when the hash parameters are invalid or the random generator fails.
     pub fn build(self) -> Result<KeyManager, InvalidValue> {
@@ -149,9 +153,12 @@ impl KeyManagerBuilder {
             )),
             None => None,
         };
+        // Metrics (issue 16): the handles come from the recorder installed now.
+        crate::metrics::describe();
+        let store: Arc<dyn KeyStore> = Arc::new(Timed::wrap(self.store));
         Ok(KeyManager {
             inner: Arc::new(Inner {
-                store: self.store,
+                store,
                 prefix: self.prefix,
                 environments: self.environments,
                 hasher,
@@ -164,6 +171,8 @@ impl KeyManagerBuilder {
                 project_quotas: ProjectQuotas::new(),
                 failure_log,
                 audit_retention: self.audit_retention,
+                verify_metrics: VerifyMetrics::new(),
+                usage_metrics: UsageMetrics::new(),
             }),
             actor: crate::audit::Actor::system(),
         })

@@ -21,6 +21,7 @@ use crate::audit::Actor;
 use crate::cache::VerifyCache;
 use crate::hash::Hasher;
 use crate::key::{Environment, Prefix};
+use crate::metrics::{UsageMetrics, VerifyMetrics};
 use crate::ratelimit::RateLimiters;
 use crate::store::KeyStore;
 use crate::time::{Clock, Timestamp};
@@ -102,6 +103,9 @@ struct Inner {
     failure_log: crate::throttle::LogThrottle,
     /// How long audit entries are kept (`None`: forever).
     audit_retention: Option<Duration>,
+    // Metrics (issue 16): handles resolved when the manager is built (`keyward::metrics`).
+    verify_metrics: VerifyMetrics,
+    usage_metrics: UsageMetrics,
 }
 
 impl fmt::Debug for KeyManager {
@@ -127,7 +131,8 @@ impl KeyManager {
         KeyManagerBuilder::new(store)
     }
 
-    /// The store.
+    /// The store, as the manager calls it: wrapped so that every call is timed in
+    /// `keyward_store_seconds` (`keyward::metrics`).
     pub fn store(&self) -> &Arc<dyn KeyStore> {
         &self.inner.store
     }

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::error::{AuthError, Error};
 use crate::key::{Environment, KeyId};
+use crate::metrics::QuotaKind;
 use crate::name::Project;
 use crate::quota::{Credits, Quota, QuotaUsage};
 use crate::store::StoreError;
@@ -107,12 +108,18 @@ impl KeyManager {
             .consume(&window.bucket, 1, window.limit)
             .await?
         {
-            Consumption::Granted { .. } => Ok(()),
-            Consumption::Refused { .. } => Err(AuthError::CreditsExhausted {
-                id: who.id,
-                resets_at: window.resets_at,
+            Consumption::Granted { .. } => {
+                self.inner.usage_metrics.credits_spent.increment(1);
+                Ok(())
             }
-            .into()),
+            Consumption::Refused { .. } => {
+                self.inner.usage_metrics.refused(QuotaKind::Credits);
+                Err(AuthError::CreditsExhausted {
+                    id: who.id,
+                    resets_at: window.resets_at,
+                }
+                .into())
+            }
         }
     }
 
@@ -186,6 +193,7 @@ impl KeyManager {
                     key_bucket = Some(bucket);
                 }
                 Consumption::Refused { used } => {
+                    self.inner.usage_metrics.refused(QuotaKind::KeyQuota);
                     return Err(AuthError::QuotaExceeded {
                         scope: "key",
                         limit: quota.limit,
@@ -216,19 +224,26 @@ impl KeyManager {
                         tracing::warn!(key.id = %who.id, error = %e, "could not give back key quota units");
                     }
                     return match refused_or_failed? {
-                        Consumption::Refused { used } => Err(AuthError::QuotaExceeded {
-                            scope: "project",
-                            limit: quota.limit,
-                            used,
-                            requested: events,
-                            resets_at: end,
+                        Consumption::Refused { used } => {
+                            self.inner.usage_metrics.refused(QuotaKind::ProjectQuota);
+                            Err(AuthError::QuotaExceeded {
+                                scope: "project",
+                                limit: quota.limit,
+                                used,
+                                requested: events,
+                                resets_at: end,
+                            }
+                            .into())
                         }
-                        .into()),
-                        Consumption::Granted { .. } => Ok(accepted),
+                        Consumption::Granted { .. } => {
+                            self.inner.usage_metrics.consumed_events.increment(events);
+                            Ok(accepted)
+                        }
                     };
                 }
             }
         }
+        self.inner.usage_metrics.consumed_events.increment(events);
         Ok(accepted)
     }
 

@@ -8,6 +8,7 @@
 use crate::cache::{Cold, Entry, Lookup, VerifyCache};
 use crate::error::{AuthError, Error};
 use crate::key::ApiKey;
+use crate::metrics::{CacheResult, HashPurpose, VerifyOutcome};
 use crate::store::{KeyChange, KeyRecord};
 use crate::time::Timestamp;
 
@@ -24,7 +25,13 @@ impl KeyManager {
     /// [`Error::Auth`] with the credential's outcome; [`Error::Store`] when the store fails;
     /// [`Error::Overloaded`] when too many verifications are queued.
     pub async fn verify(&self, presented: &str, req: &Requirements) -> Result<Identity, Error> {
-        let key = ApiKey::parse(presented)?;
+        let key = match ApiKey::parse(presented) {
+            Ok(key) => key,
+            Err(e) => {
+                self.inner.verify_metrics.count(VerifyOutcome::Malformed);
+                return Err(e.into());
+            }
+        };
         self.verify_key(&key, req).await
     }
 
@@ -38,7 +45,26 @@ impl KeyManager {
         }
         // Boxed: the cold path's state (store read, single flight, Argon2) is large, and
         // keeping it out of this future keeps every warm call small.
-        Box::pin(self.verify_uncached(key, req)).await
+        let outcome = Box::pin(self.verify_uncached(key, req)).await;
+        self.count_verify(&outcome);
+        outcome
+    }
+
+    /// Counts a verification's outcome in `keyward_verify_total` (`keyward::metrics`): once
+    /// per verification, where it is decided.
+    #[inline]
+    fn count_verify(&self, outcome: &Result<Identity, Error>) {
+        self.inner.verify_metrics.count(match outcome {
+            Ok(_) => VerifyOutcome::Ok,
+            Err(e) => e.into(),
+        });
+    }
+
+    /// Counts a verification refused before it reached the manager (the HTTP layer's
+    /// extraction: no key, two keys, a key in the query string).
+    #[cfg(feature = "http")]
+    pub(crate) fn count_refused(&self, err: &Error) {
+        self.inner.verify_metrics.count(err.into());
     }
 
     /// Verifies from the verify cache alone, without waiting for anything
@@ -51,6 +77,9 @@ impl KeyManager {
     /// environment, a wrong secret for a cached id (constant-time digest comparison, no
     /// Argon2), a revoked or expired key, missing scopes, the rate limit. This is for
     /// synchronous fast paths such as a tower layer that only allocates a future on a miss.
+    ///
+    /// An answer (`Some`) is counted in `keyward_verify_total` (`keyward::metrics`); `None` is
+    /// not, since the verification goes on in [`KeyManager::verify_key`], which counts it.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -72,6 +101,14 @@ impl KeyManager {
         key: &ApiKey,
         req: &Requirements,
     ) -> Option<Result<Identity, Error>> {
+        let outcome = self.decide_cached(key, req)?;
+        self.count_verify(&outcome);
+        Some(outcome)
+    }
+
+    /// [`KeyManager::verify_cached`] without counting.
+    #[inline]
+    fn decide_cached(&self, key: &ApiKey, req: &Requirements) -> Option<Result<Identity, Error>> {
         if let Err(e) = self.check_format(key) {
             return Some(Err(e.into()));
         }
@@ -80,6 +117,7 @@ impl KeyManager {
         if entry.record().limits.credits.is_some() {
             return None;
         }
+        cache.count(CacheResult::Hit);
         let digest = cache.digest(key.secret_bytes());
         Some(
             self.accept_warm(key, &entry, &digest, req)
@@ -146,7 +184,10 @@ impl KeyManager {
         let id = key.id();
         let digest = cache.digest(key.secret_bytes());
         match cache.lookup(&id, &digest) {
-            Lookup::Hit(entry) => return self.accept_warm(key, &entry, &digest, req),
+            Lookup::Hit(entry) => {
+                cache.count(CacheResult::Hit);
+                return self.accept_warm(key, &entry, &digest, req);
+            }
             Lookup::Expired(renewal) => {
                 // One store read, no Argon2, if the stored hash is the one this secret was
                 // verified against; otherwise verify cold. If the store cannot be read, the
@@ -158,12 +199,14 @@ impl KeyManager {
                             return Err(e.into());
                         };
                         tracing::debug!(key.id = %id, error = %e, "store unreachable; serving a cache entry within max_stale");
+                        cache.count(CacheResult::Stale);
                         return self.accept_warm(key, &entry, &digest, req);
                     }
                 };
                 if let Some(record) = read
                     && let Some(record) = renewal.renew(key, record)
                 {
+                    cache.count(CacheResult::Revalidated);
                     return self.accept(key, record, false, req).await;
                 }
             }
@@ -181,12 +224,21 @@ impl KeyManager {
         req: &Requirements,
     ) -> Result<Identity, Error> {
         let guard = match cache.cold(key.id(), digest.clone()).await {
-            Cold::Hit(entry) => return self.accept_warm(key, &entry, &digest, req),
-            Cold::Unknown => return Err(invalid(key)),
+            Cold::Hit(entry) => {
+                cache.count(CacheResult::Hit);
+                return self.accept_warm(key, &entry, &digest, req);
+            }
+            Cold::Unknown => {
+                cache.count(CacheResult::NegativeHit);
+                return Err(invalid(key));
+            }
             Cold::Refused { retry_after } => {
                 return Err(AuthError::RateLimited { retry_after }.into());
             }
-            Cold::Verify(guard) => guard,
+            Cold::Verify(guard) => {
+                cache.count(CacheResult::Miss);
+                guard
+            }
         };
         match self.cold_verify(key).await? {
             ColdOutcome::Verified { record, obsolete } => {
@@ -269,7 +321,11 @@ impl KeyManager {
     /// Re-hashes a proven key's secret with the current parameters.
     async fn upgrade_hash(&self, key: &ApiKey) {
         let result = async {
-            let hash = self.inner.hasher.hash(key.secret_bytes()).await?;
+            let hash = self
+                .inner
+                .hasher
+                .hash_for(key.secret_bytes(), HashPurpose::Rehash)
+                .await?;
             let change = KeyChange {
                 secret_hash: Some(hash),
                 ..KeyChange::default()

@@ -21,6 +21,7 @@ mod error;
 mod record;
 mod records;
 pub mod rows;
+mod timed;
 mod usage;
 
 pub use audit::{AuditStore, check_entries};
@@ -28,6 +29,8 @@ pub use error::StoreError;
 pub use record::{KeyChange, KeyLimits, KeyRecord, ListQuery, RotationConflict};
 pub use records::{ChangeEvent, Changes, DEFAULT_CHANGE_LOG_LEN, RecordStore, RotateOutcome};
 pub use usage::{Consumption, Counter, Setting, UsageBucket, UsageStore};
+
+pub(crate) use timed::Timed;
 
 /// A complete key store: [`RecordStore`], [`UsageStore`] and [`AuditStore`]. Implement those
 /// three; this trait follows. Object-safe: a service holds an `Arc<dyn KeyStore>`.

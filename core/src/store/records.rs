@@ -204,4 +204,16 @@ pub trait RecordStore: Send + Sync + fmt::Debug + 'static {
     async fn subscribe(
         &self,
     ) -> Result<Option<tokio::sync::mpsc::Receiver<ChangeEvent>>, StoreError>;
+
+    /// The store's name in metrics (`keyward_store_seconds{store}`): a short static label such
+    /// as `memory`, `sqlite` or `postgres`, never a connection string or a path. The default,
+    /// `custom`, suits any other store.
+    ///
+    /// ```
+    /// use keyward::RecordStore;
+    /// assert_eq!(keyward_memory::MemoryStore::new().name(), "memory");
+    /// ```
+    fn name(&self) -> &'static str {
+        "custom"
+    }
 }

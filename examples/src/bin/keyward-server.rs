@@ -6,6 +6,9 @@
 //!                [--secure-cookies]
 //! ```
 //!
+//! Serves Keyward's metrics at `GET /metrics` in Prometheus text format, without
+//! authentication (the default address is loopback; see `keyward_examples::server::metrics`).
+//!
 //! Stops gracefully on SIGINT or SIGTERM: requests in flight finish, then the pending
 //! last-used times are written to the store.
 
@@ -64,6 +67,10 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), String> {
+    // Before the manager is built: it takes its metric handles from this recorder.
+    let metrics = server::metrics::install()
+        .map_err(|e| format!("cannot install the metrics recorder: {e}"))?;
+    tokio::spawn(server::metrics::upkeep(metrics.clone()));
     let store = open_store(&args.db)
         .await
         .map_err(|e| format!("cannot open the key store: {e}"))?;
@@ -95,7 +102,9 @@ async fn run(args: Args) -> Result<(), String> {
         secure: args.secure_cookies,
         ..server::SessionOptions::default()
     };
-    server::serve_with(listener, manager, &sessions, server::shutdown_signal())
+    let app =
+        server::router_with(manager.clone(), &sessions).merge(server::metrics::router(metrics));
+    server::serve_app(listener, app, manager, server::shutdown_signal())
         .await
         .map_err(|e| format!("the server failed: {e}"))?;
     tracing::info!("stopped");

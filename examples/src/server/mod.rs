@@ -11,6 +11,7 @@
 //! | `/api/v1/me/api-keys/…` | admin | the library's admin JSON API ([`keyward::axum::admin::api_router`]): list, create, get, change, revoke, rotate, usage |
 //! | `GET /api/v1/openapi.json` | anyone | its OpenAPI 3.1 document |
 //! | `GET /settings/api-keys` | anyone (the data needs admin) | the API-keys page ([`keyward::axum::admin::page_router`]) |
+//! | `GET /metrics` | anyone (loopback) | Keyward's metrics in Prometheus text format, when mounted ([`metrics`]: the binary does) |
 //!
 //! "Admin" is an admin key (scope `admin`) in `Authorization: Bearer` or `X-API-Key`, or a
 //! session opened at `/login` with one ([`admin::ServerAdminAuth`]). It manages the keys of
@@ -43,6 +44,7 @@ pub use self::login::SessionOptions;
 
 pub mod admin;
 pub mod login;
+pub mod metrics;
 
 /// The realm in this server's `WWW-Authenticate` challenges.
 pub const REALM: &str = "keyward";
@@ -164,7 +166,26 @@ pub async fn serve_with(
     sessions: &SessionOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router_with(manager.clone(), sessions);
+    serve_app(
+        listener,
+        router_with(manager.clone(), sessions),
+        manager,
+        shutdown,
+    )
+    .await
+}
+
+/// [`serve`] with an app built by the caller, e.g. [`router_with`] merged with
+/// [`metrics::router`]: serves `app` until `shutdown`, then shuts `manager` down.
+///
+/// # Errors
+/// The listener's I/O error.
+pub async fn serve_app(
+    listener: TcpListener,
+    app: Router,
+    manager: KeyManager,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
