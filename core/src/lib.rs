@@ -8,6 +8,7 @@
 pub mod cache;
 pub mod client;
 pub mod error;
+pub mod events;
 pub mod hash;
 pub mod invalid;
 pub mod key;
@@ -35,6 +36,7 @@ pub mod conformance;
 pub use cache::CacheConfig;
 pub use client::{Diagnosis, KeyExpectation, LoadError};
 pub use error::{AuthError, Error};
+pub use events::{CreditsLevel, EventConfig, EventSink, KeyEvent, QuotaScope};
 pub use hash::{HashError, HashParams, Hasher, SecretHash, Verdict};
 #[cfg(feature = "http")]
 pub use http::Rejection;
@@ -52,9 +54,9 @@ pub use name::{MAX_KEY_NAME_LEN, Project};
 pub use quota::{Credits, Period, Quota, QuotaUsage, RateLimit, Refill};
 pub use scope::{MAX_SCOPES, Scope, ScopeSet};
 pub use store::{
-    ChangeEvent, Changes, Consumption, Counter, DEFAULT_CHANGE_LOG_LEN, KeyChange, KeyLimits,
-    KeyRecord, KeyStore, ListQuery, RecordStore, RotateOutcome, RotationConflict, Setting,
-    StoreError, UsageBucket, UsageStore,
+    ChangeEvent, Changes, Consumption, Counter, DEFAULT_CHANGE_LOG_LEN, EventClaim, KeyChange,
+    KeyLimits, KeyRecord, KeyStore, ListQuery, RecordStore, RotateOutcome, RotationConflict,
+    Setting, StoreError, UsageBucket, UsageStore,
 };
 pub use throttle::{Cause, LogThrottle};
 pub use time::{Clock, MAX_EXPIRY, MAX_GRACE, ManualClock, SystemClock, Timestamp, parse_duration};

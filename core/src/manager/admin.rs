@@ -77,6 +77,7 @@ impl KeyManager {
             )
             .await?;
         tracing::info!(key.id = %issued.record.id, "issued API key");
+        self.emit_issued(&issued.record);
         Ok(issued)
     }
 
@@ -190,7 +191,9 @@ impl KeyManager {
         let updated = self.inner.store.update(id, change).await;
         // Invalidate even on error: the change may have been applied before the failure.
         self.invalidate(id);
-        updated?.ok_or(Error::NotFound(*id))
+        let record = updated?.ok_or(Error::NotFound(*id))?;
+        self.emit_updated(change, &record);
+        Ok(record)
     }
 
     /// Rotates a key: issues a new key with the same binding, scopes, name, metadata, limits
@@ -280,6 +283,7 @@ impl KeyManager {
             grace_end = %grace_end,
             "rotated API key"
         );
+        self.emit_rotated(*id, &issued.record, now, grace_end);
         Ok(RotatedKey {
             key: issued.key,
             record: issued.record,

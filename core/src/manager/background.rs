@@ -129,6 +129,7 @@ impl KeyManager {
                 inner.usage_flush_interval,
             )
             .await;
+        self.start_event_sweep();
     }
 
     /// Writes pending last-used times to the store now.
@@ -149,6 +150,7 @@ impl KeyManager {
     /// [`Error::Store`] when the final flush fails.
     pub async fn shutdown(&self) -> Result<(), Error> {
         self.inner.background.stop();
+        self.inner.events.stop();
         self.flush_usage().await
     }
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cache::{CacheConfig, VerifyCache};
+use crate::events::{EventConfig, EventHub, EventSink};
 use crate::hash::{HashParams, Hasher};
 use crate::invalid::{InvalidValue, ValueKind};
 use crate::key::{Environment, Prefix};
@@ -28,6 +29,9 @@ pub struct KeyManagerBuilder {
     cache: Option<CacheConfig>,
     usage_flush_interval: Duration,
     failure_log_interval: Duration,
+    // events (manager/events.rs)
+    events: EventConfig,
+    event_sinks: Vec<Arc<dyn EventSink>>,
 }
 
 impl KeyManagerBuilder {
@@ -44,6 +48,8 @@ impl KeyManagerBuilder {
             cache: Some(CacheConfig::default()),
             usage_flush_interval: Duration::from_secs(5),
             failure_log_interval: Duration::from_secs(10),
+            events: EventConfig::default(),
+            event_sinks: Vec::new(),
         }
     }
 
@@ -72,6 +78,20 @@ impl KeyManagerBuilder {
     /// [`KeyManager::log_failure`].
     pub fn failure_log_interval(mut self, interval: Duration) -> Self {
         self.failure_log_interval = interval;
+        self
+    }
+
+    /// Event settings (default: [`EventConfig::default`]). See
+    /// [`KeyManager::subscribe_events`].
+    pub fn events(mut self, config: EventConfig) -> Self {
+        self.events = config;
+        self
+    }
+
+    /// Delivers every event to `sink` as well, on a background task of its own (call once
+    /// per sink). See [`EventSink`].
+    pub fn event_sink(mut self, sink: impl EventSink) -> Self {
+        self.event_sinks.push(Arc::new(sink));
         self
     }
 
@@ -113,8 +133,10 @@ impl KeyManagerBuilder {
     /// the first verify, on the Tokio runtime it runs on.
     ///
     /// # Errors
-    /// [`InvalidValue`] when the hash parameters are invalid or the random generator fails.
+    /// [`InvalidValue`] when the hash parameters or the event settings are invalid, or the
+    /// random generator fails.
     pub fn build(self) -> Result<KeyManager, InvalidValue> {
+        self.events.validate()?;
         let hasher = match self.hasher {
             Some(h) => h,
             None => Hasher::new(self.hash_params)?,
@@ -144,6 +166,7 @@ impl KeyManagerBuilder {
                 rate_limiters,
                 project_quotas: ProjectQuotas::new(),
                 failure_log,
+                events: EventHub::new(self.events, self.event_sinks),
             }),
         })
     }

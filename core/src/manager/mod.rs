@@ -8,6 +8,8 @@
 //! - `usage`: event quotas, credits and usage reports;
 //! - `tenant`: the admin operations of one project (and environment), for multi-tenant hosts;
 //! - `failures`: logging infrastructure failures without flooding;
+//! - `events`: the event subscription and the hooks that emit lifecycle and threshold
+//!   events;
 //! - `background`: the tasks it runs (cache coherence, last-used batches), started and
 //!   stopped in one place.
 
@@ -25,6 +27,7 @@ use crate::time::{Clock, Timestamp};
 mod admin;
 mod background;
 mod builder;
+mod events;
 mod failures;
 mod model;
 mod tenant;
@@ -94,6 +97,9 @@ struct Inner {
     project_quotas: ProjectQuotas,
     /// Which infrastructure failures are logged (see [`KeyManager::log_failure`]).
     failure_log: crate::throttle::LogThrottle,
+    // events: lifecycle and threshold events (manager/events.rs).
+    /// Event delivery, settings and once-only claims.
+    events: crate::events::EventHub,
 }
 
 impl fmt::Debug for KeyManager {

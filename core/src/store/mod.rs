@@ -22,7 +22,7 @@ mod usage;
 pub use error::StoreError;
 pub use record::{KeyChange, KeyLimits, KeyRecord, ListQuery, RotationConflict};
 pub use records::{ChangeEvent, Changes, DEFAULT_CHANGE_LOG_LEN, RecordStore, RotateOutcome};
-pub use usage::{Consumption, Counter, Setting, UsageBucket, UsageStore};
+pub use usage::{Consumption, Counter, EventClaim, Setting, UsageBucket, UsageStore};
 
 /// A complete key store: [`RecordStore`] and [`UsageStore`]. Implement those two; this trait
 /// follows. Object-safe: a service holds an `Arc<dyn KeyStore>`.
