@@ -48,6 +48,8 @@ pub enum KeyEvent {
         expires_at: Option<Timestamp>,
     },
     /// A key was revoked through this manager (by `revoke`, or an `update` that revokes).
+    /// Revoking a revoked key keeps its first revocation and emits nothing, unless both
+    /// revocations fall in the same millisecond (the change is recognised by its instant).
     #[serde(rename = "key.revoked")]
     Revoked {
         /// The key's id.
