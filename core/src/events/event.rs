@@ -141,7 +141,7 @@ pub enum KeyEvent {
 }
 
 /// Whose quota a [`KeyEvent::QuotaThreshold`] is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum QuotaScope {
