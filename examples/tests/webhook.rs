@@ -287,7 +287,7 @@ async fn the_real_binary_posts_a_quota_threshold_to_its_webhook_url() {
         .await
         .unwrap();
     assert_eq!(r.status(), reqwest::StatusCode::OK);
-    let mut got = vec![hook.next().await, hook.next().await];
+    let mut got = [hook.next().await, hook.next().await];
     got.sort_by_key(|(_, body)| body["percent"].as_u64());
     for ((kind, body), percent) in got.iter().zip([80, 100]) {
         assert_eq!(kind, "quota.threshold");
