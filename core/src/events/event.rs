@@ -13,19 +13,28 @@ use crate::time::Timestamp;
 /// Serialized as JSON with a `"type"` tag naming the kind (`key.issued`, `key.revoked`,
 /// `key.rotated`, `key.expiring`, `quota.threshold`, `credits.low`) beside the fields.
 ///
+/// Every variant is `#[non_exhaustive]`: match with `..`, as fields may be added.
+///
 /// ```
-/// use keyward::{KeyEvent, Timestamp};
-/// let event = KeyEvent::Revoked {
-///     key_id: "7Kq2mZ9xA1bC".parse()?,
-///     project: "web-app".parse()?,
-///     environment: "prd".parse()?,
-///     revoked_at: Timestamp::from_unix_millis(0),
-/// };
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use keyward::{HashParams, IssueRequest, KeyEvent, KeyManager};
+/// let manager = KeyManager::builder(keyward_memory::MemoryStore::new())
+///     .hash_params(HashParams::INSECURE_TEST_ONLY)
+///     .build()?;
+/// let mut events = manager.subscribe_events();
+/// let issued = manager.issue(IssueRequest::new("web-app".parse()?, "prd".parse()?)).await?;
+/// manager.revoke(&issued.record.id).await?;
+///
+/// let _issued = events.recv().await?;
+/// let event = events.recv().await?;
+/// assert!(matches!(&event, KeyEvent::Revoked { key_id, .. } if *key_id == issued.record.id));
 /// let json = serde_json::to_value(&event)?;
 /// assert_eq!(json["type"], "key.revoked");
-/// assert_eq!(json["key_id"], "7Kq2mZ9xA1bC");
+/// assert_eq!(json["key_id"], issued.record.id.to_string());
+/// assert_eq!(json["project"], "web-app");
 /// assert_eq!(event.kind(), "key.revoked");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "type")]
@@ -33,6 +42,7 @@ use crate::time::Timestamp;
 pub enum KeyEvent {
     /// A key was issued through this manager.
     #[serde(rename = "key.issued")]
+    #[non_exhaustive]
     Issued {
         /// The new key's id.
         key_id: KeyId,
@@ -51,6 +61,7 @@ pub enum KeyEvent {
     /// Revoking a revoked key keeps its first revocation and emits nothing, unless both
     /// revocations fall in the same millisecond (the change is recognised by its instant).
     #[serde(rename = "key.revoked")]
+    #[non_exhaustive]
     Revoked {
         /// The key's id.
         key_id: KeyId,
@@ -64,6 +75,7 @@ pub enum KeyEvent {
     /// A key was rotated through this manager: `new_key_id` replaces `key_id`, which works
     /// until `grace_end`.
     #[serde(rename = "key.rotated")]
+    #[non_exhaustive]
     Rotated {
         /// The old key's id.
         key_id: KeyId,
@@ -83,6 +95,7 @@ pub enum KeyEvent {
     /// A live key expires within the configured window
     /// ([`EventConfig::expiring_within`](crate::EventConfig::expiring_within)).
     #[serde(rename = "key.expiring")]
+    #[non_exhaustive]
     Expiring {
         /// The key's id.
         key_id: KeyId,
@@ -95,6 +108,7 @@ pub enum KeyEvent {
     },
     /// An event quota reached a threshold in its current period.
     #[serde(rename = "quota.threshold")]
+    #[non_exhaustive]
     QuotaThreshold {
         /// Whose quota: the project's or the key's own.
         scope: QuotaScope,
@@ -120,6 +134,7 @@ pub enum KeyEvent {
     /// A key's credits fell to the configured level
     /// ([`EventConfig::credits_low`](crate::EventConfig::credits_low)) in the current period.
     #[serde(rename = "credits.low")]
+    #[non_exhaustive]
     CreditsLow {
         /// The key's id.
         key_id: KeyId,
