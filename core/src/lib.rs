@@ -9,6 +9,7 @@ pub mod audit;
 pub mod cache;
 pub mod client;
 pub mod error;
+pub mod events;
 pub mod hash;
 pub mod invalid;
 pub mod key;
@@ -41,6 +42,7 @@ pub use audit::{
 pub use cache::CacheConfig;
 pub use client::{Diagnosis, KeyExpectation, LoadError};
 pub use error::{AuthError, Error};
+pub use events::{CreditsLevel, EventConfig, EventSink, KeyEvent, QuotaScope};
 pub use hash::{HashError, HashParams, Hasher, SecretHash, Verdict};
 #[cfg(feature = "http")]
 pub use http::Rejection;
@@ -61,9 +63,9 @@ pub use name::{MAX_KEY_NAME_LEN, Project};
 pub use quota::{Credits, Period, Quota, QuotaUsage, RateLimit, Refill};
 pub use scope::{MAX_SCOPES, Scope, ScopeSet};
 pub use store::{
-    AuditStore, ChangeEvent, Changes, Consumption, Counter, DEFAULT_CHANGE_LOG_LEN, KeyChange,
-    KeyLimits, KeyRecord, KeyStore, ListQuery, RecordStore, RotateOutcome, RotationConflict,
-    Setting, StoreError, UsageBucket, UsageStore,
+    AuditStore, ChangeEvent, Changes, Consumption, Counter, DEFAULT_CHANGE_LOG_LEN, EventClaim,
+    KeyChange, KeyLimits, KeyRecord, KeyStore, ListQuery, RecordStore, RotateOutcome,
+    RotationConflict, Setting, StoreError, UsageBucket, UsageStore,
 };
 pub use throttle::{Cause, LogThrottle};
 pub use time::{Clock, MAX_EXPIRY, MAX_GRACE, ManualClock, SystemClock, Timestamp, parse_duration};

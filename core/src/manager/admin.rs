@@ -80,6 +80,7 @@ impl KeyManager {
             )
             .await?;
         tracing::info!(key.id = %issued.record.id, "issued API key");
+        self.emit_issued(&issued.record);
         Ok(issued)
     }
 
@@ -302,6 +303,7 @@ impl KeyManager {
             grace_end = %grace_end,
             "rotated API key"
         );
+        self.emit_rotated(*id, &issued.record, now, grace_end);
         Ok(RotatedKey {
             key: issued.key,
             record: issued.record,

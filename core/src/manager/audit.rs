@@ -132,7 +132,9 @@ impl KeyManager {
             .await;
         // Invalidate even on error: the change may have been applied before the failure.
         self.invalidate(id);
-        updated?.ok_or(Error::NotFound(*id))
+        let updated = updated?.ok_or(Error::NotFound(*id))?;
+        self.emit_updated(change, &updated);
+        Ok(updated)
     }
 
     /// The entry of a project's quota being set (`Some`) or cleared (`None`).

@@ -172,6 +172,7 @@ impl KeyManager {
                 pruner,
             )
             .await;
+        self.start_event_sweep();
     }
 
     /// Writes pending last-used times to the store now.
@@ -192,6 +193,7 @@ impl KeyManager {
     /// [`Error::Store`] when the final flush fails.
     pub async fn shutdown(&self) -> Result<(), Error> {
         self.inner.background.stop();
+        self.inner.events.stop();
         self.flush_usage().await
     }
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cache::{CacheConfig, VerifyCache};
+use crate::events::{EventConfig, EventHub, EventSink};
 use crate::hash::{HashParams, Hasher};
 use crate::invalid::{InvalidValue, ValueKind};
 use crate::key::{Environment, Prefix};
@@ -30,6 +31,9 @@ pub struct KeyManagerBuilder {
     usage_flush_interval: Duration,
     failure_log_interval: Duration,
     audit_retention: Option<Duration>,
+    // events (manager/events.rs)
+    events: EventConfig,
+    event_sinks: Vec<Arc<dyn EventSink>>,
 }
 
 impl KeyManagerBuilder {
@@ -47,6 +51,8 @@ impl KeyManagerBuilder {
             usage_flush_interval: Duration::from_secs(5),
             failure_log_interval: Duration::from_secs(10),
             audit_retention: None,
+            events: EventConfig::default(),
+            event_sinks: Vec::new(),
         }
     }
 
@@ -95,6 +101,20 @@ impl KeyManagerBuilder {
         self
     }
 
+    /// Event settings (default: [`EventConfig::default`]). See
+    /// [`KeyManager::subscribe_events`].
+    pub fn events(mut self, config: EventConfig) -> Self {
+        self.events = config;
+        self
+    }
+
+    /// Delivers every event to `sink` as well, on a background task of its own (call once
+    /// per sink). See [`EventSink`].
+    pub fn event_sink(mut self, sink: impl EventSink) -> Self {
+        self.event_sinks.push(Arc::new(sink));
+        self
+    }
+
     /// The prefix new keys get and verified keys must have (default `kw`).
     pub fn prefix(mut self, prefix: Prefix) -> Self {
         self.prefix = prefix;
@@ -136,8 +156,10 @@ impl KeyManagerBuilder {
     /// built (`keyward::metrics`), so install a recorder (an exporter) before building it.
     ///
     /// # Errors
-    /// [`InvalidValue`] when the hash parameters are invalid or the random generator fails.
+    /// [`InvalidValue`] when the hash parameters or the event settings are invalid, or the
+    /// random generator fails.
     pub fn build(self) -> Result<KeyManager, InvalidValue> {
+        self.events.validate()?;
         let hasher = match self.hasher {
             Some(h) => h,
             None => Hasher::new(self.hash_params)?,
@@ -173,6 +195,7 @@ impl KeyManagerBuilder {
                 audit_retention: self.audit_retention,
                 verify_metrics: VerifyMetrics::new(),
                 usage_metrics: UsageMetrics::new(),
+                events: EventHub::new(self.events, self.event_sinks),
             }),
             actor: crate::audit::Actor::system(),
         })

@@ -10,6 +10,8 @@
 //!   and pruning the trail;
 //! - `tenant`: the admin operations of one project (and environment), for multi-tenant hosts;
 //! - `failures`: logging infrastructure failures without flooding;
+//! - `events`: the event subscription and the hooks that emit lifecycle and threshold
+//!   events;
 //! - `background`: the tasks it runs (cache coherence, last-used batches), started and
 //!   stopped in one place.
 
@@ -30,6 +32,7 @@ mod admin;
 mod audit;
 mod background;
 mod builder;
+mod events;
 mod failures;
 mod model;
 mod tenant;
@@ -106,6 +109,9 @@ struct Inner {
     // Metrics (issue 16): handles resolved when the manager is built (`keyward::metrics`).
     verify_metrics: VerifyMetrics,
     usage_metrics: UsageMetrics,
+    // events: lifecycle and threshold events (manager/events.rs).
+    /// Event delivery, settings and once-only claims.
+    events: crate::events::EventHub,
 }
 
 impl fmt::Debug for KeyManager {

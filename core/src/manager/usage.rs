@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::error::{AuthError, Error};
+use crate::events::QuotaScope;
 use crate::key::{Environment, KeyId};
 use crate::metrics::QuotaKind;
 use crate::name::Project;
@@ -102,12 +103,13 @@ impl KeyManager {
     /// [`AuthError::CreditsExhausted`]; [`Error::Store`] when the store fails.
     pub(super) async fn spend_credit(&self, who: &Identity, credits: Credits) -> Result<(), Error> {
         let window = self.credit_window(who.id, who.created_at, credits);
-        match self
+        let outcome = self
             .inner
             .store
             .consume(&window.bucket, 1, window.limit)
-            .await?
-        {
+            .await?;
+        self.watch_credits(who, &window.bucket, window.limit, window.resets_at, outcome);
+        match outcome {
             Consumption::Granted { .. } => {
                 self.inner.usage_metrics.credits_spent.increment(1);
                 Ok(())
@@ -177,12 +179,21 @@ impl KeyManager {
         let mut key_bucket = None;
         if let Some(quota) = who.limits.quota {
             let (bucket, end) = self.event_bucket(Counter::KeyEvents(who.id), quota);
-            match self
+            let outcome = self
                 .inner
                 .store
                 .consume(&bucket, events, quota.limit)
-                .await?
-            {
+                .await?;
+            self.watch_quota(
+                who,
+                QuotaScope::Key,
+                &bucket,
+                quota.limit,
+                end,
+                events,
+                Some(outcome),
+            );
+            match outcome {
                 Consumption::Granted { used } => {
                     accepted.key = Some(QuotaUsage::new(
                         quota.limit,
@@ -207,7 +218,18 @@ impl KeyManager {
         }
         if let Some(quota) = self.project_quota(&who.project).await? {
             let (bucket, end) = self.event_bucket(Counter::ProjectEvents(&who.project), quota);
-            match self.inner.store.consume(&bucket, events, quota.limit).await {
+            let consumed = self.inner.store.consume(&bucket, events, quota.limit).await;
+            let outcome = consumed.as_ref().ok().copied();
+            self.watch_quota(
+                who,
+                QuotaScope::Project,
+                &bucket,
+                quota.limit,
+                end,
+                events,
+                outcome,
+            );
+            match consumed {
                 Ok(Consumption::Granted { used }) => {
                     accepted.project = Some(QuotaUsage::new(
                         quota.limit,

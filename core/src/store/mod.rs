@@ -28,7 +28,7 @@ pub use audit::{AuditStore, check_entries};
 pub use error::StoreError;
 pub use record::{KeyChange, KeyLimits, KeyRecord, ListQuery, RotationConflict};
 pub use records::{ChangeEvent, Changes, DEFAULT_CHANGE_LOG_LEN, RecordStore, RotateOutcome};
-pub use usage::{Consumption, Counter, Setting, UsageBucket, UsageStore};
+pub use usage::{Consumption, Counter, EventClaim, Setting, UsageBucket, UsageStore};
 
 pub(crate) use timed::Timed;
 

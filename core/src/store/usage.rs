@@ -31,6 +31,42 @@ pub enum Counter<'a> {
     KeyEvents(KeyId),
     /// Credits a key has spent.
     KeyCredits(KeyId),
+    /// A once-only claim of an event (events, docs/ARCHITECTURE.md): consumed with limit 1,
+    /// so of every instance sharing the store exactly one is granted it and emits the event.
+    EventClaim(EventClaim<'a>),
+}
+
+/// Which event a [`Counter::EventClaim`] claims; the bucket's period start tells which period
+/// (or, for an expiring key, which expiry instant).
+///
+/// ```
+/// use keyward::{Counter, EventClaim};
+/// let project = "web-app".parse()?;
+/// let claim = EventClaim::ProjectQuota { project: &project, percent: 80 };
+/// assert_eq!(Counter::EventClaim(claim).name(), "event:project:web-app:quota:80");
+/// # Ok::<(), keyward::InvalidValue>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EventClaim<'a> {
+    /// A project's event quota reached `percent` % of its limit.
+    ProjectQuota {
+        /// The project.
+        project: &'a Project,
+        /// The threshold, in percent of the limit.
+        percent: u8,
+    },
+    /// A key's own event quota reached `percent` % of its limit.
+    KeyQuota {
+        /// The key.
+        id: KeyId,
+        /// The threshold, in percent of the limit.
+        percent: u8,
+    },
+    /// A key's credits fell to the configured low level.
+    KeyCreditsLow(KeyId),
+    /// A key is about to expire.
+    KeyExpiring(KeyId),
 }
 
 impl Counter<'_> {
@@ -40,6 +76,16 @@ impl Counter<'_> {
             Counter::ProjectEvents(project) => format!("project:{project}:events"),
             Counter::KeyEvents(id) => format!("key:{id}:events"),
             Counter::KeyCredits(id) => format!("key:{id}:credits"),
+            Counter::EventClaim(EventClaim::ProjectQuota { project, percent }) => {
+                format!("event:project:{project}:quota:{percent}")
+            }
+            Counter::EventClaim(EventClaim::KeyQuota { id, percent }) => {
+                format!("event:key:{id}:quota:{percent}")
+            }
+            Counter::EventClaim(EventClaim::KeyCreditsLow(id)) => {
+                format!("event:key:{id}:credits-low")
+            }
+            Counter::EventClaim(EventClaim::KeyExpiring(id)) => format!("event:key:{id}:expiring"),
         }
     }
 

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! keyward-server [--db sqlite:keyward.db] [--addr 127.0.0.1:8080] [--env dev]… [--prefix kw]
-//!                [--secure-cookies]
+//!                [--secure-cookies] [--webhook-url http://…]
 //! ```
 //!
 //! Serves Keyward's metrics at `GET /metrics` in Prometheus text format, without
@@ -55,6 +55,11 @@ struct Args {
     /// whenever browsers reach the server over HTTPS (directly or through a TLS proxy).
     #[arg(long, env = "KEYWARD_SECURE_COOKIES")]
     secure_cookies: bool,
+
+    /// POST every key event (issued, revoked, rotated, expiring, quota threshold, credits
+    /// low) as JSON to this http:// URL, retried with backoff; events are logged either way.
+    #[arg(long, value_name = "URL", env = "KEYWARD_WEBHOOK_URL")]
+    webhook_url: Option<reqwest::Url>,
 }
 
 fn main() -> ExitCode {
@@ -80,6 +85,7 @@ async fn run(args: Args) -> Result<(), String> {
     for env in &args.envs {
         builder = builder.serve(*env);
     }
+    let builder = server::webhook::with_event_sinks(builder, args.webhook_url.clone())?;
     let manager = builder.build().map_err(|e| e.to_string())?;
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await

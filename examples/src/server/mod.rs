@@ -19,6 +19,9 @@
 //! exist, and keys are issued in that environment only, with the scopes `read` and `write`
 //! ([`OFFERED_SCOPES`]; admin keys come from the CLI).
 //!
+//! Key events ([`keyward::KeyEvent`]) are logged, and POSTed as JSON to `--webhook-url` when
+//! given ([`webhook`]).
+//!
 //! Build the app with [`router`] and run it with [`serve`]; the binary adds argument parsing
 //! and logging. Nothing here logs a key: only public key ids.
 
@@ -45,6 +48,8 @@ pub use self::login::SessionOptions;
 pub mod admin;
 pub mod login;
 pub mod metrics;
+// events: key events logged and posted to a webhook (webhook.rs).
+pub mod webhook;
 
 /// The realm in this server's `WWW-Authenticate` challenges.
 pub const REALM: &str = "keyward";
