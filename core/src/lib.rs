@@ -45,7 +45,7 @@ pub use key::{
 };
 pub use manager::{
     EventsAccepted, Identity, IssueRequest, IssuedKey, KeyInfo, KeyManager, KeyManagerBuilder,
-    KeyStatus, KeyUsage, KeyUsagePage, QUOTA_SETTING_TTL, Requirements, RotateOptions, RotatedKey,
+    KeyStatus, LeakAction, LeakReport, KeyUsage, KeyUsagePage, QUOTA_SETTING_TTL, Requirements, RotateOptions, RotatedKey,
     Tenant, TenantKeys, UsageReport,
 };
 pub use name::{MAX_KEY_NAME_LEN, Project};

@@ -7,6 +7,7 @@
 //! - `verify`: the verify pipeline over the verify cache;
 //! - `usage`: event quotas, credits and usage reports;
 //! - `tenant`: the admin operations of one project (and environment), for multi-tenant hosts;
+//! - `leak`: leak reports (a key found in public, e.g. by GitHub's secret scanning);
 //! - `failures`: logging infrastructure failures without flooding;
 //! - `background`: the tasks it runs (cache coherence, last-used batches), started and
 //!   stopped in one place.
@@ -26,12 +27,14 @@ mod admin;
 mod background;
 mod builder;
 mod failures;
+mod leak;
 mod model;
 mod tenant;
 mod usage;
 mod verify;
 
 pub use builder::KeyManagerBuilder;
+pub use leak::{LeakAction, LeakReport};
 pub use model::{
     Identity, IssueRequest, IssuedKey, KeyInfo, KeyStatus, Requirements, RotateOptions, RotatedKey,
 };

@@ -1,0 +1,1 @@
+//! GitHub secret-scanning reports.
