@@ -4,6 +4,7 @@
 //! ```text
 //! keyward-server [--db sqlite:keyward.db] [--addr 127.0.0.1:8080] [--env dev]… [--prefix kw]
 //!                [--secure-cookies]
+//!                [--secret-scanning-public-key FILE [--secret-scanning-key-id ID] [--secret-scanning-flag-only]]
 //! ```
 //!
 //! Stops gracefully on SIGINT or SIGTERM: requests in flight finish, then the pending
@@ -52,6 +53,20 @@ struct Args {
     /// whenever browsers reach the server over HTTPS (directly or through a TLS proxy).
     #[arg(long, env = "KEYWARD_SECURE_COOKIES")]
     secure_cookies: bool,
+
+    /// GitHub's secret-scanning public key (PEM): mounts the partner endpoint at
+    /// /api/v1/secret-scanning/, where signed leak reports revoke the reported keys.
+    #[arg(long, value_name = "FILE")]
+    secret_scanning_public_key: Option<std::path::PathBuf>,
+
+    /// The identifier of that key (default: the SHA-256 of the PEM file in hex, as GitHub
+    /// names its keys).
+    #[arg(long, value_name = "ID", requires = "secret_scanning_public_key")]
+    secret_scanning_key_id: Option<String>,
+
+    /// Only log leaked keys reported by GitHub; do not revoke them.
+    #[arg(long, requires = "secret_scanning_public_key")]
+    secret_scanning_flag_only: bool,
 }
 
 fn main() -> ExitCode {
@@ -74,6 +89,14 @@ async fn run(args: Args) -> Result<(), String> {
         builder = builder.serve(*env);
     }
     let manager = builder.build().map_err(|e| e.to_string())?;
+    let secret_scanning = match &args.secret_scanning_public_key {
+        Some(pem) => Some(server::secret_scanning::config_from_file(
+            pem,
+            args.secret_scanning_key_id.clone(),
+            args.secret_scanning_flag_only,
+        )?),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.addr))?;
@@ -95,7 +118,11 @@ async fn run(args: Args) -> Result<(), String> {
         secure: args.secure_cookies,
         ..server::SessionOptions::default()
     };
-    server::serve_with(listener, manager, &sessions, server::shutdown_signal())
+    let mut app = server::router_with(manager.clone(), &sessions);
+    if let Some(config) = secret_scanning {
+        app = server::secret_scanning::mount(app, manager.clone(), config);
+    }
+    server::serve_app(listener, manager, app, server::shutdown_signal())
         .await
         .map_err(|e| format!("the server failed: {e}"))?;
     tracing::info!("stopped");

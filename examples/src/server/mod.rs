@@ -11,6 +11,7 @@
 //! | `/api/v1/me/api-keys/…` | admin | the library's admin JSON API ([`keyward::axum::admin::api_router`]): list, create, get, change, revoke, rotate, usage |
 //! | `GET /api/v1/openapi.json` | anyone | its OpenAPI 3.1 document |
 //! | `GET /settings/api-keys` | anyone (the data needs admin) | the API-keys page ([`keyward::axum::admin::page_router`]) |
+//! | `POST /api/v1/secret-scanning/` | GitHub (signed) | leak reports, with `--secret-scanning-public-key` ([`secret_scanning`]) |
 //!
 //! "Admin" is an admin key (scope `admin`) in `Authorization: Bearer` or `X-API-Key`, or a
 //! session opened at `/login` with one ([`admin::ServerAdminAuth`]). It manages the keys of
@@ -43,6 +44,7 @@ pub use self::login::SessionOptions;
 
 pub mod admin;
 pub mod login;
+pub mod secret_scanning;
 
 /// The realm in this server's `WWW-Authenticate` challenges.
 pub const REALM: &str = "keyward";
@@ -164,7 +166,20 @@ pub async fn serve_with(
     sessions: &SessionOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router_with(manager.clone(), sessions);
+    serve_app(listener, manager.clone(), router_with(manager, sessions), shutdown).await
+}
+
+/// Serves `app` (built with [`router_with`], then extended, e.g. by
+/// [`secret_scanning::mount`]) as [`serve`] does.
+///
+/// # Errors
+/// The listener's I/O error.
+pub async fn serve_app(
+    listener: TcpListener,
+    manager: KeyManager,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
