@@ -444,3 +444,47 @@ async fn no_reported_token_reaches_the_logs() {
     assert!(logged.contains(&leaked.key.id().to_string()));
     assert_keys_hidden("logs", &logged, &[&text, &look_alike]);
 }
+
+#[tokio::test]
+async fn a_report_past_its_deadline_answers_what_is_decided_and_revokes_the_rest_in_the_background()
+{
+    let app = App::new();
+    let mut leaked = Vec::new();
+    for _ in 0..8 {
+        leaked.push(app.issue().await);
+    }
+    let scanning = SecretScanning::new(
+        app.manager.clone(),
+        SecretScanningConfig::new({
+            let mut keys = PublicKeys::new();
+            keys.add_pem(&app.github.pem).unwrap();
+            keys
+        })
+        .deadline(std::time::Duration::ZERO)
+        .concurrency(1),
+    );
+    let mut matches = vec![json!({"token": "junk", "type": "t"})];
+    matches.extend(
+        leaked
+            .iter()
+            .map(|k| json!({"token": k.key.expose_secret(), "type": "t"})),
+    );
+    let body = serde_json::to_vec(&matches).unwrap();
+    let answer = scanning
+        .handle(Some(&app.github.id()), Some(&app.github.sign(&body)), &body)
+        .await
+        .unwrap();
+    // The malformed token is decided at once; the keys were still being checked.
+    assert_eq!(answer.summary.distinct, 9);
+    assert_eq!(answer.summary.pending, 8);
+    assert_eq!(answer.feedback.len(), 1);
+    assert_eq!(answer.feedback[0].token_hash(), Some(sha256_hex("junk").as_str()));
+    // The checks go on: every leaked key is revoked soon after.
+    let start = std::time::Instant::now();
+    for k in &leaked {
+        while app.status(k).await != KeyStatus::Revoked {
+            assert!(start.elapsed().as_secs() < 10, "not revoked in the background");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+}

@@ -27,10 +27,14 @@
 //!    (one store read, no Argon2) or a wrong secret for a real id (one Argon2) as not this
 //!    service's key: `false_positive`, nothing changed. A proven key is revoked (or
 //!    flagged) and answered `true_positive`. At most
-//!    [`SecretScanningConfig::concurrency`] tokens are in flight (by default the hasher's
-//!    worker count), so a report never fills the hasher's queue and live verifications
-//!    wait for at most one hash of it;
-//! 5. if the store or the hasher fails, the report is 503 and GitHub sends it again; keys
+//!    [`SecretScanningConfig::concurrency`] tokens are checked at once across all reports
+//!    (by default the hasher's worker count), so reports never fill the hasher's queue and
+//!    a live verification waits for at most one of their hashes;
+//! 5. the answer waits for the checks until [`SecretScanningConfig::deadline`] (20 s; GitHub
+//!    waits 30): tokens still being checked then are left out of it (GitHub's feedback is
+//!    optional) and finished in the background, so a large report of real keys is still
+//!    revoked whole;
+//! 6. if the store or the hasher fails, the report is 503 and GitHub sends it again; keys
 //!    already revoked stay revoked and are answered `true_positive` again.
 //!
 //! ```
@@ -73,6 +77,9 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
 
 use crate::manager::{KeyManager, LeakAction};
 
@@ -93,6 +100,9 @@ pub const KEY_ID_HEADER: &str = "github-public-key-identifier";
 pub const SIGNATURE_HEADER: &str = "github-public-key-signature";
 /// The default body limit: 2 MiB.
 pub const DEFAULT_MAX_BODY: usize = 2 * 1024 * 1024;
+/// The default deadline of an answer: 20 s (GitHub waits 30 s for partners that answer
+/// feedback; the rest is left for the network and the body).
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(20);
 
 /// How reports are checked and acted on.
 ///
@@ -112,6 +122,7 @@ pub struct SecretScanningConfig {
     echo: TokenEcho,
     max_body: usize,
     concurrency: Option<usize>,
+    deadline: Duration,
 }
 
 impl SecretScanningConfig {
@@ -124,6 +135,7 @@ impl SecretScanningConfig {
             echo: TokenEcho::Hash,
             max_body: DEFAULT_MAX_BODY,
             concurrency: None,
+            deadline: DEFAULT_DEADLINE,
         }
     }
 
@@ -152,6 +164,14 @@ impl SecretScanningConfig {
         self
     }
 
+    /// How long the answer waits for the tokens' checks (default [`DEFAULT_DEADLINE`]).
+    /// Tokens not decided by then are left out of the answer (GitHub's feedback is
+    /// optional) and their checks go on in the background: a proven key is still revoked.
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
     /// The body limit in bytes.
     pub fn max_body_bytes(&self) -> usize {
         self.max_body
@@ -167,23 +187,30 @@ impl SecretScanningConfig {
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct ScanAnswer {
-    /// GitHub's feedback array, one element per distinct token in the report's order;
-    /// serialize it as the response body.
+    /// GitHub's feedback array, one element per distinct token decided within the
+    /// deadline, in the report's order; serialize it as the response body.
     pub feedback: Vec<Feedback>,
     /// The counts.
     pub summary: ScanSummary,
 }
 
-/// Handles GitHub secret-scanning reports for one manager. Cheap to clone.
+/// Handles GitHub secret-scanning reports for one manager. Cheap to clone; clones share the
+/// limit on tokens checked at once.
 #[derive(Clone)]
 pub struct SecretScanning {
-    inner: Arc<(KeyManager, SecretScanningConfig)>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: SecretScanningConfig,
+    processor: process::Processor,
 }
 
 impl fmt::Debug for SecretScanning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SecretScanning")
-            .field("config", &self.inner.1)
+            .field("config", &self.inner.config)
+            .field("concurrency", &self.inner.processor.concurrency)
             .finish_non_exhaustive()
     }
 }
@@ -191,14 +218,26 @@ impl fmt::Debug for SecretScanning {
 impl SecretScanning {
     /// A handler of reports for `manager`'s keys.
     pub fn new(manager: KeyManager, config: SecretScanningConfig) -> Self {
+        let concurrency = config
+            .concurrency
+            .unwrap_or_else(|| manager.hasher().workers())
+            .max(1);
+        let processor = process::Processor {
+            action: config.action,
+            echo: config.echo,
+            limiter: Arc::new(Semaphore::new(concurrency)),
+            concurrency,
+            deadline: config.deadline,
+            manager,
+        };
         Self {
-            inner: Arc::new((manager, config)),
+            inner: Arc::new(Inner { config, processor }),
         }
     }
 
     /// The configuration.
     pub fn config(&self) -> &SecretScanningConfig {
-        &self.inner.1
+        &self.inner.config
     }
 
     /// Handles one report: `key_id` and `signature` are the raw values of
@@ -214,7 +253,7 @@ impl SecretScanning {
         signature: Option<&str>,
         body: &[u8],
     ) -> Result<ScanAnswer, ScanError> {
-        let (manager, config) = &*self.inner;
+        let config = &self.inner.config;
         if body.len() > config.max_body {
             return Err(ScanError::TooLarge {
                 limit: config.max_body,
@@ -225,15 +264,12 @@ impl SecretScanning {
             return Err(e);
         }
         let matches = batch::parse_batch(body)?;
-        let concurrency = config
-            .concurrency
-            .unwrap_or_else(|| manager.hasher().workers());
-        let (feedback, summary) =
-            process::process(manager, matches, config.action, config.echo, concurrency).await?;
+        let (feedback, summary) = self.inner.processor.process(matches).await?;
         tracing::info!(
             reported = summary.reported,
             distinct = summary.distinct,
             true_positives = summary.true_positives,
+            pending = summary.pending,
             action = ?config.action,
             "processed a secret-scanning report"
         );
