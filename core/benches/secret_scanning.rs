@@ -13,9 +13,10 @@
 //! | well-formed tokens with unknown ids | a parse, one store read |
 //! | look-alikes of real keys (real id, wrong secret) | a store read, one Argon2 |
 //! | real keys, not cached (all revoked) | a store read, one Argon2, one revoke |
-//! | 20,000 forgeries of 5 real ids | [`MAX_SECRETS_PER_ID`] Argon2 per id, the rest a parse |
+//! | 215 forgeries of 5 real ids (43 each) | [`MAX_SECRETS_PER_ID`] Argon2 per id, the rest a parse |
 //!
-//! It also times cold verifications of another key made while a report of 1,000 real keys
+//! The answer waits until the deadline (20 s by default); the checks not done by then go on in
+//! the background, so each line gives both times. It also times cold verifications of another key made while a report of 1,000 real keys
 //! is processed: they share the hasher, which the report never holds more than
 //! `concurrency` (= workers) of. The memory store is used: a networked store adds its
 //! round trip per token.
@@ -89,13 +90,26 @@ impl Bench {
             .await
             .unwrap();
         let took = start.elapsed();
+        let answered_runs = manager.hasher().runs() - runs;
+        // Checks past the deadline go on in the background: wait for them (the hasher's
+        // run count stops moving once they are done).
+        let mut finished = took;
+        if answer.summary.pending > 0 {
+            let expected = answered_runs + answer.summary.pending;
+            while manager.hasher().runs() - runs < expected {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            finished = start.elapsed();
+        }
         println!(
-            "{label:<48} {:>5} tokens {:>8} KiB  {:>9.3} s  {:>5} Argon2  {:>4} true positives",
+            "{label:<44} {:>5} tokens {:>4} KiB  answered {:>7.3} s ({:>4} decided, {:>4} true positives)  all checked {:>7.3} s  {:>5} Argon2",
             tokens.len(),
             body.len() / 1024,
             took.as_secs_f64(),
-            manager.hasher().runs() - runs,
+            answer.feedback.len(),
             answer.summary.true_positives,
+            finished.as_secs_f64(),
+            manager.hasher().runs() - runs,
         );
         answer
     }
@@ -130,9 +144,16 @@ async fn bench() {
     );
     let start = Instant::now();
     let mut real = Vec::with_capacity(N);
-    for _ in 0..N {
-        let req = IssueRequest::new("web-app".parse().unwrap(), "prd".parse().unwrap());
-        real.push(issuer.issue(req).await.unwrap().key.expose_secret().to_owned());
+    for _ in 0..N / 50 {
+        // 50 at a time: within the hasher's queue (64 per worker).
+        let issued = futures_util::future::join_all((0..50).map(|_| {
+            let req = IssueRequest::new("web-app".parse().unwrap(), "prd".parse().unwrap());
+            issuer.issue(req)
+        }))
+        .await;
+        for i in issued {
+            real.push(i.unwrap().key.expose_secret().to_owned());
+        }
     }
     println!("issued {N} keys in {:.1} s", start.elapsed().as_secs_f64());
     let bystander = issuer
@@ -155,9 +176,7 @@ async fn bench() {
     let look_alikes: Vec<String> = real.iter().map(|t| with_wrong_secret(t, 11)).collect();
     let forgeries: Vec<String> = real[..5]
         .iter()
-        .flat_map(|t| (0..43).flat_map(move |at| (0..4).map(move |_| with_wrong_secret(t, at))))
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
+        .flat_map(|t| (0..43).map(move |at| with_wrong_secret(t, at)))
         .collect();
 
     b.run(&b.manager(), "malformed", &malformed).await;
@@ -193,8 +212,7 @@ async fn bench() {
             waits
         })
     };
-    let answer = b.run(&manager, "real keys, not cached (all revoked)", &real).await;
-    assert_eq!(answer.summary.true_positives, N);
+    b.run(&manager, "real keys, not cached (all revoked)", &real).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut waits = probe.await.unwrap();
     waits.sort();
