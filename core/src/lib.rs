@@ -49,8 +49,8 @@ pub use key::{
 };
 pub use manager::{
     EventsAccepted, Identity, IssueRequest, IssuedKey, KeyInfo, KeyManager, KeyManagerBuilder,
-    KeyStatus, LeakAction, LeakReport, KeyUsage, KeyUsagePage, QUOTA_SETTING_TTL, Requirements, RotateOptions, RotatedKey,
-    Tenant, TenantKeys, UsageReport,
+    KeyStatus, KeyUsage, KeyUsagePage, LeakAction, LeakReport, QUOTA_SETTING_TTL, Requirements,
+    RotateOptions, RotatedKey, Tenant, TenantKeys, UsageReport,
 };
 pub use name::{MAX_KEY_NAME_LEN, Project};
 pub use quota::{Credits, Period, Quota, QuotaUsage, RateLimit, Refill};

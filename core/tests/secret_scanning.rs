@@ -32,7 +32,10 @@ use tower::ServiceExt as _;
 
 /// A response body's bytes.
 async fn collect(body: Body) -> Vec<u8> {
-    axum::body::to_bytes(body, usize::MAX).await.unwrap().to_vec()
+    axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap()
+        .to_vec()
 }
 
 /// GitHub's side: a signing key and its PEM.
@@ -44,7 +47,10 @@ struct Github {
 impl Github {
     fn new() -> Self {
         let key = SigningKey::generate();
-        let pem = key.verifying_key().to_public_key_pem(LineEnding::LF).unwrap();
+        let pem = key
+            .verifying_key()
+            .to_public_key_pem(LineEnding::LF)
+            .unwrap();
         Self { key, pem }
     }
 
@@ -104,8 +110,8 @@ impl App {
 
     /// POSTs `body` with the given headers; answers the status and the JSON body.
     async fn post(&self, body: Vec<u8>, key_id: Option<&str>, sig: Option<&str>) -> (u16, Value) {
-        let mut req = Request::post("/api/v1/secret-scanning/")
-            .header("content-type", "application/json");
+        let mut req =
+            Request::post("/api/v1/secret-scanning/").header("content-type", "application/json");
         if let Some(id) = key_id {
             req = req.header("Github-Public-Key-Identifier", id);
         }
@@ -120,7 +126,10 @@ impl App {
             .unwrap();
         let status = response.status().as_u16();
         let bytes = collect(response.into_body()).await;
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
     }
 
     /// POSTs `body` signed by GitHub's key.
@@ -131,7 +140,12 @@ impl App {
     }
 
     async fn status(&self, key: &IssuedKey) -> KeyStatus {
-        self.manager.get(&key.key.id()).await.unwrap().unwrap().status
+        self.manager
+            .get(&key.key.id())
+            .await
+            .unwrap()
+            .unwrap()
+            .status
     }
 }
 
@@ -170,7 +184,10 @@ async fn a_signed_report_revokes_the_key_and_the_next_verify_fails_as_revoked() 
     let app = App::new();
     let leaked = app.issue().await;
     let text = leaked.key.expose_secret();
-    app.manager.verify(text, &Requirements::none()).await.unwrap(); // cached, working
+    app.manager
+        .verify(text, &Requirements::none())
+        .await
+        .unwrap(); // cached, working
 
     let (status, answer) = app.report(&one(text)).await;
     assert_eq!(status, 200, "{answer}");
@@ -190,7 +207,10 @@ async fn a_signed_report_revokes_the_key_and_the_next_verify_fails_as_revoked() 
 
     // Reported again (GitHub retries): still a true positive, still revoked.
     let (status, answer) = app.report(&one(text)).await;
-    assert_eq!((status, &answer[0]["label"]), (200, &json!("true_positive")));
+    assert_eq!(
+        (status, &answer[0]["label"]),
+        (200, &json!("true_positive"))
+    );
 }
 
 #[tokio::test]
@@ -207,19 +227,28 @@ async fn a_wrong_signature_is_401_and_the_key_still_works() {
     assert_eq!((status, &answer["error"]), (401, &json!("bad_signature")));
     // Signed by another key under the configured identifier.
     let forged = Github::new().sign(&body);
-    assert_eq!(app.post(body.clone(), Some(&id), Some(&forged)).await.0, 401);
+    assert_eq!(
+        app.post(body.clone(), Some(&id), Some(&forged)).await.0,
+        401
+    );
     // Not base64, not DER.
     assert_eq!(app.post(body.clone(), Some(&id), Some("%%%")).await.0, 401);
     assert_eq!(app.post(body.clone(), Some(&id), Some("AAAA")).await.0, 401);
     // Missing headers.
     let good = app.github.sign(&body);
     let (status, answer) = app.post(body.clone(), None, Some(&good)).await;
-    assert_eq!((status, &answer["error"]), (401, &json!("missing_signature")));
+    assert_eq!(
+        (status, &answer["error"]),
+        (401, &json!("missing_signature"))
+    );
     assert_eq!(app.post(body.clone(), Some(&id), None).await.0, 401);
     assert_eq!(app.post(body, Some(&id), Some("")).await.0, 401);
 
     assert_eq!(app.status(&leaked).await, KeyStatus::Active);
-    app.manager.verify(text, &Requirements::none()).await.unwrap();
+    app.manager
+        .verify(text, &Requirements::none())
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -254,7 +283,14 @@ async fn malformed_tokens_and_unknown_ids_are_false_positives() {
         .unwrap()
         .expose_secret()
         .to_owned();
-    let tokens = ["", "not a key", "kw_dev_short", &bad_checksum, &other_prefix, &unknown_id];
+    let tokens = [
+        "",
+        "not a key",
+        "kw_dev_short",
+        &bad_checksum,
+        &other_prefix,
+        &unknown_id,
+    ];
     let body: Vec<Value> = tokens
         .iter()
         .map(|t| json!({"token": t, "type": "keyward_api_key", "url": "", "source": "commit"}))
@@ -283,13 +319,26 @@ async fn a_real_id_with_a_wrong_secret_is_a_false_positive_and_revokes_nothing()
     // Also while the real key is cached (the warm digest decides, no Argon2).
     for cached in [false, true] {
         if cached {
-            app.manager.verify(text, &Requirements::none()).await.unwrap();
+            app.manager
+                .verify(text, &Requirements::none())
+                .await
+                .unwrap();
         }
         let (status, answer) = app.report(&one(&look_alike)).await;
-        assert_eq!((status, &answer[0]["label"]), (200, &json!("false_positive")));
-        assert_eq!(app.status(&real).await, KeyStatus::Active, "cached: {cached}");
+        assert_eq!(
+            (status, &answer[0]["label"]),
+            (200, &json!("false_positive"))
+        );
+        assert_eq!(
+            app.status(&real).await,
+            KeyStatus::Active,
+            "cached: {cached}"
+        );
     }
-    app.manager.verify(text, &Requirements::none()).await.unwrap();
+    app.manager
+        .verify(text, &Requirements::none())
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -298,9 +347,15 @@ async fn flag_mode_answers_true_positive_and_revokes_nothing() {
     let leaked = app.issue().await;
     let text = leaked.key.expose_secret();
     let (status, answer) = app.report(&one(text)).await;
-    assert_eq!((status, &answer[0]["label"]), (200, &json!("true_positive")));
+    assert_eq!(
+        (status, &answer[0]["label"]),
+        (200, &json!("true_positive"))
+    );
     assert_eq!(app.status(&leaked).await, KeyStatus::Active);
-    app.manager.verify(text, &Requirements::none()).await.unwrap();
+    app.manager
+        .verify(text, &Requirements::none())
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -338,7 +393,11 @@ async fn duplicates_in_a_batch_are_answered_once() {
         .map(|a| a["token_hash"].as_str().unwrap())
         .collect();
     assert_eq!(hashes, [sha256_hex(ta), sha256_hex("junk"), sha256_hex(tb)]);
-    assert_eq!(app.manager.hasher().runs() - runs, 2, "one Argon2 per distinct real key");
+    assert_eq!(
+        app.manager.hasher().runs() - runs,
+        2,
+        "one Argon2 per distinct real key"
+    );
     assert_eq!(app.status(&a).await, KeyStatus::Revoked);
     assert_eq!(app.status(&b).await, KeyStatus::Revoked);
 }
@@ -354,7 +413,13 @@ async fn forgeries_of_one_id_cost_at_most_max_secrets_per_id_hashes() {
     let runs = app.manager.hasher().runs();
     let (status, answer) = app.report(&Value::Array(body)).await;
     assert_eq!(status, 200);
-    assert!(answer.as_array().unwrap().iter().all(|a| a["label"] == "false_positive"));
+    assert!(
+        answer
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["label"] == "false_positive")
+    );
     assert_eq!(app.manager.hasher().runs() - runs, MAX_SECRETS_PER_ID);
     assert_eq!(app.status(&real).await, KeyStatus::Active);
 }
@@ -363,15 +428,28 @@ async fn forgeries_of_one_id_cost_at_most_max_secrets_per_id_hashes() {
 async fn a_body_over_the_limit_is_413_and_malformed_json_is_400() {
     let app = App::with(|c| c.max_body(1024));
     let leaked = app.issue().await;
-    let big: Vec<Value> = (0..40).map(|_| one(leaked.key.expose_secret())[0].clone()).collect();
+    let big: Vec<Value> = (0..40)
+        .map(|_| one(leaked.key.expose_secret())[0].clone())
+        .collect();
     let (status, answer) = app.report(&Value::Array(big)).await;
     assert_eq!((status, &answer["error"]), (413, &json!("body_too_large")));
     assert_eq!(app.status(&leaked).await, KeyStatus::Active);
 
-    for bad in [&b"{\"token\": \"x\"}"[..], b"[{\"type\": \"t\"}]", b"[1,", b"not json"] {
+    for bad in [
+        &b"{\"token\": \"x\"}"[..],
+        b"[{\"type\": \"t\"}]",
+        b"[1,",
+        b"not json",
+    ] {
         let sig = app.github.sign(bad);
-        let (status, answer) = app.post(bad.to_vec(), Some(&app.github.id()), Some(&sig)).await;
-        assert_eq!((status, &answer["error"]), (400, &json!("malformed")), "{bad:?}");
+        let (status, answer) = app
+            .post(bad.to_vec(), Some(&app.github.id()), Some(&sig))
+            .await;
+        assert_eq!(
+            (status, &answer["error"]),
+            (400, &json!("malformed")),
+            "{bad:?}"
+        );
     }
     // An empty batch is fine.
     assert_eq!(app.report(&json!([])).await, (200, json!([])));
@@ -418,7 +496,8 @@ async fn githubs_documented_test_vector_verifies() {
         id,
         "f9525bf080f75b3506ca1ead061add62b8633a346606dc5fe544e29231c6ee0d"
     );
-    let body = br#"[{"token":"some_token","type":"some_type","url":"some_url","source":"some_source"}]"#;
+    let body =
+        br#"[{"token":"some_token","type":"some_type","url":"some_url","source":"some_source"}]"#;
     let sig = "MEUCIFLZzeK++IhS+y276SRk2Pe5LfDrfvTXu6iwKKcFGCrvAiEAhHN2kDOhy2I6eGkOFmxNkOJ+L2y8oQ9A2T9GGJo6WJY=";
     keys.verify(Some(&id), Some(sig), body).unwrap();
     // One byte changed (the raw body is signed, not its JSON value).
@@ -438,7 +517,12 @@ async fn no_reported_token_reaches_the_logs() {
     assert_eq!(app.report(&body).await.0, 200);
     // Refused reports log their reason, never the body.
     let bytes = serde_json::to_vec(&body).unwrap();
-    assert_eq!(app.post(bytes, Some(&app.github.id()), Some("AAAA")).await.0, 401);
+    assert_eq!(
+        app.post(bytes, Some(&app.github.id()), Some("AAAA"))
+            .await
+            .0,
+        401
+    );
     let logged = logs.text();
     assert!(logged.contains("processed a secret-scanning report"));
     assert!(logged.contains(&leaked.key.id().to_string()));
@@ -478,12 +562,18 @@ async fn a_report_past_its_deadline_answers_what_is_decided_and_revokes_the_rest
     assert_eq!(answer.summary.distinct, 9);
     assert_eq!(answer.summary.pending, 8);
     assert_eq!(answer.feedback.len(), 1);
-    assert_eq!(answer.feedback[0].token_hash(), Some(sha256_hex("junk").as_str()));
+    assert_eq!(
+        answer.feedback[0].token_hash(),
+        Some(sha256_hex("junk").as_str())
+    );
     // The checks go on: every leaked key is revoked soon after.
     let start = std::time::Instant::now();
     for k in &leaked {
         while app.status(k).await != KeyStatus::Revoked {
-            assert!(start.elapsed().as_secs() < 10, "not revoked in the background");
+            assert!(
+                start.elapsed().as_secs() < 10,
+                "not revoked in the background"
+            );
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
     }

@@ -115,7 +115,10 @@ struct Github {
 impl Github {
     fn new(dir: &Path) -> Self {
         let key = SigningKey::generate();
-        let pem = key.verifying_key().to_public_key_pem(LineEnding::LF).unwrap();
+        let pem = key
+            .verifying_key()
+            .to_public_key_pem(LineEnding::LF)
+            .unwrap();
         let path = dir.join("github.pem");
         std::fs::write(&path, &pem).unwrap();
         Self {
@@ -141,7 +144,13 @@ async fn issue(db: &str) -> String {
     let req = IssueRequest::new("web-app".parse().unwrap(), "dev".parse().unwrap())
         .scopes(["read"])
         .unwrap();
-    manager.issue(req).await.unwrap().key.expose_secret().to_owned()
+    manager
+        .issue(req)
+        .await
+        .unwrap()
+        .key
+        .expose_secret()
+        .to_owned()
 }
 
 fn report_of(tokens: &[&str]) -> Vec<u8> {
@@ -197,8 +206,15 @@ async fn a_signed_report_revokes_the_key_and_the_next_request_is_401() {
     assert_eq!(server.ping(&other).await, StatusCode::OK);
 
     let logged = server.stop();
-    assert!(logged.contains("leaked API key reported: revoked"), "{logged}");
-    assert_keys_hidden("keyward-server's log", &logged, &[&leaked, &other, &look_alike]);
+    assert!(
+        logged.contains("leaked API key reported: revoked"),
+        "{logged}"
+    );
+    assert_keys_hidden(
+        "keyward-server's log",
+        &logged,
+        &[&leaked, &other, &look_alike],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -224,11 +240,18 @@ async fn a_key_id_option_names_the_key_and_flag_only_revokes_nothing() {
     let (status, answer) = server
         .report(&body, &key_identifier(github.pem.as_bytes()), &sig)
         .await;
-    assert_eq!((status, &answer["error"]), (StatusCode::UNAUTHORIZED, &json!("unknown_key")));
+    assert_eq!(
+        (status, &answer["error"]),
+        (StatusCode::UNAUTHORIZED, &json!("unknown_key"))
+    );
     let (status, answer) = server.report(&body, "github-2026", &sig).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer[0]["label"], "true_positive");
-    assert_eq!(server.ping(&leaked).await, StatusCode::OK, "flagged, not revoked");
+    assert_eq!(
+        server.ping(&leaked).await,
+        StatusCode::OK,
+        "flagged, not revoked"
+    );
     let logged = server.stop();
     assert!(logged.contains("flagged, not revoked"), "{logged}");
 }

@@ -89,8 +89,8 @@ mod tests {
 
     #[test]
     fn debug_of_a_match_hides_the_token() {
-        let parsed = parse_batch(br#"[{"token":"kw_dev_secretsecret","type":"t"}]"#)
-            .unwrap_or_default();
+        let parsed =
+            parse_batch(br#"[{"token":"kw_dev_secretsecret","type":"t"}]"#).unwrap_or_default();
         assert_eq!(parsed.len(), 1);
         assert!(!format!("{parsed:?}").contains("secretsecret"));
     }

@@ -16,7 +16,9 @@ use crate::error::Error;
 #[non_exhaustive]
 pub enum ScanError {
     /// `Github-Public-Key-Identifier` or `Github-Public-Key-Signature` is missing (401).
-    #[error("the report is not signed: the Github-Public-Key-Identifier and Github-Public-Key-Signature headers are required")]
+    #[error(
+        "the report is not signed: the Github-Public-Key-Identifier and Github-Public-Key-Signature headers are required"
+    )]
     MissingSignature,
     /// No public key is configured under the report's key identifier (401). Add GitHub's
     /// current keys to the configuration.

@@ -117,7 +117,12 @@ mod tests {
 
     #[test]
     fn hash_echo_sends_sha256_hex_and_no_token() {
-        let f = Feedback::new(token("abc"), "kw".into(), Label::FalsePositive, TokenEcho::Hash);
+        let f = Feedback::new(
+            token("abc"),
+            "kw".into(),
+            Label::FalsePositive,
+            TokenEcho::Hash,
+        );
         let json = serde_json::to_string(&f).unwrap_or_default();
         assert_eq!(
             json,
@@ -127,9 +132,17 @@ mod tests {
 
     #[test]
     fn raw_echo_sends_the_token_but_debug_does_not() {
-        let f = Feedback::new(token("abc"), "kw".into(), Label::TruePositive, TokenEcho::Raw);
+        let f = Feedback::new(
+            token("abc"),
+            "kw".into(),
+            Label::TruePositive,
+            TokenEcho::Raw,
+        );
         let json = serde_json::to_string(&f).unwrap_or_default();
-        assert_eq!(json, r#"{"token_raw":"abc","token_type":"kw","label":"true_positive"}"#);
+        assert_eq!(
+            json,
+            r#"{"token_raw":"abc","token_type":"kw","label":"true_positive"}"#
+        );
         assert!(!format!("{f:?}").contains("abc"));
     }
 }

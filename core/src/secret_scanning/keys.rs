@@ -104,8 +104,7 @@ impl PublicKeys {
     /// is not a P-256 public key in PEM.
     pub fn add_pem_with_id(&mut self, id: impl Into<String>, pem: &str) -> Result<(), ScanError> {
         let id = id.into();
-        if id.is_empty() || id.len() > MAX_HEADER_LEN || !id.bytes().all(|b| b.is_ascii_graphic())
-        {
+        if id.is_empty() || id.len() > MAX_HEADER_LEN || !id.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(ScanError::Config(
                 "a key identifier is 1 to 256 printable ASCII characters".into(),
             ));
@@ -156,7 +155,8 @@ impl PublicKeys {
         let der = STANDARD
             .decode(signature)
             .map_err(|_| ScanError::BadSignature)?;
-        let signature = DerSignature::try_from(der.as_slice()).map_err(|_| ScanError::BadSignature)?;
+        let signature =
+            DerSignature::try_from(der.as_slice()).map_err(|_| ScanError::BadSignature)?;
         key.verify(body, &signature)
             .map_err(|_| ScanError::BadSignature)
     }

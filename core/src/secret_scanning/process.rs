@@ -154,7 +154,10 @@ impl Processor {
     /// Checks `jobs` in a task of their own, which goes on after the answer if need be;
     /// each outcome is sent to the receiver while it listens. The task stops at the first
     /// error (the store or the hasher failing): the report is answered 503 and sent again.
-    fn spawn(&self, jobs: Vec<Job>) -> mpsc::UnboundedReceiver<(usize, Result<Option<KeyInfo>, Error>)> {
+    fn spawn(
+        &self,
+        jobs: Vec<Job>,
+    ) -> mpsc::UnboundedReceiver<(usize, Result<Option<KeyInfo>, Error>)> {
         let (tx, rx) = mpsc::unbounded_channel();
         let manager = self.manager.clone();
         let limiter = self.limiter.clone();

@@ -166,7 +166,13 @@ pub async fn serve_with(
     sessions: &SessionOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    serve_app(listener, manager.clone(), router_with(manager, sessions), shutdown).await
+    serve_app(
+        listener,
+        manager.clone(),
+        router_with(manager, sessions),
+        shutdown,
+    )
+    .await
 }
 
 /// Serves `app` (built with [`router_with`], then extended, e.g. by
