@@ -529,23 +529,48 @@ async fn no_reported_token_reaches_the_logs() {
     assert_keys_hidden("logs", &logged, &[&text, &look_alike]);
 }
 
-#[tokio::test]
+/// Holds every store `get` while the gate is closed (on a worker thread of a multi-thread
+/// runtime), so a check is still running when the deadline comes.
+#[derive(Clone, Default)]
+struct Gate(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl keyward::conformance::StoreHook for Gate {
+    fn before(&self, method: &'static str) -> Result<(), keyward::StoreError> {
+        while method == "get" && !self.0.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_report_past_its_deadline_answers_what_is_decided_and_revokes_the_rest_in_the_background()
 {
-    let app = App::new();
+    let gate = Gate::default();
+    gate.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    let store = keyward::conformance::Wrapped::with_hook(
+        std::sync::Arc::new(keyward_memory::MemoryStore::new()),
+        gate.clone(),
+    );
+    let manager = KeyManager::builder(store)
+        .prefix("kw".parse().unwrap())
+        .serve("dev".parse().unwrap())
+        .hash_params(HashParams::INSECURE_TEST_ONLY)
+        .build()
+        .unwrap();
+    let github = Github::new();
     let mut leaked = Vec::new();
     for _ in 0..8 {
-        leaked.push(app.issue().await);
+        let req = IssueRequest::new("web-app".parse().unwrap(), "dev".parse().unwrap());
+        leaked.push(manager.issue(req).await.unwrap());
     }
+    let mut keys = PublicKeys::new();
+    keys.add_pem(&github.pem).unwrap();
     let scanning = SecretScanning::new(
-        app.manager.clone(),
-        SecretScanningConfig::new({
-            let mut keys = PublicKeys::new();
-            keys.add_pem(&app.github.pem).unwrap();
-            keys
-        })
-        .deadline(std::time::Duration::ZERO)
-        .concurrency(1),
+        manager.clone(),
+        SecretScanningConfig::new(keys)
+            .deadline(std::time::Duration::from_millis(200))
+            .concurrency(1),
     );
     let mut matches = vec![json!({"token": "junk", "type": "t"})];
     matches.extend(
@@ -554,8 +579,9 @@ async fn a_report_past_its_deadline_answers_what_is_decided_and_revokes_the_rest
             .map(|k| json!({"token": k.key.expose_secret(), "type": "t"})),
     );
     let body = serde_json::to_vec(&matches).unwrap();
+    gate.0.store(false, std::sync::atomic::Ordering::SeqCst); // the store hangs
     let answer = scanning
-        .handle(Some(&app.github.id()), Some(&app.github.sign(&body)), &body)
+        .handle(Some(&github.id()), Some(&github.sign(&body)), &body)
         .await
         .unwrap();
     // The malformed token is decided at once; the keys were still being checked.
@@ -566,10 +592,11 @@ async fn a_report_past_its_deadline_answers_what_is_decided_and_revokes_the_rest
         answer.feedback[0].token_hash(),
         Some(sha256_hex("junk").as_str())
     );
-    // The checks go on: every leaked key is revoked soon after.
+    // The store comes back; the checks go on: every leaked key is revoked soon after.
+    gate.0.store(true, std::sync::atomic::Ordering::SeqCst);
     let start = std::time::Instant::now();
     for k in &leaked {
-        while app.status(k).await != KeyStatus::Revoked {
+        while manager.get(&k.key.id()).await.unwrap().unwrap().status != KeyStatus::Revoked {
             assert!(
                 start.elapsed().as_secs() < 10,
                 "not revoked in the background"
