@@ -31,6 +31,10 @@ pub mod http;
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;
 
+#[cfg(feature = "secret-scanning")]
+#[cfg_attr(docsrs, doc(cfg(feature = "secret-scanning")))]
+pub mod secret_scanning;
+
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod conformance;
@@ -54,8 +58,8 @@ pub use key::{
 };
 pub use manager::{
     EventsAccepted, Identity, IssueRequest, IssuedKey, KeyInfo, KeyManager, KeyManagerBuilder,
-    KeyStatus, KeyUsage, KeyUsagePage, QUOTA_SETTING_TTL, Requirements, RotateOptions, RotatedKey,
-    Tenant, TenantKeys, UsageReport,
+    KeyStatus, KeyUsage, KeyUsagePage, LeakAction, LeakReport, QUOTA_SETTING_TTL, Requirements,
+    RotateOptions, RotatedKey, Tenant, TenantKeys, UsageReport,
 };
 // `self::`: the crate `metrics` (the facade) has the same name as this module.
 pub use self::metrics::{CacheResult, HashPurpose, QuotaKind, StoreOp, VerifyOutcome};

@@ -9,6 +9,7 @@
 //! | `layer.rs` | [`KeywardLayer`], [`KeywardService`], [`KeywardFuture`]: a [`Guard`](crate::http::Guard) as tower middleware |
 //! | `extract.rs` | [`VerifiedKey`] and [`MissingKeywardLayer`] |
 //! | `response.rs` | the `IntoResponse` impls and the realm marker |
+//! | `secret_scanning.rs` | `keyward::axum::secret_scanning` (feature `secret-scanning`): GitHub's secret-scanning partner endpoint |
 //! | `admin/` | `keyward::axum::admin` (feature `admin`): the JSON API and page for a service's own API-keys settings |
 //!
 //! ```
@@ -92,6 +93,9 @@ pub mod admin;
 mod extract;
 mod layer;
 mod response;
+#[cfg(feature = "secret-scanning")]
+#[cfg_attr(docsrs, doc(cfg(feature = "secret-scanning")))]
+pub mod secret_scanning;
 
 pub use crate::http::DEFAULT_REALM;
 pub use extract::{MissingKeywardLayer, VerifiedKey};

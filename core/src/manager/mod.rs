@@ -9,6 +9,7 @@
 //! - `audit`: the actor of a handle, the audit entries of the admin operations, reading
 //!   and pruning the trail;
 //! - `tenant`: the admin operations of one project (and environment), for multi-tenant hosts;
+//! - `leak`: leak reports (a key found in public, e.g. by GitHub's secret scanning);
 //! - `failures`: logging infrastructure failures without flooding;
 //! - `events`: the event subscription and the hooks that emit lifecycle and threshold
 //!   events;
@@ -34,12 +35,14 @@ mod background;
 mod builder;
 mod events;
 mod failures;
+mod leak;
 mod model;
 mod tenant;
 mod usage;
 mod verify;
 
 pub use builder::KeyManagerBuilder;
+pub use leak::{LeakAction, LeakReport};
 pub use model::{
     Identity, IssueRequest, IssuedKey, KeyInfo, KeyStatus, Requirements, RotateOptions, RotatedKey,
 };

@@ -4,6 +4,7 @@
 //! ```text
 //! keyward-server [--db sqlite:keyward.db] [--addr 127.0.0.1:8080] [--env dev]… [--prefix kw]
 //!                [--secure-cookies] [--webhook-url http://…]
+//!                [--secret-scanning-public-key FILE [--secret-scanning-key-id ID] [--secret-scanning-flag-only]]
 //! ```
 //!
 //! Serves Keyward's metrics at `GET /metrics` in Prometheus text format, without
@@ -60,6 +61,20 @@ struct Args {
     /// low) as JSON to this http:// URL, retried with backoff; events are logged either way.
     #[arg(long, value_name = "URL", env = "KEYWARD_WEBHOOK_URL")]
     webhook_url: Option<reqwest::Url>,
+
+    /// GitHub's secret-scanning public key (PEM): mounts the partner endpoint at
+    /// /api/v1/secret-scanning/, where signed leak reports revoke the reported keys.
+    #[arg(long, value_name = "FILE")]
+    secret_scanning_public_key: Option<std::path::PathBuf>,
+
+    /// The identifier of that key (default: the SHA-256 of the PEM file in hex, as GitHub
+    /// names its keys).
+    #[arg(long, value_name = "ID", requires = "secret_scanning_public_key")]
+    secret_scanning_key_id: Option<String>,
+
+    /// Only log leaked keys reported by GitHub; do not revoke them.
+    #[arg(long, requires = "secret_scanning_public_key")]
+    secret_scanning_flag_only: bool,
 }
 
 fn main() -> ExitCode {
@@ -87,6 +102,14 @@ async fn run(args: Args) -> Result<(), String> {
     }
     let builder = server::webhook::with_event_sinks(builder, args.webhook_url.clone())?;
     let manager = builder.build().map_err(|e| e.to_string())?;
+    let secret_scanning = match &args.secret_scanning_public_key {
+        Some(pem) => Some(server::secret_scanning::config_from_file(
+            pem,
+            args.secret_scanning_key_id.clone(),
+            args.secret_scanning_flag_only,
+        )?),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.addr))?;
@@ -108,8 +131,11 @@ async fn run(args: Args) -> Result<(), String> {
         secure: args.secure_cookies,
         ..server::SessionOptions::default()
     };
-    let app =
+    let mut app =
         server::router_with(manager.clone(), &sessions).merge(server::metrics::router(metrics));
+    if let Some(config) = secret_scanning {
+        app = server::secret_scanning::mount(app, manager.clone(), config);
+    }
     server::serve_app(listener, app, manager, server::shutdown_signal())
         .await
         .map_err(|e| format!("the server failed: {e}"))?;

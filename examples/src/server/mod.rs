@@ -12,6 +12,7 @@
 //! | `GET /api/v1/openapi.json` | anyone | its OpenAPI 3.1 document |
 //! | `GET /settings/api-keys` | anyone (the data needs admin) | the API-keys page ([`keyward::axum::admin::page_router`]) |
 //! | `GET /metrics` | anyone (loopback) | Keyward's metrics in Prometheus text format, when mounted ([`metrics`]: the binary does) |
+//! | `POST /api/v1/secret-scanning/` | GitHub (signed) | leak reports, with `--secret-scanning-public-key` ([`secret_scanning`]) |
 //!
 //! "Admin" is an admin key (scope `admin`) in `Authorization: Bearer` or `X-API-Key`, or a
 //! session opened at `/login` with one ([`admin::ServerAdminAuth`]). It manages the keys of
@@ -49,6 +50,7 @@ pub mod admin;
 pub mod login;
 pub mod metrics;
 // events: key events logged and posted to a webhook (webhook.rs).
+pub mod secret_scanning;
 pub mod webhook;
 
 /// The realm in this server's `WWW-Authenticate` challenges.
@@ -181,7 +183,8 @@ pub async fn serve_with(
 }
 
 /// [`serve`] with an app built by the caller, e.g. [`router_with`] merged with
-/// [`metrics::router`]: serves `app` until `shutdown`, then shuts `manager` down.
+/// [`metrics::router`] or extended by [`secret_scanning::mount`]: serves `app` until
+/// `shutdown`, then shuts `manager` down.
 ///
 /// # Errors
 /// The listener's I/O error.

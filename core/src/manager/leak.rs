@@ -1,0 +1,146 @@
+//! Leak reports: a key found in public (GitHub's secret scanning, a scanner of the host's own)
+//! is proven to be one of this store's keys, then revoked or only flagged. The proof is the
+//! verify pipeline's (docs/ARCHITECTURE.md, "The verify pipeline", steps 4 and 5) without its
+//! limits: a live cache entry decides by its digest with no Argon2, an unknown id costs one
+//! store read and no Argon2, and only a known id runs Argon2, on the manager's bounded hasher.
+//! A look-alike (a real id with a wrong secret, or a relabelled key) changes nothing.
+
+use crate::error::Error;
+use crate::key::ApiKey;
+use crate::store::KeyRecord;
+
+use super::KeyManager;
+use super::model::KeyInfo;
+
+/// What [`KeyManager::report_leak`] does with a key proven to have leaked.
+///
+/// ```
+/// assert_eq!(keyward::LeakAction::default(), keyward::LeakAction::Revoke);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LeakAction {
+    /// Revoke the key at once (the default): every verify that starts after the report
+    /// returns refuses it.
+    #[default]
+    Revoke,
+    /// Leave the key working and only record the report (a warning in the log; an audit
+    /// entry once the audit trail is there), for hosts that warn their customers first.
+    Flag,
+}
+
+/// Where a leaked key was found. Neither field is a secret: both are logged.
+///
+/// ```
+/// let report = keyward::LeakReport {
+///     url: Some("https://github.com/octo/app/blob/abc/config.toml".into()),
+///     source: Some("content".into()),
+/// };
+/// assert_eq!(report.source.as_deref(), Some("content"));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LeakReport {
+    /// The public URL where the key was found (GitHub may send none).
+    pub url: Option<String>,
+    /// What kind of place it was found in (GitHub: `content`, `commit`, `issue_comment`…).
+    pub source: Option<String>,
+}
+
+impl KeyManager {
+    /// Handles a report that `key` leaked: proves that it is one of this store's keys (the
+    /// prefix this manager issues, a known id, the secret matching the stored hash, the
+    /// record binding it), then applies `action`. Answers the key's public view after the
+    /// action, or `Ok(None)` when the key is not one of this store's: another prefix, an
+    /// unknown id, or a wrong secret for a real id. Then nothing changes, so a look-alike
+    /// posted in public cannot revoke someone else's key.
+    ///
+    /// A key that is already revoked or expired is still a leaked key of this store: it is
+    /// answered (not revoked again). Cost: one store read; no Argon2 for an unknown id or a
+    /// key the verify cache holds with this secret; otherwise one Argon2 verification on the
+    /// manager's bounded hasher (so callers with many keys should report a few at a time, as
+    /// `keyward::secret_scanning` does).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use keyward::{HashParams, IssueRequest, KeyManager, KeyStatus, LeakAction, LeakReport};
+    /// let manager = KeyManager::builder(keyward_memory::MemoryStore::new())
+    ///     .serve("dev".parse()?)
+    ///     .hash_params(HashParams::INSECURE_TEST_ONLY)
+    ///     .build()?;
+    /// let issued = manager.issue(IssueRequest::new("web-app".parse()?, "dev".parse()?)).await?;
+    /// let report = LeakReport { url: Some("https://example.com/paste/1".into()), source: None };
+    ///
+    /// let info = manager.report_leak(&issued.key, &report, LeakAction::Revoke).await?;
+    /// assert_eq!(info.map(|i| i.status), Some(KeyStatus::Revoked));
+    ///
+    /// // A key this store never issued: nothing happens.
+    /// let stranger = keyward::ApiKey::generate(manager.prefix(), "dev".parse()?)?;
+    /// assert!(manager.report_leak(&stranger, &report, LeakAction::Revoke).await?.is_none());
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the store fails; [`Error::Overloaded`] when the hasher's queue
+    /// is full; nothing was changed unless the revocation itself was under way.
+    #[tracing::instrument(skip_all, fields(key.id = %key.id()))]
+    pub async fn report_leak(
+        &self,
+        key: &ApiKey,
+        report: &LeakReport,
+        action: LeakAction,
+    ) -> Result<Option<KeyInfo>, Error> {
+        let Some(record) = self.prove_key(key).await? else {
+            tracing::debug!("leak report of a key this store does not hold: ignored");
+            return Ok(None);
+        };
+        let url = report.url.as_deref().unwrap_or("");
+        let source = report.source.as_deref().unwrap_or("");
+        // AUDIT (issue 16, wired by the coordinator on merge): act as
+        // `Actor::new("github-secret-scanning")` (`self.acting_as(..)`) and record
+        // `AuditAction::LeakReported` with `{"url": url, "source": source, "action": ...}` in
+        // the summary: in the same transaction as the revocation below (Revoke), or with
+        // `AuditStore::append_audit` (Flag, or a key already revoked).
+        let info = match action {
+            LeakAction::Revoke if record.revoked_at.is_none() => {
+                let info = self.revoke(&record.id).await?;
+                tracing::warn!(url, source, "leaked API key reported: revoked");
+                info
+            }
+            LeakAction::Revoke => {
+                tracing::warn!(url, source, "leaked API key reported: already revoked");
+                KeyInfo::from_record(&record, self.now())
+            }
+            LeakAction::Flag => {
+                tracing::warn!(url, source, "leaked API key reported: flagged, not revoked");
+                KeyInfo::from_record(&record, self.now())
+            }
+        };
+        Ok(Some(info))
+    }
+
+    /// The record of `key` if the secret is proven to be its: from a live verify-cache entry
+    /// (digest, no Argon2), else a store read and, for a known id, Argon2. `None` for another
+    /// prefix, an unknown id, a wrong secret or a record that does not bind the key.
+    async fn prove_key(&self, key: &ApiKey) -> Result<Option<KeyRecord>, Error> {
+        if !key.has_prefix(&self.inner.prefix) {
+            return Ok(None);
+        }
+        let id = key.id();
+        if let Some(cache) = &self.inner.cache
+            && let Some(entry) = cache.get(&id)
+            && entry.matches(&cache.digest(key.secret_bytes()))
+            && entry.record().binds(key)
+        {
+            return Ok(Some(entry.record().clone()));
+        }
+        let Some(record) = self.inner.store.get(&id).await? else {
+            return Ok(None);
+        };
+        let verdict = self
+            .inner
+            .hasher
+            .verify(key.secret_bytes(), &record.secret_hash)
+            .await?;
+        Ok((verdict.matches && record.binds(key)).then_some(record))
+    }
+}
