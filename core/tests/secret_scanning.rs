@@ -158,6 +158,24 @@ fn one(token: &str) -> Value {
     }])
 }
 
+/// The key's audit trail, newest first, as `(action, actor, summary)`.
+async fn trail(app: &App, leaked: &keyward::IssuedKey) -> Vec<(String, String, Value)> {
+    let query = keyward::AuditQuery::new(leaked.record.project.clone()).key(leaked.record.id);
+    app.manager
+        .audit(&query)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| {
+            (
+                e.action.as_str().to_owned(),
+                e.actor.as_str().to_owned(),
+                e.summary,
+            )
+        })
+        .collect()
+}
+
 fn sha256_hex(s: &str) -> String {
     key_identifier(s.as_bytes())
 }
@@ -205,12 +223,26 @@ async fn a_signed_report_revokes_the_key_and_the_next_verify_fails_as_revoked() 
         Err(Error::Auth(AuthError::Revoked { .. }))
     ));
 
-    // Reported again (GitHub retries): still a true positive, still revoked.
+    // The revocation is in the audit trail, by GitHub, with where the key was found.
+    let url = "https://github.com/octo/app/blob/1a2b/.env";
+    let leak = |outcome: &str| {
+        (
+            "leak_reported".to_owned(),
+            keyward::secret_scanning::GITHUB_ACTOR.to_owned(),
+            json!({"url": url, "source": "content", "outcome": outcome}),
+        )
+    };
+    assert_eq!(trail(&app, &leaked).await[0], leak("revoked"));
+
+    // Reported again (GitHub retries): still a true positive, still revoked, recorded again.
     let (status, answer) = app.report(&one(text)).await;
     assert_eq!(
         (status, &answer[0]["label"]),
         (200, &json!("true_positive"))
     );
+    let entries = trail(&app, &leaked).await;
+    assert_eq!(entries[..2], [leak("already_revoked"), leak("revoked")]);
+    assert_eq!(entries.len(), 3, "and the issue before: {entries:?}");
 }
 
 #[tokio::test]
@@ -245,6 +277,8 @@ async fn a_wrong_signature_is_401_and_the_key_still_works() {
     assert_eq!(app.post(body, Some(&id), Some("")).await.0, 401);
 
     assert_eq!(app.status(&leaked).await, KeyStatus::Active);
+    let entries = trail(&app, &leaked).await;
+    assert_eq!(entries.len(), 1, "only the issue: {entries:?}");
     app.manager
         .verify(text, &Requirements::none())
         .await
@@ -352,6 +386,11 @@ async fn flag_mode_answers_true_positive_and_revokes_nothing() {
         (200, &json!("true_positive"))
     );
     assert_eq!(app.status(&leaked).await, KeyStatus::Active);
+    let (action, actor, summary) = trail(&app, &leaked).await.remove(0);
+    assert_eq!(
+        (action.as_str(), actor.as_str(), &summary["outcome"]),
+        ("leak_reported", "github-secret-scanning", &json!("flagged"))
+    );
     app.manager
         .verify(text, &Requirements::none())
         .await

@@ -99,7 +99,6 @@ impl KeyManager {
     ///
     /// # Errors
     /// [`Error::Store`] when the store fails or refuses the entry.
-    #[allow(dead_code)] // the leak report's flag-only path (core/src/manager/leak.rs) uses it
     pub(crate) async fn append_audit(&self, entry: &AuditEntry) -> Result<u64, Error> {
         Ok(self.inner.store.append_audit(entry).await?)
     }

@@ -5,9 +5,10 @@
 //! store read and no Argon2, and only a known id runs Argon2, on the manager's bounded hasher.
 //! A look-alike (a real id with a wrong secret, or a relabelled key) changes nothing.
 
+use crate::audit::AuditAction;
 use crate::error::Error;
 use crate::key::ApiKey;
-use crate::store::KeyRecord;
+use crate::store::{KeyChange, KeyRecord};
 
 use super::KeyManager;
 use super::model::KeyInfo;
@@ -24,8 +25,8 @@ pub enum LeakAction {
     /// returns refuses it.
     #[default]
     Revoke,
-    /// Leave the key working and only record the report (a warning in the log; an audit
-    /// entry once the audit trail is there), for hosts that warn their customers first.
+    /// Leave the key working and only record the report (a warning in the log and an audit
+    /// entry), for hosts that warn their customers first.
     Flag,
 }
 
@@ -46,6 +47,17 @@ pub struct LeakReport {
     pub source: Option<String>,
 }
 
+/// The most of a report's URL or source an audit entry keeps, in characters (the summary has
+/// a size limit, and a URL longer than this says nothing more useful).
+const MAX_REPORT_FIELD_CHARS: usize = 2048;
+
+/// `text`, cut to [`MAX_REPORT_FIELD_CHARS`] characters.
+fn bounded(text: &str) -> &str {
+    text.char_indices()
+        .nth(MAX_REPORT_FIELD_CHARS)
+        .map_or(text, |(end, _)| &text[..end])
+}
+
 impl KeyManager {
     /// Handles a report that `key` leaked: proves that it is one of this store's keys (the
     /// prefix this manager issues, a known id, the secret matching the stored hash, the
@@ -54,6 +66,10 @@ impl KeyManager {
     /// unknown id, or a wrong secret for a real id. Then nothing changes, so a look-alike
     /// posted in public cannot revoke someone else's key.
     ///
+    /// Every proven report is in the audit trail as `leak_reported`, by this handle's actor
+    /// ([`KeyManager::acting_as`]; `keyward::secret_scanning` acts as
+    /// `github-secret-scanning`), with the URL, the source and the outcome (`revoked`,
+    /// `already_revoked`, `flagged`); a revocation and its entry are one store transaction.
     /// A key that is already revoked or expired is still a leaked key of this store: it is
     /// answered (not revoked again). Cost: one store read; no Argon2 for an unknown id or a
     /// key the verify cache holds with this secret; otherwise one Argon2 verification on the
@@ -95,22 +111,46 @@ impl KeyManager {
         };
         let url = report.url.as_deref().unwrap_or("");
         let source = report.source.as_deref().unwrap_or("");
-        // AUDIT (issue 16, wired by the coordinator on merge): act as
-        // `Actor::new("github-secret-scanning")` (`self.acting_as(..)`) and record
-        // `AuditAction::LeakReported` with `{"url": url, "source": source, "action": ...}` in
-        // the summary: in the same transaction as the revocation below (Revoke), or with
-        // `AuditStore::append_audit` (Flag, or a key already revoked).
+        // The audit entry names where the key was found; in the same transaction as the
+        // revocation, or alone when nothing else changes.
+        let summary = |outcome: &str| {
+            serde_json::json!({
+                "url": bounded(url),
+                "source": bounded(source),
+                "outcome": outcome,
+            })
+        };
         let info = match action {
             LeakAction::Revoke if record.revoked_at.is_none() => {
-                let info = self.revoke(&record.id).await?;
+                let change = KeyChange {
+                    revoke_at: Some(self.now()),
+                    ..KeyChange::default()
+                };
+                let revoked = self
+                    .update_audited(
+                        &record.id,
+                        &change,
+                        AuditAction::LeakReported,
+                        summary("revoked"),
+                    )
+                    .await?;
                 tracing::warn!(url, source, "leaked API key reported: revoked");
-                info
+                KeyInfo::from_record(&revoked, self.now())
             }
             LeakAction::Revoke => {
+                let entry = self.audit_entry(
+                    AuditAction::LeakReported,
+                    &record,
+                    summary("already_revoked"),
+                );
+                self.append_audit(&entry).await?;
                 tracing::warn!(url, source, "leaked API key reported: already revoked");
                 KeyInfo::from_record(&record, self.now())
             }
             LeakAction::Flag => {
+                let entry =
+                    self.audit_entry(AuditAction::LeakReported, &record, summary("flagged"));
+                self.append_audit(&entry).await?;
                 tracing::warn!(url, source, "leaked API key reported: flagged, not revoked");
                 KeyInfo::from_record(&record, self.now())
             }

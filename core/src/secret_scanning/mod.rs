@@ -215,8 +215,17 @@ impl fmt::Debug for SecretScanning {
     }
 }
 
+/// The actor of the audit entries of GitHub's reports.
+pub const GITHUB_ACTOR: &str = "github-secret-scanning";
+
+fn scanner_actor() -> crate::audit::Actor {
+    // A constant that passes the actor rules: `Actor::new` cannot refuse it (a test checks).
+    crate::audit::Actor::new(GITHUB_ACTOR).unwrap_or_else(|_| crate::audit::Actor::system())
+}
+
 impl SecretScanning {
-    /// A handler of reports for `manager`'s keys.
+    /// A handler of reports for `manager`'s keys; their audit entries are by
+    /// [`GITHUB_ACTOR`].
     pub fn new(manager: KeyManager, config: SecretScanningConfig) -> Self {
         let concurrency = config
             .concurrency
@@ -228,7 +237,7 @@ impl SecretScanning {
             limiter: Arc::new(Semaphore::new(concurrency)),
             concurrency,
             deadline: config.deadline,
-            manager,
+            manager: manager.acting_as(scanner_actor()),
         };
         Self {
             inner: Arc::new(Inner { config, processor }),
