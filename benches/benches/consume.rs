@@ -1,6 +1,8 @@
 //! `UsageStore::consume` per store: the atomic quota counter every event batch and every
 //! credit-limited verify goes through (issue 6), and `KeyManager::consume_events` with a
-//! project quota on top (the setting is cached, so it is one store call as well).
+//! project quota on top (the setting is cached, so it is one store call as well); and
+//! consumes per second against one bucket from 1, 8 and 32 concurrent tasks (issue 17's
+//! baseline).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
@@ -84,7 +86,48 @@ fn main() {
             });
         });
         g.finish();
+
+        // Issue 17's baseline: consumes per second against ONE bucket from 1, 8 and 32
+        // concurrent tasks (every consume is its own store transaction today, so they
+        // serialise on the bucket's row).
+        let mut g = c.benchmark_group(format!("{}_consume_concurrent", kind.name()));
+        g.throughput(criterion::Throughput::Elements(1));
+        let hot = UsageBucket {
+            counter: "bench:hot".into(),
+            period_start: Timestamp::from_unix_millis(0),
+        };
+        for tasks in [1u64, 8, 32] {
+            g.bench_function(format!("tasks_{tasks}"), |b| {
+                b.iter_custom(|iters| rt.block_on(concurrent_consumes(&store, &hot, tasks, iters)));
+            });
+        }
+        g.finish();
         drop(bench);
     }
     c.final_summary();
+}
+
+/// `iters` consumes of one unit on `bucket`, spread over `tasks` concurrent tasks; the time
+/// they took together.
+async fn concurrent_consumes(
+    store: &Arc<dyn keyward::KeyStore>,
+    bucket: &UsageBucket,
+    tasks: u64,
+    iters: u64,
+) -> Duration {
+    let started = std::time::Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for t in 0..tasks {
+        let (store, bucket) = (Arc::clone(store), bucket.clone());
+        let share = iters / tasks + u64::from(t < iters % tasks);
+        set.spawn(async move {
+            for _ in 0..share {
+                store.consume(&bucket, 1, u64::MAX >> 2).await.unwrap();
+            }
+        });
+    }
+    while let Some(done) = set.join_next().await {
+        done.unwrap();
+    }
+    started.elapsed()
 }
