@@ -12,6 +12,7 @@ use crate::store::{KeyChange, KeyRecord};
 
 use super::KeyManager;
 use super::model::KeyInfo;
+use super::verify::ColdOutcome;
 
 /// What [`KeyManager::report_leak`] does with a key proven to have leaked.
 ///
@@ -173,14 +174,10 @@ impl KeyManager {
         {
             return Ok(Some(entry.record().clone()));
         }
-        let Some(record) = self.inner.store.get(&id).await? else {
-            return Ok(None);
-        };
-        let verdict = self
-            .inner
-            .hasher
-            .verify(key.secret_bytes(), &record.secret_hash)
-            .await?;
-        Ok((verdict.matches && record.binds(key)).then_some(record))
+        // The verify pipeline's own cold step: one store read, Argon2 for a known id only.
+        Ok(match self.cold_verify(key).await? {
+            ColdOutcome::Verified { record, .. } => Some(*record),
+            ColdOutcome::Unknown | ColdOutcome::Invalid => None,
+        })
     }
 }

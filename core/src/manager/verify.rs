@@ -258,7 +258,7 @@ impl KeyManager {
 
     /// Store lookup and, for a known id, Argon2. An unknown id costs no Argon2: ids are
     /// public, and the caller answers it as a wrong secret (SECURITY.md, "Threat model").
-    async fn cold_verify(&self, key: &ApiKey) -> Result<ColdOutcome, Error> {
+    pub(super) async fn cold_verify(&self, key: &ApiKey) -> Result<ColdOutcome, Error> {
         let Some(record) = self.inner.store.get(&key.id()).await? else {
             return Ok(ColdOutcome::Unknown);
         };
@@ -346,7 +346,7 @@ impl KeyManager {
 }
 
 /// What a cold verify found.
-enum ColdOutcome {
+pub(super) enum ColdOutcome {
     /// The secret and the binding match.
     Verified {
         /// Boxed: the other outcomes carry nothing (clippy `large_enum_variant`).
