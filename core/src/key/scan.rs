@@ -73,7 +73,7 @@ pub fn find_keys(text: &[u8]) -> Vec<FoundKey> {
 /// assert_eq!(found[0].column, 8);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct KeyScanner {
     /// The current run of word characters (it may hold a key: zeroized as it is dropped).
     run: zeroize::Zeroizing<Vec<u8>>,
@@ -87,6 +87,17 @@ pub struct KeyScanner {
     column: u64,
     /// Scratch: the underscores' offsets in the run.
     underscores: Vec<usize>,
+}
+
+impl std::fmt::Debug for KeyScanner {
+    /// Where the scanner is; never the run of text it holds, which may be part of a key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyScanner")
+            .field("line", &self.line)
+            .field("column", &self.column)
+            .field("held_bytes", &self.run.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl KeyScanner {
@@ -281,6 +292,27 @@ mod tests {
             assert_eq!(found.len(), 1, "glued, pad {pad}");
             assert_eq!(found[0].column, pad as u64 + 1);
         }
+    }
+
+    #[test]
+    fn debug_of_a_scanner_holding_part_of_a_key_shows_none_of_it() {
+        let k = key("av", "prd");
+        let text = k.expose_secret();
+        let mut scanner = KeyScanner::new();
+        scanner.feed(&text.as_bytes()[..text.len() - 1], &mut |_| {});
+        let shown = format!("{scanner:?}");
+        assert!(shown.contains("held_bytes"), "{shown}");
+        assert!(
+            !shown.contains(&text[text.len() - 30..text.len() - 1]),
+            "{shown}"
+        );
+        assert!(!shown.contains(&k.id().to_string()), "{shown}");
+        // Nor as numbers, the way a derived `Debug` prints bytes.
+        let as_numbers = format!("{:?}", &text.as_bytes()[..8]);
+        assert!(
+            !shown.contains(as_numbers.trim_matches(['[', ']'])),
+            "{shown}"
+        );
     }
 
     #[test]

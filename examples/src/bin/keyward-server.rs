@@ -59,7 +59,12 @@ struct Args {
 
     /// POST every key event (issued, revoked, rotated, expiring, quota threshold, credits
     /// low) as JSON to this http:// URL, retried with backoff; events are logged either way.
-    #[arg(long, value_name = "URL", env = "KEYWARD_WEBHOOK_URL")]
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "KEYWARD_WEBHOOK_URL",
+        hide_env_values = true
+    )]
     webhook_url: Option<reqwest::Url>,
 
     /// GitHub's secret-scanning public key (PEM): mounts the partner endpoint at

@@ -40,12 +40,24 @@ impl EventSink for LogEvents {
 /// retries waits, and past the manager's event buffer the oldest are dropped (logged).
 ///
 /// This example is built without TLS: only `http://` URLs (e.g. a local relay) are accepted.
-#[derive(Debug, Clone)]
+/// A webhook URL often carries a token (in its path, query or user info): it is never logged,
+/// put in an error or shown by `Debug`, which prints only its host.
+#[derive(Clone)]
 pub struct WebhookSink {
     client: reqwest::Client,
     url: Url,
     attempts: u32,
     first_backoff: Duration,
+}
+
+impl std::fmt::Debug for WebhookSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookSink")
+            .field("host", &self.url.host_str())
+            .field("attempts", &self.attempts)
+            .field("first_backoff", &self.first_backoff)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The longest wait between two attempts.
@@ -59,7 +71,8 @@ impl WebhookSink {
     pub fn new(url: Url) -> Result<Self, String> {
         if url.scheme() != "http" {
             return Err(format!(
-                "the webhook URL must be http:// (this example is built without TLS): {url}"
+                "the webhook URL must be http:// (this example is built without TLS), not {}://",
+                url.scheme()
             ));
         }
         let client = reqwest::Client::builder()
@@ -92,7 +105,8 @@ impl WebhookSink {
             .json(event)
             .send()
             .await
-            .map_err(|e| e.to_string())?;
+            // Without the URL, which may hold the receiver's token.
+            .map_err(|e| e.without_url().to_string())?;
         if response.status().is_success() {
             Ok(())
         } else {
