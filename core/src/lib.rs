@@ -68,7 +68,7 @@ pub use quota::{Credits, Period, Quota, QuotaUsage, RateLimit, Refill};
 pub use scope::{MAX_SCOPES, Scope, ScopeSet};
 pub use store::{
     AuditStore, ChangeEvent, Changes, Consumption, Counter, DEFAULT_CHANGE_LOG_LEN, EventClaim,
-    KeyChange, KeyLimits, KeyRecord, KeyStore, ListQuery, RecordStore, RotateOutcome,
+    KeyChange, KeyLimits, KeyRecord, KeyStore, Lease, ListQuery, RateCells, RecordStore, RotateOutcome,
     RotationConflict, Setting, StoreError, UsageBucket, UsageStore,
 };
 pub use throttle::{Cause, LogThrottle};

@@ -258,6 +258,14 @@ labels! {
         Consume => "consume",
         /// `UsageStore::release`.
         Release => "release",
+        /// `UsageStore::lease`.
+        Lease => "lease",
+        /// `UsageStore::settle`.
+        Settle => "settle",
+        /// `UsageStore::take_cells`.
+        TakeCells => "take_cells",
+        /// `UsageStore::return_cells`.
+        ReturnCells => "return_cells",
         /// `UsageStore::usage`.
         Usage => "usage",
         /// `UsageStore::get_setting`.

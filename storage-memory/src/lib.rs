@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use keyward::store::check_entries;
 use keyward::{
     AuditEntry, AuditQuery, AuditStore, ChangeEvent, Changes, Consumption, DEFAULT_CHANGE_LOG_LEN,
-    KeyChange, KeyId, KeyRecord, ListQuery, RecordStore, RotateOutcome, StoreError, Timestamp,
+    KeyChange, KeyId, KeyRecord, Lease, ListQuery, RateCells, RecordStore, RotateOutcome,
+    StoreError, Timestamp,
     UsageBucket, UsageStore, async_trait,
 };
 
@@ -38,7 +39,10 @@ struct State {
     log: VecDeque<(u64, KeyId)>,
     /// Most entries kept in `log` (`None`: [`DEFAULT_CHANGE_LOG_LEN`]).
     log_len: Option<u64>,
-    usage: HashMap<UsageBucket, u64>,
+    /// Per bucket: `(used, leased)`.
+    usage: HashMap<UsageBucket, (u64, u64)>,
+    /// Per cluster rate limiter: its theoretical arrival time (µs).
+    rate_tats: HashMap<String, i64>,
     settings: HashMap<String, serde_json::Value>,
     /// The audit trail, oldest first; `seq`s increase.
     audit: VecDeque<AuditEntry>,
@@ -241,9 +245,9 @@ impl UsageStore for MemoryStore {
         limit: u64,
     ) -> Result<Consumption, StoreError> {
         let mut s = self.lock()?;
-        let used = s.usage.entry(bucket.clone()).or_insert(0);
+        let (used, leased) = s.usage.entry(bucket.clone()).or_insert((0, 0));
         match used.checked_add(amount) {
-            Some(total) if total <= limit => {
+            Some(total) if total.checked_add(*leased).is_some_and(|t| t <= limit) => {
                 *used = total;
                 Ok(Consumption::Granted { used: total })
             }
@@ -252,10 +256,76 @@ impl UsageStore for MemoryStore {
     }
 
     async fn release(&self, bucket: &UsageBucket, amount: u64) -> Result<(), StoreError> {
-        if let Some(used) = self.lock()?.usage.get_mut(bucket) {
+        if let Some((used, _)) = self.lock()?.usage.get_mut(bucket) {
             *used = used.saturating_sub(amount);
         }
         Ok(())
+    }
+
+    async fn lease(
+        &self,
+        bucket: &UsageBucket,
+        want: u64,
+        min: u64,
+        limit: u64,
+    ) -> Result<Lease, StoreError> {
+        let mut s = self.lock()?;
+        let (used, leased) = s.usage.entry(bucket.clone()).or_insert((0, 0));
+        let free = limit.saturating_sub(used.saturating_add(*leased));
+        let granted = if free >= want {
+            want
+        } else if free >= min {
+            free
+        } else {
+            0
+        };
+        *leased += granted;
+        Ok(Lease {
+            granted,
+            used: *used,
+            leased: *leased,
+        })
+    }
+
+    async fn settle(
+        &self,
+        bucket: &UsageBucket,
+        spent: u64,
+        returned: u64,
+    ) -> Result<Lease, StoreError> {
+        let mut s = self.lock()?;
+        let (used, leased) = s.usage.entry(bucket.clone()).or_insert((0, 0));
+        *used = used.saturating_add(spent);
+        *leased = leased.saturating_sub(spent.saturating_add(returned));
+        Ok(Lease {
+            granted: 0,
+            used: *used,
+            leased: *leased,
+        })
+    }
+
+    async fn take_cells(&self, cells: &RateCells, want: u64) -> Result<u64, StoreError> {
+        let mut s = self.lock()?;
+        let tat = s.rate_tats.get(&cells.name).copied();
+        let n = cells.free_at(tat).min(want);
+        s.rate_tats
+            .insert(cells.name.clone(), cells.tat_after_taking(tat, n));
+        Ok(n)
+    }
+
+    async fn return_cells(&self, cells: &RateCells, n: u64) -> Result<(), StoreError> {
+        let mut s = self.lock()?;
+        let tat = s.rate_tats.get(&cells.name).copied();
+        if tat.is_some() {
+            s.rate_tats
+                .insert(cells.name.clone(), cells.tat_after_returning(tat, n));
+        }
+        Ok(())
+    }
+
+    /// One process's memory: never shared.
+    fn shared(&self) -> bool {
+        false
     }
 
     async fn get_setting(&self, name: &str) -> Result<Option<serde_json::Value>, StoreError> {
@@ -279,7 +349,7 @@ impl UsageStore for MemoryStore {
     }
 
     async fn usage(&self, bucket: &UsageBucket) -> Result<u64, StoreError> {
-        Ok(self.lock()?.usage.get(bucket).copied().unwrap_or(0))
+        Ok(self.lock()?.usage.get(bucket).map_or(0, |(used, _)| *used))
     }
 }
 

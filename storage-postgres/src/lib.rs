@@ -694,6 +694,38 @@ impl RecordStore for PostgresStore {
 
 #[async_trait]
 impl UsageStore for PostgresStore {
+    // PLACEHOLDER (issue 17, being implemented): lease, settle and rate cells.
+    async fn lease(
+        &self,
+        _bucket: &UsageBucket,
+        _want: u64,
+        _min: u64,
+        _limit: u64,
+    ) -> Result<keyward::Lease, StoreError> {
+        Err(StoreError::backend(STORE, "lease: not implemented yet"))
+    }
+
+    async fn settle(
+        &self,
+        _bucket: &UsageBucket,
+        _spent: u64,
+        _returned: u64,
+    ) -> Result<keyward::Lease, StoreError> {
+        Err(StoreError::backend(STORE, "settle: not implemented yet"))
+    }
+
+    async fn take_cells(&self, _cells: &keyward::RateCells, _want: u64) -> Result<u64, StoreError> {
+        Err(StoreError::backend(STORE, "take_cells: not implemented yet"))
+    }
+
+    async fn return_cells(&self, _cells: &keyward::RateCells, _n: u64) -> Result<(), StoreError> {
+        Err(StoreError::backend(STORE, "return_cells: not implemented yet"))
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
     #[tracing::instrument(skip_all, fields(counter = %bucket.counter, amount, limit))]
     async fn consume(
         &self,

@@ -10,8 +10,8 @@ use crate::audit::{AuditEntry, AuditQuery};
 use crate::key::KeyId;
 use crate::store::StoreError;
 use crate::store::{
-    AuditStore, ChangeEvent, Changes, Consumption, KeyChange, KeyRecord, KeyStore, ListQuery,
-    RecordStore, RotateOutcome, UsageBucket, UsageStore,
+    AuditStore, ChangeEvent, Changes, Consumption, KeyChange, KeyRecord, KeyStore, Lease,
+    ListQuery, RateCells, RecordStore, RotateOutcome, UsageBucket, UsageStore,
 };
 use crate::time::Timestamp;
 
@@ -137,6 +137,36 @@ impl<H: StoreHook> UsageStore for Wrapped<H> {
     async fn release(&self, bucket: &UsageBucket, amount: u64) -> Result<(), StoreError> {
         self.hook.before("release")?;
         self.inner.release(bucket, amount).await
+    }
+    async fn lease(
+        &self,
+        bucket: &UsageBucket,
+        want: u64,
+        min: u64,
+        limit: u64,
+    ) -> Result<Lease, StoreError> {
+        self.hook.before("lease")?;
+        self.inner.lease(bucket, want, min, limit).await
+    }
+    async fn settle(
+        &self,
+        bucket: &UsageBucket,
+        spent: u64,
+        returned: u64,
+    ) -> Result<Lease, StoreError> {
+        self.hook.before("settle")?;
+        self.inner.settle(bucket, spent, returned).await
+    }
+    async fn take_cells(&self, cells: &RateCells, want: u64) -> Result<u64, StoreError> {
+        self.hook.before("take_cells")?;
+        self.inner.take_cells(cells, want).await
+    }
+    async fn return_cells(&self, cells: &RateCells, n: u64) -> Result<(), StoreError> {
+        self.hook.before("return_cells")?;
+        self.inner.return_cells(cells, n).await
+    }
+    fn shared(&self) -> bool {
+        self.inner.shared()
     }
     async fn usage(&self, bucket: &UsageBucket) -> Result<u64, StoreError> {
         self.hook.before("usage")?;

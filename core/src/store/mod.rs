@@ -18,6 +18,7 @@
 mod audit;
 pub mod audit_rows;
 mod error;
+mod lease;
 mod record;
 mod records;
 pub mod rows;
@@ -28,6 +29,7 @@ pub use audit::{AuditStore, check_entries};
 pub use error::StoreError;
 pub use record::{KeyChange, KeyLimits, KeyRecord, ListQuery, RotationConflict};
 pub use records::{ChangeEvent, Changes, DEFAULT_CHANGE_LOG_LEN, RecordStore, RotateOutcome};
+pub use lease::{Lease, RateCells};
 pub use usage::{Consumption, Counter, EventClaim, Setting, UsageBucket, UsageStore};
 
 pub(crate) use timed::Timed;

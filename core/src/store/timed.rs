@@ -13,6 +13,7 @@ use super::audit::AuditStore;
 use super::error::StoreError;
 use super::record::{KeyChange, KeyRecord, ListQuery};
 use super::records::{ChangeEvent, Changes, RecordStore, RotateOutcome};
+use super::lease::{Lease, RateCells};
 use super::usage::{Consumption, UsageBucket, UsageStore};
 use crate::audit::{AuditEntry, AuditQuery};
 use crate::key::KeyId;
@@ -134,6 +135,41 @@ impl UsageStore for Timed {
     async fn release(&self, bucket: &UsageBucket, amount: u64) -> Result<(), StoreError> {
         self.timed(StoreOp::Release, self.inner.release(bucket, amount))
             .await
+    }
+
+    async fn lease(
+        &self,
+        bucket: &UsageBucket,
+        want: u64,
+        min: u64,
+        limit: u64,
+    ) -> Result<Lease, StoreError> {
+        self.timed(StoreOp::Lease, self.inner.lease(bucket, want, min, limit))
+            .await
+    }
+
+    async fn settle(
+        &self,
+        bucket: &UsageBucket,
+        spent: u64,
+        returned: u64,
+    ) -> Result<Lease, StoreError> {
+        self.timed(StoreOp::Settle, self.inner.settle(bucket, spent, returned))
+            .await
+    }
+
+    async fn take_cells(&self, cells: &RateCells, want: u64) -> Result<u64, StoreError> {
+        self.timed(StoreOp::TakeCells, self.inner.take_cells(cells, want))
+            .await
+    }
+
+    async fn return_cells(&self, cells: &RateCells, n: u64) -> Result<(), StoreError> {
+        self.timed(StoreOp::ReturnCells, self.inner.return_cells(cells, n))
+            .await
+    }
+
+    fn shared(&self) -> bool {
+        self.inner.shared()
     }
 
     async fn usage(&self, bucket: &UsageBucket) -> Result<u64, StoreError> {

@@ -6,6 +6,7 @@ use std::fmt;
 use async_trait::async_trait;
 
 use super::error::StoreError;
+use super::lease::{Lease, RateCells};
 use crate::audit::AuditEntry;
 use crate::key::KeyId;
 use crate::name::Project;
@@ -31,6 +32,9 @@ pub enum Counter<'a> {
     KeyEvents(KeyId),
     /// Credits a key has spent.
     KeyCredits(KeyId),
+    /// A key's cluster-wide rate limiter (a name for [`UsageStore::take_cells`], not a
+    /// bucket).
+    KeyRate(KeyId),
     /// A once-only claim of an event (events, docs/ARCHITECTURE.md): consumed with limit 1,
     /// so of every instance sharing the store exactly one is granted it and emits the event.
     EventClaim(EventClaim<'a>),
@@ -76,6 +80,7 @@ impl Counter<'_> {
             Counter::ProjectEvents(project) => format!("project:{project}:events"),
             Counter::KeyEvents(id) => format!("key:{id}:events"),
             Counter::KeyCredits(id) => format!("key:{id}:credits"),
+            Counter::KeyRate(id) => format!("key:{id}:rate"),
             Counter::EventClaim(EventClaim::ProjectQuota { project, percent }) => {
                 format!("event:project:{project}:quota:{percent}")
             }
@@ -152,8 +157,10 @@ pub enum Consumption {
 #[async_trait]
 pub trait UsageStore: Send + Sync + fmt::Debug + 'static {
     /// Atomically adds `amount` to the bucket's count if the result stays within `limit`;
-    /// otherwise adds nothing. Never over-spends under concurrency. SQL stores keep counts as
-    /// signed 64-bit integers: a total above `i64::MAX` is refused like one above the limit.
+    /// otherwise adds nothing. Never over-spends under concurrency. Units reserved by
+    /// [`UsageStore::lease`] count against the limit too: the check is
+    /// `used + leased + amount ≤ limit`. SQL stores keep counts as signed 64-bit integers: a
+    /// total above `i64::MAX` is refused like one above the limit.
     async fn consume(
         &self,
         bucket: &UsageBucket,
@@ -165,7 +172,41 @@ pub trait UsageStore: Send + Sync + fmt::Debug + 'static {
     /// back units consumed for a request that was then refused by another limit.
     async fn release(&self, bucket: &UsageBucket, amount: u64) -> Result<(), StoreError>;
 
-    /// The bucket's count (zero when it has none).
+    /// Atomically reserves `want` units of the bucket's budget (`limit − used − leased`), or
+    /// as many as are free if that is fewer but at least `min` (`min ≤ want`), or none; adds
+    /// them to `leased`. Never over-reserves under concurrency: the sum of everything granted
+    /// and leased stays within the limit. The caller later [`settle`](UsageStore::settle)s
+    /// the units. `want == 0` only reads the counts.
+    async fn lease(
+        &self,
+        bucket: &UsageBucket,
+        want: u64,
+        min: u64,
+        limit: u64,
+    ) -> Result<Lease, StoreError>;
+
+    /// Atomically settles leased units: `spent` are added to `used` and `returned` freed; both
+    /// leave `leased` (which never goes below zero). Answers the counts after the call.
+    async fn settle(
+        &self,
+        bucket: &UsageBucket,
+        spent: u64,
+        returned: u64,
+    ) -> Result<Lease, StoreError>;
+
+    /// Atomically takes up to `want` cells from the cluster-wide rate limiter `cells.name`
+    /// (see [`RateCells`]): as many as are free, at most `want`; answers how many it took.
+    async fn take_cells(&self, cells: &RateCells, want: u64) -> Result<u64, StoreError>;
+
+    /// Atomically gives back `n` unused cells to the rate limiter `cells.name`.
+    async fn return_cells(&self, cells: &RateCells, n: u64) -> Result<(), StoreError>;
+
+    /// Whether other processes serve traffic from this store's counters (a server database,
+    /// not a file or memory): rate limits are cluster-wide by default then.
+    fn shared(&self) -> bool;
+
+    /// The bucket's settled count, `used` (zero when it has none); units leased and not
+    /// settled are not in it.
     async fn usage(&self, bucket: &UsageBucket) -> Result<u64, StoreError>;
 
     /// Reads a named setting (e.g. a project's quota), `Ok(None)` when unset.
