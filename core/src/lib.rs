@@ -65,11 +65,12 @@ pub use manager::{
 pub use self::metrics::{CacheResult, HashPurpose, QuotaKind, StoreOp, VerifyOutcome};
 pub use name::{MAX_KEY_NAME_LEN, Project};
 pub use quota::{Credits, Period, Quota, QuotaUsage, RateLimit, Refill};
+pub use ratelimit::RateLimitMode;
 pub use scope::{MAX_SCOPES, Scope, ScopeSet};
 pub use store::{
     AuditStore, ChangeEvent, Changes, Consumption, Counter, DEFAULT_CHANGE_LOG_LEN, EventClaim,
-    KeyChange, KeyLimits, KeyRecord, KeyStore, Lease, ListQuery, RateCells, RecordStore, RotateOutcome,
-    RotationConflict, Setting, StoreError, UsageBucket, UsageStore,
+    KeyChange, KeyLimits, KeyRecord, KeyStore, Lease, ListQuery, RateCells, RecordStore,
+    RotateOutcome, RotationConflict, Setting, StoreError, UsageBucket, UsageStore,
 };
 pub use throttle::{Cause, LogThrottle};
 pub use time::{Clock, MAX_EXPIRY, MAX_GRACE, ManualClock, SystemClock, Timestamp, parse_duration};

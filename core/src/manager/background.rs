@@ -173,6 +173,8 @@ impl KeyManager {
             )
             .await;
         self.start_event_sweep();
+        // rate limits (ratelimit/): the sweep that gives idle cluster cells back.
+        inner.rate_limiters.start();
     }
 
     /// Writes pending last-used times to the store now.
@@ -187,13 +189,18 @@ impl KeyManager {
             .await?)
     }
 
-    /// Graceful shutdown: writes pending last-used times and stops background tasks.
+    /// Graceful shutdown: writes pending last-used times, gives unused cluster rate-limit
+    /// cells back to the store ([`RateLimitMode`](crate::RateLimitMode)) and stops
+    /// background tasks.
     ///
     /// # Errors
-    /// [`Error::Store`] when the final flush fails.
+    /// [`Error::Store`] when the final flush or giving cells back fails.
     pub async fn shutdown(&self) -> Result<(), Error> {
         self.inner.background.stop();
         self.inner.events.stop();
-        self.flush_usage().await
+        // rate limits (ratelimit/)
+        let cells = self.inner.rate_limiters.shutdown().await;
+        self.flush_usage().await?;
+        Ok(cells?)
     }
 }

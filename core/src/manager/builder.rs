@@ -9,7 +9,7 @@ use crate::hash::{HashParams, Hasher};
 use crate::invalid::{InvalidValue, ValueKind};
 use crate::key::{Environment, Prefix};
 use crate::metrics::{UsageMetrics, VerifyMetrics};
-use crate::ratelimit::RateLimiters;
+use crate::ratelimit::{RateLimitMode, RateLimits};
 use crate::store::{KeyStore, Timed};
 use crate::throttle::LogThrottle;
 use crate::time::{Clock, SystemClock};
@@ -34,6 +34,8 @@ pub struct KeyManagerBuilder {
     // events (manager/events.rs)
     events: EventConfig,
     event_sinks: Vec<Arc<dyn EventSink>>,
+    // rate limits (ratelimit/): `None` is the store's default.
+    rate_limits: Option<RateLimitMode>,
 }
 
 impl KeyManagerBuilder {
@@ -53,7 +55,27 @@ impl KeyManagerBuilder {
             audit_retention: None,
             events: EventConfig::default(),
             event_sinks: Vec::new(),
+            rate_limits: None,
         }
+    }
+
+    /// Where keys' rate limits hold: per process or across every instance sharing the store
+    /// (see [`RateLimitMode`]). The default is [`RateLimitMode::cluster`] when the store is
+    /// shared ([`UsageStore::shared`](crate::UsageStore::shared): PostgreSQL) and
+    /// [`RateLimitMode::PerProcess`] otherwise.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), keyward::InvalidValue> {
+    /// use keyward::{KeyManager, RateLimitMode};
+    /// let manager = KeyManager::builder(keyward_memory::MemoryStore::new())
+    ///     .rate_limits(RateLimitMode::cluster())
+    ///     .build()?;
+    /// assert_eq!(manager.rate_limit_mode(), RateLimitMode::cluster());
+    /// # Ok(()) }
+    /// ```
+    pub fn rate_limits(mut self, mode: RateLimitMode) -> Self {
+        self.rate_limits = Some(mode);
+        self
     }
 
     /// Verify cache settings (the cache is on by default with [`CacheConfig::default`]).
@@ -164,7 +186,6 @@ impl KeyManagerBuilder {
             Some(h) => h,
             None => Hasher::new(self.hash_params)?,
         };
-        let rate_limiters = RateLimiters::new(Arc::clone(&self.clock));
         let failure_log = LogThrottle::new(self.failure_log_interval, Arc::clone(&self.clock));
         let cache = match self.cache {
             Some(config) => Some(Arc::new(
@@ -177,7 +198,16 @@ impl KeyManagerBuilder {
         };
         // Metrics (issue 16): the handles come from the recorder installed now.
         crate::metrics::describe();
+        let rate_mode = self
+            .rate_limits
+            .unwrap_or_else(|| RateLimitMode::default_for(self.store.as_ref()));
         let store: Arc<dyn KeyStore> = Arc::new(Timed::wrap(self.store));
+        let rate_limiters = RateLimits::new(
+            rate_mode,
+            Arc::clone(&self.clock),
+            Arc::clone(&store),
+            LogThrottle::new(self.failure_log_interval, Arc::clone(&self.clock)),
+        );
         Ok(KeyManager {
             inner: Arc::new(Inner {
                 store,

@@ -25,7 +25,7 @@ use crate::cache::VerifyCache;
 use crate::hash::Hasher;
 use crate::key::{Environment, Prefix};
 use crate::metrics::{UsageMetrics, VerifyMetrics};
-use crate::ratelimit::RateLimiters;
+use crate::ratelimit::RateLimits;
 use crate::store::KeyStore;
 use crate::time::{Clock, Timestamp};
 
@@ -102,7 +102,7 @@ struct Inner {
     usage_flush_interval: Duration,
     /// The background tasks; dropping the last manager clone stops them.
     background: Background,
-    rate_limiters: RateLimiters,
+    rate_limiters: RateLimits,
     /// Project quotas read from the store, kept for [`QUOTA_SETTING_TTL`].
     project_quotas: ProjectQuotas,
     /// Which infrastructure failures are logged (see [`KeyManager::log_failure`]).

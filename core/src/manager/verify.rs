@@ -9,6 +9,7 @@ use crate::cache::{Cold, Entry, Lookup, VerifyCache};
 use crate::error::{AuthError, Error};
 use crate::key::ApiKey;
 use crate::metrics::{CacheResult, HashPurpose, VerifyOutcome};
+use crate::ratelimit::Decision;
 use crate::store::{KeyChange, KeyRecord};
 use crate::time::Timestamp;
 
@@ -40,8 +41,19 @@ impl KeyManager {
     /// # Errors
     /// As [`KeyManager::verify`].
     pub async fn verify_key(&self, key: &ApiKey, req: &Requirements) -> Result<Identity, Error> {
-        if let Some(outcome) = self.verify_cached(key, req) {
-            return outcome;
+        match self.decide_cached(key, req) {
+            Warm::Decided(outcome) => {
+                self.count_verify(&outcome);
+                return outcome;
+            }
+            Warm::AskRateLimit(who) => {
+                // Boxed like the cold path: only a key whose cluster rate-limit cells ran
+                // out comes here, about once per chunk of cells.
+                let outcome = Box::pin(self.check_rate_limit(*who)).await;
+                self.count_verify(&outcome);
+                return outcome;
+            }
+            Warm::Cold => {}
         }
         // Boxed: the cold path's state (store read, single flight, Argon2) is large, and
         // keeping it out of this future keeps every warm call small.
@@ -70,7 +82,8 @@ impl KeyManager {
     /// Verifies from the verify cache alone, without waiting for anything
     /// (docs/ARCHITECTURE.md, "The verify cache"): `Some(outcome)` when the key's text or
     /// the cache decides, `None` when the store is needed, i.e. the id is not cached (a cold
-    /// verify) or the key spends credits (charged in the store). Call
+    /// verify), the key spends credits (charged in the store), or its cluster-wide rate
+    /// limit's local cells ran out ([`RateLimitMode`](crate::RateLimitMode)). Call
     /// [`KeyManager::verify_key`] on `None`.
     ///
     /// The outcome is the one [`KeyManager::verify_key`] would give: a wrong prefix or
@@ -101,28 +114,47 @@ impl KeyManager {
         key: &ApiKey,
         req: &Requirements,
     ) -> Option<Result<Identity, Error>> {
-        let outcome = self.decide_cached(key, req)?;
-        self.count_verify(&outcome);
-        Some(outcome)
+        match self.decide_cached(key, req) {
+            Warm::Decided(outcome) => {
+                self.count_verify(&outcome);
+                Some(outcome)
+            }
+            Warm::AskRateLimit(_) | Warm::Cold => None,
+        }
     }
 
     /// [`KeyManager::verify_cached`] without counting.
     #[inline]
-    fn decide_cached(&self, key: &ApiKey, req: &Requirements) -> Option<Result<Identity, Error>> {
+    fn decide_cached(&self, key: &ApiKey, req: &Requirements) -> Warm {
         if let Err(e) = self.check_format(key) {
-            return Some(Err(e.into()));
+            return Warm::Decided(Err(e.into()));
         }
-        let cache = self.inner.cache.as_ref()?;
-        let entry = cache.get(&key.id())?;
+        let Some(cache) = self.inner.cache.as_ref() else {
+            return Warm::Cold;
+        };
+        let Some(entry) = cache.get(&key.id()) else {
+            return Warm::Cold;
+        };
         if entry.record().limits.credits.is_some() {
-            return None;
+            return Warm::Cold;
         }
         cache.count(CacheResult::Hit);
         let digest = cache.digest(key.secret_bytes());
-        Some(
-            self.accept_warm(key, &entry, &digest, req)
-                .and_then(|who| self.check_rate_limit(&who).map(|()| who)),
-        )
+        let who = match self.accept_warm(key, &entry, &digest, req) {
+            Ok(who) => who,
+            Err(e) => return Warm::Decided(Err(e)),
+        };
+        let Some(limit) = who.limits.rate_limit else {
+            return Warm::Decided(Ok(who));
+        };
+        // rate limits (ratelimit/): decided here unless cluster cells must be asked for.
+        match self.inner.rate_limiters.check_now(who.id, limit) {
+            Decision::Allowed => Warm::Decided(Ok(who)),
+            Decision::Refused(retry_after) => {
+                Warm::Decided(Err(AuthError::RateLimited { retry_after }.into()))
+            }
+            Decision::Ask => Warm::AskRateLimit(Box::new(who)),
+        }
     }
 
     /// The checks that need only the key text: prefix and environment.
@@ -152,21 +184,29 @@ impl KeyManager {
 
     async fn verify_uncached(&self, key: &ApiKey, req: &Requirements) -> Result<Identity, Error> {
         let identity = self.authenticate(key, req).await?;
-        self.check_rate_limit(&identity)?;
+        let identity = self.check_rate_limit(identity).await?;
         if let Some(credits) = identity.limits.credits {
             self.spend_credit(&identity, credits).await?;
         }
         Ok(identity)
     }
 
-    /// The per-process rate limit of a proven key.
-    fn check_rate_limit(&self, who: &Identity) -> Result<(), Error> {
+    /// The rate limit of a proven key, per process or cluster-wide
+    /// ([`RateLimitMode`](crate::RateLimitMode)); in cluster mode this may ask the store
+    /// for cells.
+    async fn check_rate_limit(&self, who: Identity) -> Result<Identity, Error> {
         if let Some(limit) = who.limits.rate_limit
-            && let Err(retry_after) = self.inner.rate_limiters.check(who.id, limit)
+            && let Err(retry_after) = self.inner.rate_limiters.check(who.id, limit).await
         {
             return Err(AuthError::RateLimited { retry_after }.into());
         }
-        Ok(())
+        Ok(who)
+    }
+
+    /// Where keys' rate limits hold: per process or cluster-wide (set with
+    /// [`KeyManagerBuilder::rate_limits`](super::KeyManagerBuilder::rate_limits)).
+    pub fn rate_limit_mode(&self) -> crate::RateLimitMode {
+        self.inner.rate_limiters.mode()
     }
 
     /// Authentication without usage limits, after [`KeyManager::verify_cached`] (which has
@@ -343,6 +383,17 @@ impl KeyManager {
             Err(e) => tracing::warn!(key.id = %key.id(), error = %e, "could not re-hash API key"),
         }
     }
+}
+
+/// What the verify cache alone decided.
+enum Warm {
+    /// The outcome.
+    Decided(Result<Identity, Error>),
+    /// Proven, with a cluster rate limit whose local cells ran out: the store must be asked
+    /// (boxed: the identity is large next to the other variants).
+    AskRateLimit(Box<Identity>),
+    /// Not cached, or charged in the store (credits): the cold path.
+    Cold,
 }
 
 /// What a cold verify found.

@@ -1,4 +1,6 @@
-//! Per-key rate limits (GCRA via `governor`), enforced per process on the manager's clock.
+//! The per-process limiter ([`RateLimitMode::PerProcess`](super::RateLimitMode::PerProcess)):
+//! per-key GCRA through `governor`, on the manager's clock, in this process's memory only.
+//! Also the cluster mode's fallback while the store cannot be reached.
 
 use std::fmt;
 use std::num::NonZeroU32;
