@@ -49,7 +49,7 @@ impl KeyManager {
             Warm::AskRateLimit(who) => {
                 // Boxed like the cold path: only a key whose cluster rate-limit cells ran
                 // out comes here, about once per chunk of cells.
-                let outcome = Box::pin(self.check_rate_limit(*who)).await;
+                let outcome = Box::pin(self.check_rate_limit(who)).await;
                 self.count_verify(&outcome);
                 return outcome;
             }
@@ -153,7 +153,7 @@ impl KeyManager {
             Decision::Refused(retry_after) => {
                 Warm::Decided(Err(AuthError::RateLimited { retry_after }.into()))
             }
-            Decision::Ask => Warm::AskRateLimit(Box::new(who)),
+            Decision::Ask => Warm::AskRateLimit(who),
         }
     }
 
@@ -389,9 +389,8 @@ impl KeyManager {
 enum Warm {
     /// The outcome.
     Decided(Result<Identity, Error>),
-    /// Proven, with a cluster rate limit whose local cells ran out: the store must be asked
-    /// (boxed: the identity is large next to the other variants).
-    AskRateLimit(Box<Identity>),
+    /// Proven, with a cluster rate limit whose local cells ran out: the store must be asked.
+    AskRateLimit(Identity),
     /// Not cached, or charged in the store (credits): the cold path.
     Cold,
 }
