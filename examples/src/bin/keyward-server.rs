@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! keyward-server [--db sqlite:keyward.db] [--addr 127.0.0.1:8080] [--env dev]… [--prefix kw]
-//!                [--secure-cookies] [--webhook-url http://…]
+//!                [--secure-cookies] [--webhook-url http://…] [--rate-limits per-process|cluster]
 //!                [--secret-scanning-public-key FILE [--secret-scanning-key-id ID] [--secret-scanning-flag-only]]
 //! ```
 //!
@@ -80,6 +80,12 @@ struct Args {
     /// Only log leaked keys reported by GitHub; do not revoke them.
     #[arg(long, requires = "secret_scanning_public_key")]
     secret_scanning_flag_only: bool,
+
+    /// Where keys' rate limits hold: `cluster` (across every instance sharing the store; the
+    /// default on PostgreSQL) or `per-process` (each instance admits a key's whole rate; the
+    /// default on SQLite).
+    #[arg(long, value_name = "MODE", env = "KEYWARD_RATE_LIMITS")]
+    rate_limits: Option<keyward::RateLimitMode>,
 }
 
 fn main() -> ExitCode {
@@ -105,6 +111,9 @@ async fn run(args: Args) -> Result<(), String> {
     for env in &args.envs {
         builder = builder.serve(*env);
     }
+    if let Some(mode) = args.rate_limits {
+        builder = builder.rate_limits(mode);
+    }
     let builder = server::webhook::with_event_sinks(builder, args.webhook_url.clone())?;
     let manager = builder.build().map_err(|e| e.to_string())?;
     let secret_scanning = match &args.secret_scanning_public_key {
@@ -126,6 +135,7 @@ async fn run(args: Args) -> Result<(), String> {
         %addr,
         prefix = %args.prefix,
         environments = %envs.join(","),
+        rate_limits = %manager.rate_limit_mode(),
         "keyward-server listening"
     );
     // One line on stdout, for scripts: the address actually bound (useful with port 0).
