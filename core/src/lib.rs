@@ -14,6 +14,7 @@ pub mod hash;
 pub mod invalid;
 pub mod key;
 pub mod manager;
+pub mod meter;
 pub mod metrics;
 pub mod name;
 pub mod quota;
@@ -47,6 +48,7 @@ pub use cache::CacheConfig;
 pub use client::{Diagnosis, KeyExpectation, LoadError};
 pub use error::{AuthError, Error};
 pub use events::{CreditsLevel, EventConfig, EventSink, KeyEvent, QuotaScope};
+pub use meter::{LeaseConfig, Metering};
 pub use hash::{HashError, HashParams, Hasher, SecretHash, Verdict};
 #[cfg(feature = "http")]
 pub use http::Rejection;

@@ -8,6 +8,7 @@ use crate::events::{EventConfig, EventHub, EventSink};
 use crate::hash::{HashParams, Hasher};
 use crate::invalid::{InvalidValue, ValueKind};
 use crate::key::{Environment, Prefix};
+use crate::meter::{Meter, Metering};
 use crate::metrics::{UsageMetrics, VerifyMetrics};
 use crate::ratelimit::RateLimiters;
 use crate::store::{KeyStore, Timed};
@@ -34,6 +35,8 @@ pub struct KeyManagerBuilder {
     // events (manager/events.rs)
     events: EventConfig,
     event_sinks: Vec<Arc<dyn EventSink>>,
+    // metering (core/src/meter/)
+    metering: Metering,
 }
 
 impl KeyManagerBuilder {
@@ -53,6 +56,7 @@ impl KeyManagerBuilder {
             audit_retention: None,
             events: EventConfig::default(),
             event_sinks: Vec::new(),
+            metering: Metering::default(),
         }
     }
 
@@ -98,6 +102,23 @@ impl KeyManagerBuilder {
     /// ```
     pub fn audit_retention(mut self, retention: Duration) -> Self {
         self.audit_retention = Some(retention);
+        self
+    }
+
+    /// How quota and credit units are counted (default: [`Metering::Leased`] with
+    /// [`LeaseConfig::default`](crate::LeaseConfig::default); see docs/ARCHITECTURE.md,
+    /// "Metering").
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use keyward::{KeyManager, Metering};
+    /// let manager = KeyManager::builder(keyward_memory::MemoryStore::new())
+    ///     .metering(Metering::Direct)
+    ///     .build()?;
+    /// # drop(manager); Ok(()) }
+    /// ```
+    pub fn metering(mut self, metering: Metering) -> Self {
+        self.metering = metering;
         self
     }
 
@@ -196,6 +217,7 @@ impl KeyManagerBuilder {
                 verify_metrics: VerifyMetrics::new(),
                 usage_metrics: UsageMetrics::new(),
                 events: EventHub::new(self.events, self.event_sinks),
+                meter: Arc::new(Meter::new(self.metering)),
             }),
             actor: crate::audit::Actor::system(),
         })
