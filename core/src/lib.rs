@@ -48,7 +48,6 @@ pub use cache::CacheConfig;
 pub use client::{Diagnosis, KeyExpectation, LoadError};
 pub use error::{AuthError, Error};
 pub use events::{CreditsLevel, EventConfig, EventSink, KeyEvent, QuotaScope};
-pub use meter::{LeaseConfig, Metering};
 pub use hash::{HashError, HashParams, Hasher, SecretHash, Verdict};
 #[cfg(feature = "http")]
 pub use http::Rejection;
@@ -63,6 +62,7 @@ pub use manager::{
     KeyStatus, KeyUsage, KeyUsagePage, LeakAction, LeakReport, QUOTA_SETTING_TTL, Requirements,
     RotateOptions, RotatedKey, Tenant, TenantKeys, UsageReport,
 };
+pub use meter::{LeaseConfig, Metering};
 // `self::`: the crate `metrics` (the facade) has the same name as this module.
 pub use self::metrics::{CacheResult, HashPurpose, QuotaKind, StoreOp, VerifyOutcome};
 pub use name::{MAX_KEY_NAME_LEN, Project};
@@ -70,8 +70,8 @@ pub use quota::{Credits, Period, Quota, QuotaUsage, RateLimit, Refill};
 pub use scope::{MAX_SCOPES, Scope, ScopeSet};
 pub use store::{
     AuditStore, ChangeEvent, Changes, Consumption, Counter, DEFAULT_CHANGE_LOG_LEN, EventClaim,
-    KeyChange, KeyLimits, KeyRecord, KeyStore, Lease, ListQuery, RateCells, RecordStore, RotateOutcome,
-    RotationConflict, Setting, StoreError, UsageBucket, UsageStore,
+    KeyChange, KeyLimits, KeyRecord, KeyStore, Lease, ListQuery, RateCells, RecordStore,
+    RotateOutcome, RotationConflict, Setting, StoreError, UsageBucket, UsageStore,
 };
 pub use throttle::{Cause, LogThrottle};
 pub use time::{Clock, MAX_EXPIRY, MAX_GRACE, ManualClock, SystemClock, Timestamp, parse_duration};

@@ -663,11 +663,17 @@ impl UsageStore for SqliteStore {
     }
 
     async fn take_cells(&self, _cells: &keyward::RateCells, _want: u64) -> Result<u64, StoreError> {
-        Err(StoreError::backend(STORE, "take_cells: not implemented yet"))
+        Err(StoreError::backend(
+            STORE,
+            "take_cells: not implemented yet",
+        ))
     }
 
     async fn return_cells(&self, _cells: &keyward::RateCells, _n: u64) -> Result<(), StoreError> {
-        Err(StoreError::backend(STORE, "return_cells: not implemented yet"))
+        Err(StoreError::backend(
+            STORE,
+            "return_cells: not implemented yet",
+        ))
     }
 
     fn shared(&self) -> bool {

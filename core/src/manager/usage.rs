@@ -11,11 +11,11 @@ use serde::Serialize;
 use crate::error::{AuthError, Error};
 use crate::events::QuotaScope;
 use crate::key::{Environment, KeyId};
+use crate::meter::Taken;
 use crate::metrics::QuotaKind;
 use crate::name::Project;
 use crate::quota::{Credits, Quota, QuotaUsage};
 use crate::store::StoreError;
-use crate::meter::Taken;
 use crate::store::{Counter, KeyRecord, ListQuery, Setting, UsageBucket};
 use crate::time::Timestamp;
 
@@ -231,14 +231,7 @@ impl KeyManager {
             let (bucket, end) = self.event_bucket(Counter::ProjectEvents(&who.project), quota);
             let consumed = self.take(&bucket, events, quota.limit).await;
             let outcome = consumed.as_ref().ok().copied();
-            self.watch_quota(
-                who,
-                QuotaScope::Project,
-                &bucket,
-                quota.limit,
-                end,
-                outcome,
-            );
+            self.watch_quota(who, QuotaScope::Project, &bucket, quota.limit, end, outcome);
             match consumed {
                 Ok(Taken::Granted { used, .. }) => {
                     accepted.project = Some(QuotaUsage::new(

@@ -95,9 +95,7 @@ impl Allotment {
         let need = amount.saturating_sub(self.have);
         let grown = match self.leased_at {
             None => 1,
-            Some(at) if now.saturating_duration_since(at) < horizon => {
-                self.chunk.saturating_mul(2)
-            }
+            Some(at) if now.saturating_duration_since(at) < horizon => self.chunk.saturating_mul(2),
             Some(_) => self.chunk / 2,
         };
         self.chunk = grown.clamp(1, max_chunk).min((self.free / 16).max(1));

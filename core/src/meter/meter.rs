@@ -92,8 +92,12 @@ impl Meter {
             } else {
                 std::mem::take(&mut a.have)
             };
-            let (want, min) =
-                a.next_lease(amount, Instant::now(), config.horizon_length(), config.max_chunk_units());
+            let (want, min) = a.next_lease(
+                amount,
+                Instant::now(),
+                config.horizon_length(),
+                config.max_chunk_units(),
+            );
             (want, min, give_back)
         };
         if give_back > 0 {
@@ -150,7 +154,9 @@ impl Meter {
                 }
                 // Units other instances hold (this one's granted, unsettled units are in
                 // `leased` too, but never come back).
-                let others = lease.leased.saturating_sub(a.unsettled.saturating_add(a.have));
+                let others = lease
+                    .leased
+                    .saturating_sub(a.unsettled.saturating_add(a.have));
                 let stalled = a.stalled_at == Some(lease.leased);
                 if others == 0 || stalled || Instant::now() >= deadline {
                     if others > 0 && !stalled {
@@ -195,9 +201,16 @@ impl Meter {
     /// Settles every granted unit; with `give_back`, returns every held unit too (and with
     /// `idle_only`, only those of allotments idle for a settle interval). Drops empty,
     /// idle allotments. Answers the first error; units that failed to settle are kept.
-    pub(crate) async fn settle(&self, store: &Store, give_back: Returning) -> Result<(), StoreError> {
+    pub(crate) async fn settle(
+        &self,
+        store: &Store,
+        give_back: Returning,
+    ) -> Result<(), StoreError> {
         let slots: Vec<(UsageBucket, Arc<Slot>)> = match self.slots.read() {
-            Ok(map) => map.iter().map(|(b, s)| (b.clone(), Arc::clone(s))).collect(),
+            Ok(map) => map
+                .iter()
+                .map(|(b, s)| (b.clone(), Arc::clone(s)))
+                .collect(),
             Err(_) => Vec::new(),
         };
         let idle_after = self.config.map(|c| c.settle_every()).unwrap_or_default();
