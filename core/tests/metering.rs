@@ -320,3 +320,80 @@ async fn a_lowered_limit_takes_effect_on_held_units() {
     }
     assert_eq!(ok, 5);
 }
+
+#[tokio::test]
+async fn a_flood_of_refused_requests_does_not_write_per_request() {
+    let counting = Arc::new(Counting::default());
+    let store = Arc::new(Wrapped::with_hook(
+        Arc::new(MemoryStore::new()),
+        Hook(Arc::clone(&counting)),
+    ));
+    let m = manager(store, LeaseConfig::default());
+    let who = key_with_quota(&[&m], "flood", 20).await;
+    for _ in 0..20 {
+        m.consume_events(&who[0], 1).await.unwrap();
+    }
+    let before = counting.count("lease") + counting.count("consume");
+    let mut refused = 0;
+    for _ in 0..1_000 {
+        if m.consume_events(&who[0], 1).await.is_err() {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 1_000);
+    let calls = counting.count("lease") + counting.count("consume") - before;
+    assert!(calls < 20, "{calls} store calls for 1,000 refusals");
+}
+
+#[tokio::test]
+async fn a_batch_the_project_refuses_gives_the_keys_units_back() {
+    use keyward::KeyLimits;
+    let store = MemoryStore::new();
+    let m = manager(Arc::new(store.clone()), LeaseConfig::default());
+    let project: Project = "give-back".parse().unwrap();
+    m.set_project_quota(
+        &project,
+        Some(Quota {
+            limit: 10,
+            period: Period::Month,
+        }),
+    )
+    .await
+    .unwrap();
+    let key = m
+        .issue(
+            IssueRequest::new(project.clone(), "dev".parse().unwrap()).limits(KeyLimits {
+                quota: Some(Quota {
+                    limit: 100,
+                    period: Period::Month,
+                }),
+                ..KeyLimits::default()
+            }),
+        )
+        .await
+        .unwrap();
+    let who = m
+        .verify(key.key.expose_secret(), &Requirements::none())
+        .await
+        .unwrap();
+    let err = m.consume_events(&who, 20).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Auth(AuthError::QuotaExceeded {
+                scope: "project",
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    m.consume_events(&who, 10).await.unwrap();
+    m.flush_usage().await.unwrap();
+    let report = m.usage(&project).await.unwrap();
+    assert_eq!(report.project_quota.unwrap().used, 10);
+    assert_eq!(
+        report.keys[0].quota.unwrap().used,
+        10,
+        "the refused 20 are not counted"
+    );
+}

@@ -29,6 +29,10 @@ pub(super) struct Allotment {
     /// The store's `leased` count when waiting at the edge last gave up: while it has not
     /// changed, another wait would give up again (units stranded by a crashed instance).
     pub(super) stalled_at: Option<u64>,
+    /// The free budget when a request was last refused with no units held anywhere, and
+    /// when: until a settle interval later, a larger request is refused without a store
+    /// call (a refused flood does not become a write per request).
+    pub(super) known_free: Option<(u64, Instant)>,
 }
 
 /// A grant's place in the bucket's count: `used` is its ordinal, `before` the highest ordinal
@@ -52,6 +56,7 @@ impl Allotment {
             last_grant: now,
             free: limit,
             stalled_at: None,
+            known_free: None,
         }
     }
 
@@ -104,12 +109,22 @@ impl Allotment {
 
     /// Takes in a lease answered by the store.
     pub(super) fn leased(&mut self, lease: &Lease, limit: u64, now: Instant) {
+        if lease.granted > 0 {
+            self.known_free = None;
+        }
         self.limit = limit;
         self.have = self.have.saturating_add(lease.granted);
         self.free = limit.saturating_sub(lease.reserved());
         // The held units are the last ones reserved: number the next from there.
         self.next = lease.reserved().saturating_sub(self.have).saturating_add(1);
         self.leased_at = Some(now);
+    }
+
+    /// Whether `amount` is known not to fit (see `known_free`): the free budget then.
+    pub(super) fn known_refusal(&self, amount: u64, limit: u64, within: Duration) -> Option<u64> {
+        let (free, at) = self.known_free?;
+        (self.limit == limit && at.elapsed() < within && amount > free.saturating_add(self.have))
+            .then_some(free)
     }
 
     /// Whether nothing is held or owed: the allotment can be dropped.

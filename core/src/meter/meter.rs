@@ -75,8 +75,16 @@ impl Meter {
             return direct(store, bucket, amount, limit).await;
         };
         let slot = self.slot(bucket, limit);
-        if let Some(ord) = lock(&slot.state).grant(amount, limit, Instant::now()) {
-            return Ok(granted(ord));
+        {
+            let mut a = lock(&slot.state);
+            if let Some(ord) = a.grant(amount, limit, Instant::now()) {
+                return Ok(granted(ord));
+            }
+            if let Some(free) = a.known_refusal(amount, limit, config.settle_every()) {
+                return Ok(Taken::Refused {
+                    used: limit.saturating_sub(free),
+                });
+            }
         }
         self.start_ticker(store, config);
         let refill = slot.refill.lock().await;
@@ -150,6 +158,7 @@ impl Meter {
                 let mut a = lock(&slot.state);
                 if lease.granted == amount {
                     a.stalled_at = None;
+                    a.known_free = None;
                     return Ok(granted(a.count(amount, Instant::now())));
                 }
                 // Units other instances hold (this one's granted, unsettled units are in
@@ -161,6 +170,10 @@ impl Meter {
                 if others == 0 || stalled || Instant::now() >= deadline {
                     if others > 0 && !stalled {
                         a.stalled_at = Some(lease.leased);
+                    }
+                    if others == 0 {
+                        a.known_free =
+                            Some((limit.saturating_sub(lease.reserved()), Instant::now()));
                     }
                     return Ok(Taken::Refused {
                         used: lease.reserved(),
