@@ -164,5 +164,8 @@ async fn leases_beyond_bigint_stop_at_i64_max() {
         }
     );
     assert_eq!(store.usage(&bucket).await.unwrap(), max);
-    assert_eq!(store.lease(&bucket, 1, 1, u64::MAX).await.unwrap().granted, 0);
+    assert_eq!(
+        store.lease(&bucket, 1, 1, u64::MAX).await.unwrap().granted,
+        0
+    );
 }

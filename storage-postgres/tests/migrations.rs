@@ -222,7 +222,10 @@ async fn a_usage_count_from_before_migration_5_has_nothing_leased() {
         counter: "old".into(),
         period_start: keyward::Timestamp::from_unix_millis(0),
     };
-    assert_eq!(keyward::UsageStore::usage(&store, &bucket).await.unwrap(), 7);
+    assert_eq!(
+        keyward::UsageStore::usage(&store, &bucket).await.unwrap(),
+        7
+    );
     assert_eq!(
         keyward::UsageStore::lease(&store, &bucket, 10, 1, 10)
             .await

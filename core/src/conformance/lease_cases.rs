@@ -101,7 +101,14 @@ pub async fn lease_grants_want_or_all_that_is_free_or_none(store: &Arc<dyn KeySt
 /// `consume` counts leased units against the limit, and a lease counts consumed ones.
 pub async fn consume_counts_leased_units_against_the_limit(store: &Arc<dyn KeyStore>) {
     let bucket = bucket("lease-consume");
-    assert_eq!(store.lease(&bucket, 40, 40, 50).await.expect("lease").granted, 40);
+    assert_eq!(
+        store
+            .lease(&bucket, 40, 40, 50)
+            .await
+            .expect("lease")
+            .granted,
+        40
+    );
     assert_eq!(
         store.consume(&bucket, 11, 50).await.expect("consume"),
         Consumption::Refused { used: 0 }
@@ -147,14 +154,26 @@ pub async fn settle_moves_spent_units_into_used_and_frees_the_rest(store: &Arc<d
     let bucket = bucket("settle");
     let settle = |spent, returned| {
         let (store, bucket) = (Arc::clone(store), bucket.clone());
-        async move { store.settle(&bucket, spent, returned).await.expect("settle") }
+        async move {
+            store
+                .settle(&bucket, spent, returned)
+                .await
+                .expect("settle")
+        }
     };
     let expect = |used, leased| Lease {
         granted: 0,
         used,
         leased,
     };
-    assert_eq!(store.lease(&bucket, 20, 1, 100).await.expect("lease").granted, 20);
+    assert_eq!(
+        store
+            .lease(&bucket, 20, 1, 100)
+            .await
+            .expect("lease")
+            .granted,
+        20
+    );
     assert_eq!(store.usage(&bucket).await.expect("usage"), 0);
     assert_eq!(settle(5, 0).await, expect(5, 15));
     assert_eq!(store.usage(&bucket).await.expect("usage"), 5);
@@ -196,10 +215,19 @@ pub async fn leases_are_separate_per_counter_and_period(store: &Arc<dyn KeyStore
         period_start: t(30 * 86_400_000),
     };
     let other = bucket("lease-period-other");
-    assert_eq!(store.lease(&may, 10, 10, 10).await.expect("lease").granted, 10);
+    assert_eq!(
+        store.lease(&may, 10, 10, 10).await.expect("lease").granted,
+        10
+    );
     assert_eq!(store.lease(&may, 1, 1, 10).await.expect("lease").granted, 0);
-    assert_eq!(store.lease(&june, 10, 10, 10).await.expect("lease").granted, 10);
-    assert_eq!(store.lease(&other, 5, 5, 10).await.expect("lease").granted, 5);
+    assert_eq!(
+        store.lease(&june, 10, 10, 10).await.expect("lease").granted,
+        10
+    );
+    assert_eq!(
+        store.lease(&other, 5, 5, 10).await.expect("lease").granted,
+        5
+    );
     assert_eq!(
         store.settle(&june, 4, 6).await.expect("settle"),
         Lease {
@@ -236,8 +264,22 @@ pub async fn huge_leases_and_settlements_answer_without_panic(store: &Arc<dyn Ke
     const MAX: u64 = u64::MAX;
     const SQL_MAX: u64 = i64::MAX.unsigned_abs();
     let fresh = bucket("huge-fresh");
-    assert_eq!(store.lease(&fresh, MAX, MAX, 10).await.expect("lease").granted, 0);
-    assert_eq!(store.lease(&fresh, MAX, 0, 10).await.expect("lease").granted, 10);
+    assert_eq!(
+        store
+            .lease(&fresh, MAX, MAX, 10)
+            .await
+            .expect("lease")
+            .granted,
+        0
+    );
+    assert_eq!(
+        store
+            .lease(&fresh, MAX, 0, 10)
+            .await
+            .expect("lease")
+            .granted,
+        10
+    );
 
     let bucket = bucket("huge");
     let first = store.lease(&bucket, MAX, 1, MAX).await.expect("lease");
@@ -259,7 +301,14 @@ pub async fn huge_leases_and_settlements_answer_without_panic(store: &Arc<dyn Ke
     assert!(settled.used >= SQL_MAX, "{settled:?}");
     assert_eq!((settled.granted, settled.leased), (0, 0));
     assert_eq!(store.usage(&bucket).await.expect("usage"), settled.used);
-    assert_eq!(store.lease(&bucket, 1, 1, MAX).await.expect("lease").granted, 0);
+    assert_eq!(
+        store
+            .lease(&bucket, 1, 1, MAX)
+            .await
+            .expect("lease")
+            .granted,
+        0
+    );
     assert_eq!(
         store.consume(&bucket, MAX, MAX).await.expect("consume"),
         Consumption::Refused { used: settled.used }
