@@ -68,8 +68,8 @@ pub use quota::{Credits, Period, Quota, QuotaUsage, RateLimit, Refill};
 pub use scope::{MAX_SCOPES, Scope, ScopeSet};
 pub use store::{
     AuditStore, ChangeEvent, Changes, Consumption, Counter, DEFAULT_CHANGE_LOG_LEN, EventClaim,
-    KeyChange, KeyLimits, KeyRecord, KeyStore, Lease, ListQuery, RateCells, RecordStore, RotateOutcome,
-    RotationConflict, Setting, StoreError, UsageBucket, UsageStore,
+    KeyChange, KeyLimits, KeyRecord, KeyStore, Lease, ListQuery, RateCells, RecordStore,
+    RotateOutcome, RotationConflict, Setting, StoreError, UsageBucket, UsageStore,
 };
 pub use throttle::{Cause, LogThrottle};
 pub use time::{Clock, MAX_EXPIRY, MAX_GRACE, ManualClock, SystemClock, Timestamp, parse_duration};

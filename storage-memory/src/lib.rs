@@ -9,8 +9,7 @@ use keyward::store::check_entries;
 use keyward::{
     AuditEntry, AuditQuery, AuditStore, ChangeEvent, Changes, Consumption, DEFAULT_CHANGE_LOG_LEN,
     KeyChange, KeyId, KeyRecord, Lease, ListQuery, RateCells, RecordStore, RotateOutcome,
-    StoreError, Timestamp,
-    UsageBucket, UsageStore, async_trait,
+    StoreError, Timestamp, UsageBucket, UsageStore, async_trait,
 };
 
 const STORE: &str = "memory";
