@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use keyward::{
     AuthError, Counter, Error, HashParams, IssueRequest, KeyManager, KeyStore, Period, Project,
-    Quota, Requirements, UsageStore,
+    Quota, Requirements,
 };
 
 fn instance(store: keyward_postgres::PostgresStore) -> KeyManager {
