@@ -271,13 +271,7 @@ impl UsageStore for MemoryStore {
         let mut s = self.lock()?;
         let (used, leased) = s.usage.entry(bucket.clone()).or_insert((0, 0));
         let free = limit.saturating_sub(used.saturating_add(*leased));
-        let granted = if free >= want {
-            want
-        } else if free >= min {
-            free
-        } else {
-            0
-        };
+        let granted = keyward::store::rows::lease_grant(free, want, min);
         *leased += granted;
         Ok(Lease {
             granted,
