@@ -2,7 +2,8 @@
 //! credit-limited verify goes through (issue 6), and `KeyManager::consume_events` with a
 //! project quota on top (the setting is cached, so it is one store call as well); and
 //! consumes per second against one bucket from 1, 8 and 32 concurrent tasks (issue 17's
-//! baseline).
+//! baseline); and `consume_events` per second from 1, 8 and 32 tasks with leased and with
+//! direct metering (issue 17's result).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
@@ -10,7 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use keyward::{
-    HashParams, IssueRequest, KeyManager, Period, Quota, Requirements, Timestamp, UsageBucket,
+    HashParams, Identity, IssueRequest, KeyManager, Metering, Period, Quota, Requirements,
+    Timestamp, UsageBucket,
 };
 use keyward_benches::{BenchStore, StoreKind};
 
@@ -102,6 +104,32 @@ fn main() {
             });
         }
         g.finish();
+
+        // Issue 17: `consume_events` of one event against one project quota, from 1, 8 and 32
+        // tasks, with leased allotments (the default) and with one store write per request.
+        let mut g = c.benchmark_group(format!("{}_metered_concurrent", kind.name()));
+        g.throughput(criterion::Throughput::Elements(1));
+        for (mode, metering) in [
+            ("leased", Metering::default()),
+            ("direct", Metering::Direct),
+        ] {
+            let manager = KeyManager::builder_arc(Arc::clone(&store))
+                .serve("dev".parse().unwrap())
+                .hash_params(HashParams::INSECURE_TEST_ONLY)
+                .metering(metering)
+                .build()
+                .unwrap();
+            let who = rt.block_on(metered_key(&manager, &format!("bench-metered-{mode}")));
+            for tasks in [1u64, 8, 32] {
+                g.bench_function(format!("{mode}_tasks_{tasks}"), |b| {
+                    b.iter_custom(|iters| {
+                        rt.block_on(concurrent_events(&manager, &who, tasks, iters))
+                    });
+                });
+            }
+            rt.block_on(manager.shutdown()).unwrap();
+        }
+        g.finish();
         drop(bench);
     }
     c.final_summary();
@@ -123,6 +151,54 @@ async fn concurrent_consumes(
         set.spawn(async move {
             for _ in 0..share {
                 store.consume(&bucket, 1, u64::MAX >> 2).await.unwrap();
+            }
+        });
+    }
+    while let Some(done) = set.join_next().await {
+        done.unwrap();
+    }
+    started.elapsed()
+}
+
+/// A verified key of `project`, which gets a huge monthly quota.
+async fn metered_key(manager: &KeyManager, project: &str) -> Identity {
+    let project = project.parse().unwrap();
+    manager
+        .set_project_quota(
+            &project,
+            Some(Quota {
+                limit: u64::MAX >> 2,
+                period: Period::Month,
+            }),
+        )
+        .await
+        .unwrap();
+    let issued = manager
+        .issue(IssueRequest::new(project, "dev".parse().unwrap()))
+        .await
+        .unwrap();
+    manager
+        .verify(issued.key.expose_secret(), &Requirements::none())
+        .await
+        .unwrap()
+}
+
+/// `iters` single-event `consume_events` calls spread over `tasks` concurrent tasks; the time
+/// they took together.
+async fn concurrent_events(
+    manager: &KeyManager,
+    who: &Identity,
+    tasks: u64,
+    iters: u64,
+) -> Duration {
+    let started = std::time::Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for t in 0..tasks {
+        let (manager, who) = (manager.clone(), who.clone());
+        let share = iters / tasks + u64::from(t < iters % tasks);
+        set.spawn(async move {
+            for _ in 0..share {
+                manager.consume_events(&who, 1).await.unwrap();
             }
         });
     }

@@ -14,6 +14,7 @@ pub mod hash;
 pub mod invalid;
 pub mod key;
 pub mod manager;
+pub mod meter;
 pub mod metrics;
 pub mod name;
 pub mod quota;
@@ -61,6 +62,7 @@ pub use manager::{
     KeyStatus, KeyUsage, KeyUsagePage, LeakAction, LeakReport, QUOTA_SETTING_TTL, Requirements,
     RotateOptions, RotatedKey, Tenant, TenantKeys, UsageReport,
 };
+pub use meter::{LeaseConfig, Metering};
 // `self::`: the crate `metrics` (the facade) has the same name as this module.
 pub use self::metrics::{CacheResult, HashPurpose, QuotaKind, StoreOp, VerifyOutcome};
 pub use name::{MAX_KEY_NAME_LEN, Project};

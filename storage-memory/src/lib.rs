@@ -9,8 +9,7 @@ use keyward::store::check_entries;
 use keyward::{
     AuditEntry, AuditQuery, AuditStore, ChangeEvent, Changes, Consumption, DEFAULT_CHANGE_LOG_LEN,
     KeyChange, KeyId, KeyRecord, Lease, ListQuery, RateCells, RecordStore, RotateOutcome,
-    StoreError, Timestamp,
-    UsageBucket, UsageStore, async_trait,
+    StoreError, Timestamp, UsageBucket, UsageStore, async_trait,
 };
 
 const STORE: &str = "memory";
@@ -272,13 +271,7 @@ impl UsageStore for MemoryStore {
         let mut s = self.lock()?;
         let (used, leased) = s.usage.entry(bucket.clone()).or_insert((0, 0));
         let free = limit.saturating_sub(used.saturating_add(*leased));
-        let granted = if free >= want {
-            want
-        } else if free >= min {
-            free
-        } else {
-            0
-        };
+        let granted = keyward::store::rows::lease_grant(free, want, min);
         *leased += granted;
         Ok(Lease {
             granted,

@@ -118,6 +118,19 @@ CREATE INDEX keyward_audit_key ON keyward_audit (key_id, seq);
 CREATE INDEX keyward_audit_at ON keyward_audit (at);
 "#,
     },
+    Migration {
+        version: 5,
+        description: "leased units of usage counters, cluster rate limiters (keyward_rate)",
+        // `leased`: units an instance reserved and has not settled (existing counts have
+        // none). `keyward_rate`: each rate limiter's theoretical arrival time (microseconds).
+        sql: r#"
+ALTER TABLE keyward_usage ADD COLUMN leased bigint NOT NULL DEFAULT 0 CHECK (leased >= 0);
+CREATE TABLE keyward_rate (
+    name text COLLATE "C" PRIMARY KEY,
+    tat  bigint NOT NULL
+);
+"#,
+    },
 ];
 
 /// Applies the steps the current schema lacks, in one transaction holding a

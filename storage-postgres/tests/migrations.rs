@@ -45,6 +45,7 @@ async fn migrate_records_every_step_and_is_idempotent() {
             "keyward_changes",
             "keyward_keys",
             "keyward_migrations",
+            "keyward_rate",
             "keyward_revision",
             "keyward_settings",
             "keyward_usage"
@@ -183,4 +184,61 @@ async fn a_key_rotated_before_migration_3_is_known_as_rotated() {
         .await
         .unwrap();
     assert_eq!((trail.len(), trail[0].key_id), (1, Some(id)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_usage_count_from_before_migration_5_has_nothing_leased() {
+    let Some(schema) = TestSchema::create("a_usage_count_from_before_migration_5").await else {
+        return;
+    };
+    let pool = schema.pool(2).await;
+    // The schema as version 4 left it, with a count of 7.
+    sqlx::raw_sql(
+        "CREATE TABLE keyward_migrations (
+            version     bigint PRIMARY KEY,
+            description text NOT NULL,
+            applied_at  timestamptz NOT NULL DEFAULT now()
+        )",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    for m in MIGRATIONS.iter().filter(|m| m.version <= 4) {
+        sqlx::raw_sql(m.sql).execute(&pool).await.unwrap();
+        sqlx::query("INSERT INTO keyward_migrations (version, description) VALUES ($1, $2)")
+            .bind(m.version)
+            .bind(m.description)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    sqlx::query("INSERT INTO keyward_usage (counter, period_start, used) VALUES ('old', 0, 7)")
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    let store = PostgresStore::from_pool(pool).await.unwrap();
+    let bucket = keyward::UsageBucket {
+        counter: "old".into(),
+        period_start: keyward::Timestamp::from_unix_millis(0),
+    };
+    assert_eq!(
+        keyward::UsageStore::usage(&store, &bucket).await.unwrap(),
+        7
+    );
+    assert_eq!(
+        keyward::UsageStore::lease(&store, &bucket, 10, 1, 10)
+            .await
+            .unwrap(),
+        keyward::Lease {
+            granted: 3,
+            used: 7,
+            leased: 3
+        }
+    );
+    // The column refuses a negative count, like `used`.
+    let negative = sqlx::query("UPDATE keyward_usage SET leased = -1")
+        .execute(store.pool())
+        .await;
+    assert!(negative.is_err(), "{negative:?}");
 }

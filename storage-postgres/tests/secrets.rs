@@ -64,6 +64,13 @@ async fn no_row_of_any_keyward_table_holds_a_secret_or_a_full_key() {
         .await
         .unwrap();
 
+    // A cluster rate limiter's state (keyward_rate).
+    let rate = keyward::Counter::KeyRate(keys[1].record.id).name();
+    store
+        .take_cells(&keyward::RateCells::new(rate, 1, 1_000, 0), 1)
+        .await
+        .unwrap();
+
     store
         .put_setting(
             "project:web-app:quota",
@@ -80,7 +87,7 @@ async fn no_row_of_any_keyward_table_holds_a_secret_or_a_full_key() {
     .fetch_all(store.pool())
     .await
     .unwrap();
-    assert_eq!(tables.len(), 7, "{tables:?}");
+    assert_eq!(tables.len(), 8, "{tables:?}");
     let mut dump = String::new();
     for table in &tables {
         let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(

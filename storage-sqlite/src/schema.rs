@@ -81,6 +81,14 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE INDEX keyward_audit_project ON keyward_audit (project, seq);
     CREATE INDEX keyward_audit_key ON keyward_audit (key_id, seq);
     CREATE INDEX keyward_audit_at ON keyward_audit (at);",
+    // 7: leased allotments and cluster rate limiters (issue 17). `leased` counts units an
+    // instance reserved and has not settled; existing counts start with none leased.
+    // `keyward_rate` holds each rate limiter's theoretical arrival time (microseconds).
+    "ALTER TABLE keyward_usage ADD COLUMN leased INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE keyward_rate (
+        name TEXT    NOT NULL PRIMARY KEY,
+        tat  INTEGER NOT NULL                   -- unix microseconds
+    ) WITHOUT ROWID;",
 ];
 
 /// The schema version this code writes and reads.

@@ -326,6 +326,16 @@ async fn a_database_with_the_old_table_names_is_migrated_with_everything_in_it()
         .unwrap();
     assert_eq!(listed, vec![r.clone()]);
     assert_eq!(store.usage(&bucket).await.unwrap(), 7);
+    // Step 7 gave the old count a `leased` column with nothing leased: a lease counts the 7.
+    assert_eq!(
+        store.lease(&bucket, 10, 1, 10).await.unwrap(),
+        keyward::Lease {
+            granted: 3,
+            used: 7,
+            leased: 3
+        }
+    );
+    assert_eq!(store.usage(&bucket).await.unwrap(), 7);
     assert_eq!(
         store.get_setting("quota:project:legacy").await.unwrap(),
         Some(quota)
@@ -383,6 +393,7 @@ async fn a_database_with_the_old_table_names_is_migrated_with_everything_in_it()
             "keyward_audit",
             "keyward_changes",
             "keyward_keys",
+            "keyward_rate",
             "keyward_settings",
             "keyward_usage"
         ]
@@ -616,6 +627,93 @@ async fn two_stores_on_one_file_share_changes_and_quota() {
     }
     assert_eq!(granted, 25);
     assert_eq!(stores[1].usage(&bucket).await.unwrap(), 25);
+}
+
+/// Two stores on one file (each with its own writer connection, as two processes would
+/// have): 64 concurrent leases of one unit against a limit of 50 grant exactly 50, and
+/// consumes and rate cells taken through either store share the same counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_stores_on_one_file_never_over_reserve() {
+    let dir = tempfile::tempdir().unwrap();
+    let stores = [
+        SqliteStore::open(db_in(&dir)).await.unwrap(),
+        SqliteStore::open(db_in(&dir)).await.unwrap(),
+    ];
+    let bucket = UsageBucket {
+        counter: "shared-lease".into(),
+        period_start: t(0),
+    };
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let store = stores[i % 2].clone();
+            let bucket = bucket.clone();
+            tokio::spawn(async move { store.lease(&bucket, 1, 1, 50).await.unwrap() })
+        })
+        .collect();
+    let mut granted = 0;
+    for task in tasks {
+        granted += task.await.unwrap().granted;
+    }
+    assert_eq!(granted, 50);
+    for store in &stores {
+        assert_eq!(
+            store.lease(&bucket, 0, 0, 50).await.unwrap(),
+            keyward::Lease {
+                granted: 0,
+                used: 0,
+                leased: 50
+            }
+        );
+        assert_eq!(
+            store.consume(&bucket, 1, 50).await.unwrap(),
+            Consumption::Refused { used: 0 }
+        );
+    }
+    stores[0].settle(&bucket, 20, 10).await.unwrap();
+    assert_eq!(stores[1].usage(&bucket).await.unwrap(), 20);
+    assert_eq!(
+        stores[1].consume(&bucket, 10, 50).await.unwrap(),
+        Consumption::Granted { used: 30 }
+    );
+
+    let cells = keyward::RateCells::new("key:shared:rate", 1_000_000, 10_000, 90_000);
+    assert_eq!(stores[0].take_cells(&cells, 6).await.unwrap(), 6);
+    assert_eq!(stores[1].take_cells(&cells, 6).await.unwrap(), 4);
+    stores[1].return_cells(&cells, 3).await.unwrap();
+    assert_eq!(stores[0].take_cells(&cells, 6).await.unwrap(), 3);
+}
+
+/// Leases and settlements stop at i64::MAX, SQLite's largest integer: never a wrapped or
+/// negative count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_beyond_sqlite_integers_stop_at_i64_max() {
+    let store = SqliteStore::in_memory().await.unwrap();
+    let bucket = UsageBucket {
+        counter: "huge-lease".into(),
+        period_start: t(0),
+    };
+    let max = i64::MAX as u64;
+    assert_eq!(
+        store.lease(&bucket, u64::MAX, 1, u64::MAX).await.unwrap(),
+        keyward::Lease {
+            granted: max,
+            used: 0,
+            leased: max
+        }
+    );
+    assert_eq!(
+        store.settle(&bucket, u64::MAX, 0).await.unwrap(),
+        keyward::Lease {
+            granted: 0,
+            used: max,
+            leased: 0
+        }
+    );
+    assert_eq!(store.usage(&bucket).await.unwrap(), max);
+    assert_eq!(
+        store.lease(&bucket, 1, 1, u64::MAX).await.unwrap().granted,
+        0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

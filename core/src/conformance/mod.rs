@@ -27,6 +27,7 @@ mod audit_cases;
 mod doubles;
 mod helpers;
 mod leaks;
+mod lease_cases;
 mod manager_cases;
 mod rotation_cases;
 mod store_cases;
@@ -129,6 +130,15 @@ macro_rules! __conformance_cases {
             audit_cases::prune_audit_deletes_only_older_entries,
             audit_cases::a_change_whose_audit_entry_is_refused_is_not_applied,
             audit_cases::the_manager_audits_every_admin_change_once_with_its_actor,
+            lease_cases::lease_never_over_reserves_under_concurrency,
+            lease_cases::lease_grants_want_or_all_that_is_free_or_none,
+            lease_cases::consume_counts_leased_units_against_the_limit,
+            lease_cases::settle_moves_spent_units_into_used_and_frees_the_rest,
+            lease_cases::leases_are_separate_per_counter_and_period,
+            lease_cases::huge_leases_and_settlements_answer_without_panic,
+            lease_cases::take_cells_gives_the_burst_then_refills_at_the_emission_rate,
+            lease_cases::concurrent_take_cells_never_hand_out_more_than_is_free,
+            lease_cases::return_cells_gives_cells_back_but_never_before_now,
         );
     };
 }

@@ -13,6 +13,7 @@ use tokio::task::AbortHandle;
 use crate::cache::{VerifyCache, establish, watch_changes};
 use crate::error::Error;
 use crate::key::KeyId;
+use crate::meter::Returning;
 use crate::store::KeyStore;
 use crate::store::StoreError;
 use crate::time::Timestamp;
@@ -177,30 +178,42 @@ impl KeyManager {
         inner.rate_limiters.start();
     }
 
-    /// Writes pending last-used times to the store now.
+    /// Writes pending last-used times and settles the quota and credit units this instance
+    /// granted from its leases (docs/ARCHITECTURE.md, "Metering"), now: other instances' usage
+    /// reports then include them.
     ///
     /// # Errors
-    /// [`Error::Store`] when the store fails (the times are kept for the next flush).
+    /// [`Error::Store`] when the store fails (the times and units are kept for the next
+    /// flush).
     pub async fn flush_usage(&self) -> Result<(), Error> {
-        Ok(self
+        let settled = self
             .inner
+            .meter
+            .settle(&self.inner.store, Returning::Nothing)
+            .await;
+        self.inner
             .last_used
             .flush(self.inner.store.as_ref())
-            .await?)
+            .await?;
+        Ok(settled?)
     }
 
-    /// Graceful shutdown: writes pending last-used times, gives unused cluster rate-limit
-    /// cells back to the store ([`RateLimitMode`](crate::RateLimitMode)) and stops
-    /// background tasks.
+    /// Graceful shutdown: stops background tasks, settles every granted quota and credit unit
+    /// and gives back every leased unit not granted (later takes go to the store directly, one
+    /// write each), gives unused cluster rate-limit cells back to the store
+    /// ([`RateLimitMode`](crate::RateLimitMode)), and writes pending last-used times. Nothing
+    /// granted is lost.
     ///
     /// # Errors
-    /// [`Error::Store`] when the final flush or giving cells back fails.
+    /// [`Error::Store`] when the final writes fail.
     pub async fn shutdown(&self) -> Result<(), Error> {
         self.inner.background.stop();
         self.inner.events.stop();
+        let returned = self.inner.meter.close(&self.inner.store).await;
         // rate limits (ratelimit/)
         let cells = self.inner.rate_limiters.shutdown().await;
         self.flush_usage().await?;
+        returned?;
         Ok(cells?)
     }
 }

@@ -8,6 +8,7 @@ use crate::events::{EventConfig, EventHub, EventSink};
 use crate::hash::{HashParams, Hasher};
 use crate::invalid::{InvalidValue, ValueKind};
 use crate::key::{Environment, Prefix};
+use crate::meter::{Meter, Metering};
 use crate::metrics::{UsageMetrics, VerifyMetrics};
 use crate::ratelimit::{RateLimitMode, RateLimits};
 use crate::store::{KeyStore, Timed};
@@ -34,6 +35,8 @@ pub struct KeyManagerBuilder {
     // events (manager/events.rs)
     events: EventConfig,
     event_sinks: Vec<Arc<dyn EventSink>>,
+    // metering (core/src/meter/)
+    metering: Metering,
     // rate limits (ratelimit/): `None` is the store's default.
     rate_limits: Option<RateLimitMode>,
 }
@@ -55,6 +58,7 @@ impl KeyManagerBuilder {
             audit_retention: None,
             events: EventConfig::default(),
             event_sinks: Vec::new(),
+            metering: Metering::default(),
             rate_limits: None,
         }
     }
@@ -120,6 +124,23 @@ impl KeyManagerBuilder {
     /// ```
     pub fn audit_retention(mut self, retention: Duration) -> Self {
         self.audit_retention = Some(retention);
+        self
+    }
+
+    /// How quota and credit units are counted (default: [`Metering::Leased`] with
+    /// [`LeaseConfig::default`](crate::LeaseConfig::default); see docs/ARCHITECTURE.md,
+    /// "Metering").
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use keyward::{KeyManager, Metering};
+    /// let manager = KeyManager::builder(keyward_memory::MemoryStore::new())
+    ///     .metering(Metering::Direct)
+    ///     .build()?;
+    /// # drop(manager); Ok(()) }
+    /// ```
+    pub fn metering(mut self, metering: Metering) -> Self {
+        self.metering = metering;
         self
     }
 
@@ -226,6 +247,7 @@ impl KeyManagerBuilder {
                 verify_metrics: VerifyMetrics::new(),
                 usage_metrics: UsageMetrics::new(),
                 events: EventHub::new(self.events, self.event_sinks),
+                meter: Arc::new(Meter::new(self.metering)),
             }),
             actor: crate::audit::Actor::system(),
         })

@@ -7,7 +7,8 @@ use tokio::sync::broadcast;
 use crate::error::Error;
 use crate::events::{KeyEvent, QuotaScope, crossed, quota_level, sweep};
 use crate::key::KeyId;
-use crate::store::{Consumption, Counter, EventClaim, KeyChange, KeyRecord, UsageBucket};
+use crate::meter::Taken;
+use crate::store::{Counter, EventClaim, KeyChange, KeyRecord, UsageBucket};
 use crate::time::Timestamp;
 
 use super::KeyManager;
@@ -113,8 +114,8 @@ impl KeyManager {
         });
     }
 
-    /// Hook after consuming `amount` events from a quota of `limit` in `bucket`: claims and
-    /// emits each threshold the count reached, and 100 % on a refusal.
+    /// Hook after taking events from a quota of `limit` in `bucket`: claims and emits each
+    /// threshold the count reached (`before < level ≤ used`), and 100 % on a refusal.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn watch_quota(
         &self,
@@ -123,21 +124,18 @@ impl KeyManager {
         bucket: &UsageBucket,
         limit: u64,
         resets_at: Timestamp,
-        amount: u64,
-        outcome: Option<Consumption>,
+        outcome: Option<Taken>,
     ) {
         let thresholds = self.inner.events.shared().config.thresholds();
         let reached = |percent: u8| match outcome {
-            Some(Consumption::Granted { used }) => crossed(
-                used.saturating_sub(amount),
-                used,
-                quota_level(limit, percent),
-            ),
-            Some(Consumption::Refused { .. }) => percent == 100,
+            Some(Taken::Granted { before, used }) => {
+                crossed(before, used, quota_level(limit, percent))
+            }
+            Some(Taken::Refused { .. }) => percent == 100,
             None => false,
         };
         let used = match outcome {
-            Some(Consumption::Granted { used } | Consumption::Refused { used }) => used,
+            Some(Taken::Granted { used, .. } | Taken::Refused { used }) => used.min(limit),
             None => return,
         };
         for &percent in thresholds {
@@ -172,7 +170,7 @@ impl KeyManager {
         }
     }
 
-    /// Hook after spending one credit of `limit` in `bucket`: claims and emits `credits.low`
+    /// Hook after spending (or being refused) one credit of `limit` in `bucket`: claims and emits `credits.low`
     /// when the spend reached the configured level, or was refused.
     pub(super) fn watch_credits(
         &self,
@@ -180,20 +178,19 @@ impl KeyManager {
         bucket: &UsageBucket,
         limit: u64,
         resets_at: Option<Timestamp>,
-        outcome: Consumption,
+        outcome: Taken,
     ) {
         let Some(level) = self.inner.events.shared().config.credits_level() else {
             return;
         };
         let used = match outcome {
-            Consumption::Granted { used }
-                if crossed(used.saturating_sub(1), used, level.used_level(limit)) =>
-            {
+            Taken::Granted { before, used } if crossed(before, used, level.used_level(limit)) => {
                 used
             }
-            Consumption::Refused { used } => used,
-            Consumption::Granted { .. } => return,
-        };
+            Taken::Refused { used } => used,
+            Taken::Granted { .. } => return,
+        }
+        .min(limit);
         let event = KeyEvent::CreditsLow {
             key_id: who.id,
             project: who.project.clone(),

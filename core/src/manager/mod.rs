@@ -115,6 +115,8 @@ struct Inner {
     // events: lifecycle and threshold events (manager/events.rs).
     /// Event delivery, settings and once-only claims.
     events: crate::events::EventHub,
+    // metering: leased allotments of quota and credit units (core/src/meter/).
+    meter: Arc<crate::meter::Meter>,
 }
 
 impl fmt::Debug for KeyManager {

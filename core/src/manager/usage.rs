@@ -1,6 +1,8 @@
 //! Usage limits through the manager: event quotas of projects and keys, credits spent per
-//! verify, and usage reports. Every count lives in the store's [`UsageStore`], so every
-//! instance sharing the store shares one budget; counters are named through [`Counter`] only.
+//! verify, and usage reports. Every budget lives in the store's [`UsageStore`], so every
+//! instance sharing the store shares one; units are taken through the meter (leased
+//! allotments by default, docs/ARCHITECTURE.md, "Metering"); counters are named through
+//! [`Counter`] only.
 
 use std::time::{Duration, Instant};
 
@@ -9,11 +11,12 @@ use serde::Serialize;
 use crate::error::{AuthError, Error};
 use crate::events::QuotaScope;
 use crate::key::{Environment, KeyId};
+use crate::meter::Taken;
 use crate::metrics::QuotaKind;
 use crate::name::Project;
 use crate::quota::{Credits, Quota, QuotaUsage};
 use crate::store::StoreError;
-use crate::store::{Consumption, Counter, KeyRecord, ListQuery, Setting, UsageBucket};
+use crate::store::{Counter, KeyRecord, ListQuery, Setting, UsageBucket};
 use crate::time::Timestamp;
 
 use super::KeyManager;
@@ -103,18 +106,14 @@ impl KeyManager {
     /// [`AuthError::CreditsExhausted`]; [`Error::Store`] when the store fails.
     pub(super) async fn spend_credit(&self, who: &Identity, credits: Credits) -> Result<(), Error> {
         let window = self.credit_window(who.id, who.created_at, credits);
-        let outcome = self
-            .inner
-            .store
-            .consume(&window.bucket, 1, window.limit)
-            .await?;
+        let outcome = self.take(&window.bucket, 1, window.limit).await?;
         self.watch_credits(who, &window.bucket, window.limit, window.resets_at, outcome);
         match outcome {
-            Consumption::Granted { .. } => {
+            Taken::Granted { .. } => {
                 self.inner.usage_metrics.credits_spent.increment(1);
                 Ok(())
             }
-            Consumption::Refused { .. } => {
+            Taken::Refused { .. } => {
                 self.inner.usage_metrics.refused(QuotaKind::Credits);
                 Err(AuthError::CreditsExhausted {
                     id: who.id,
@@ -151,6 +150,23 @@ impl KeyManager {
         }
     }
 
+    /// Takes `amount` units of `bucket` within `limit` through the meter.
+    async fn take(&self, bucket: &UsageBucket, amount: u64, limit: u64) -> Result<Taken, Error> {
+        Ok(self
+            .inner
+            .meter
+            .take(&self.inner.store, bucket, amount, limit)
+            .await?)
+    }
+
+    /// A bucket's count as this instance sees it: what the store holds settled, plus what this
+    /// instance granted and has not settled yet (other instances' unsettled grants arrive
+    /// within their settle interval).
+    async fn used(&self, bucket: &UsageBucket) -> Result<u64, Error> {
+        let settled = self.inner.store.usage(bucket).await?;
+        Ok(settled.saturating_add(self.inner.meter.unsettled(bucket)))
+    }
+
     /// The bucket of `counter` in the current period of `quota`, and when that period ends.
     fn event_bucket(&self, counter: Counter<'_>, quota: Quota) -> (UsageBucket, Timestamp) {
         let (start, end) = quota.period.window(self.now());
@@ -179,22 +195,17 @@ impl KeyManager {
         let mut key_bucket = None;
         if let Some(quota) = who.limits.quota {
             let (bucket, end) = self.event_bucket(Counter::KeyEvents(who.id), quota);
-            let outcome = self
-                .inner
-                .store
-                .consume(&bucket, events, quota.limit)
-                .await?;
+            let outcome = self.take(&bucket, events, quota.limit).await?;
             self.watch_quota(
                 who,
                 QuotaScope::Key,
                 &bucket,
                 quota.limit,
                 end,
-                events,
                 Some(outcome),
             );
             match outcome {
-                Consumption::Granted { used } => {
+                Taken::Granted { used, .. } => {
                     accepted.key = Some(QuotaUsage::new(
                         quota.limit,
                         used,
@@ -203,7 +214,7 @@ impl KeyManager {
                     ));
                     key_bucket = Some(bucket);
                 }
-                Consumption::Refused { used } => {
+                Taken::Refused { used } => {
                     self.inner.usage_metrics.refused(QuotaKind::KeyQuota);
                     return Err(AuthError::QuotaExceeded {
                         scope: "key",
@@ -218,19 +229,11 @@ impl KeyManager {
         }
         if let Some(quota) = self.project_quota(&who.project).await? {
             let (bucket, end) = self.event_bucket(Counter::ProjectEvents(&who.project), quota);
-            let consumed = self.inner.store.consume(&bucket, events, quota.limit).await;
+            let consumed = self.take(&bucket, events, quota.limit).await;
             let outcome = consumed.as_ref().ok().copied();
-            self.watch_quota(
-                who,
-                QuotaScope::Project,
-                &bucket,
-                quota.limit,
-                end,
-                events,
-                outcome,
-            );
+            self.watch_quota(who, QuotaScope::Project, &bucket, quota.limit, end, outcome);
             match consumed {
-                Ok(Consumption::Granted { used }) => {
+                Ok(Taken::Granted { used, .. }) => {
                     accepted.project = Some(QuotaUsage::new(
                         quota.limit,
                         used,
@@ -241,12 +244,16 @@ impl KeyManager {
                 refused_or_failed => {
                     // Give the key's units back: the batch is refused whole.
                     if let Some(kb) = &key_bucket
-                        && let Err(e) = self.inner.store.release(kb, events).await
+                        && let Err(e) = self
+                            .inner
+                            .meter
+                            .give_back(&self.inner.store, kb, events)
+                            .await
                     {
                         tracing::warn!(key.id = %who.id, error = %e, "could not give back key quota units");
                     }
                     return match refused_or_failed? {
-                        Consumption::Refused { used } => {
+                        Taken::Refused { used } => {
                             self.inner.usage_metrics.refused(QuotaKind::ProjectQuota);
                             Err(AuthError::QuotaExceeded {
                                 scope: "project",
@@ -257,7 +264,7 @@ impl KeyManager {
                             }
                             .into())
                         }
-                        Consumption::Granted { .. } => {
+                        Taken::Granted { .. } => {
                             self.inner.usage_metrics.consumed_events.increment(events);
                             Ok(accepted)
                         }
@@ -366,7 +373,7 @@ impl KeyManager {
             return Ok(None);
         };
         let (bucket, end) = self.event_bucket(Counter::ProjectEvents(project), q);
-        let used = self.inner.store.usage(&bucket).await?;
+        let used = self.used(&bucket).await?;
         Ok(Some(QuotaUsage::new(
             q.limit,
             used,
@@ -402,7 +409,7 @@ impl KeyManager {
                 let (bucket, end) = self.event_bucket(Counter::KeyEvents(r.id), q);
                 Some(QuotaUsage::new(
                     q.limit,
-                    self.inner.store.usage(&bucket).await?,
+                    self.used(&bucket).await?,
                     bucket.period_start,
                     Some(end),
                 ))
@@ -414,7 +421,7 @@ impl KeyManager {
                 let window = self.credit_window(r.id, r.created_at, c);
                 Some(QuotaUsage::new(
                     window.limit,
-                    self.inner.store.usage(&window.bucket).await?,
+                    self.used(&window.bucket).await?,
                     window.bucket.period_start,
                     window.resets_at,
                 ))

@@ -27,9 +27,9 @@ mod usage;
 
 pub use audit::{AuditStore, check_entries};
 pub use error::StoreError;
+pub use lease::{Lease, RateCells};
 pub use record::{KeyChange, KeyLimits, KeyRecord, ListQuery, RotationConflict};
 pub use records::{ChangeEvent, Changes, DEFAULT_CHANGE_LOG_LEN, RecordStore, RotateOutcome};
-pub use lease::{Lease, RateCells};
 pub use usage::{Consumption, Counter, EventClaim, Setting, UsageBucket, UsageStore};
 
 pub(crate) use timed::Timed;
