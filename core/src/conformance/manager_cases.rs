@@ -588,3 +588,76 @@ pub async fn manager_rate_limits_reject_the_burst_and_recover(store: &Arc<dyn Ke
             .expect("a full burst again");
     }
 }
+
+/// Cluster-wide rate limits (`RateLimitMode::Cluster`, docs/ARCHITECTURE.md, "Rate limits
+/// across instances") through the store's rate cells: two managers on one store admit a key's
+/// burst once between them and refuse the rest, admit one more when one emission interval has
+/// passed, and a manager's shutdown gives its unused cells back for the other to spend.
+pub async fn manager_cluster_rate_limits_hold_across_two_managers(store: &Arc<dyn KeyStore>) {
+    use crate::quota::RateLimit;
+    use crate::ratelimit::RateLimitMode;
+    let clock = ManualClock::new(t(0));
+    let instance = || {
+        KeyManager::builder_arc(Arc::clone(store))
+            .prefix("av".parse().expect("prefix"))
+            .serve(env("dev"))
+            .hash_params(HashParams::INSECURE_TEST_ONLY)
+            .clock(Arc::new(clock.clone()))
+            .rate_limits(RateLimitMode::cluster())
+            .build()
+            .expect("manager")
+    };
+    let (a, b) = (instance(), instance());
+    let limited = |requests, per_seconds| {
+        IssueRequest::new(project("rate-cluster"), env("dev")).limits(KeyLimits {
+            rate_limit: Some(RateLimit {
+                requests,
+                per_seconds,
+            }),
+            ..KeyLimits::default()
+        })
+    };
+    async fn admitted(m: &KeyManager, text: &str) -> usize {
+        match m.verify(text, &Requirements::none()).await {
+            Ok(_) => 1,
+            Err(Error::Auth(AuthError::RateLimited { retry_after })) => {
+                assert!(
+                    retry_after > Duration::ZERO && retry_after <= Duration::from_secs(6),
+                    "{retry_after:?}"
+                );
+                0
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+
+    // 10 a minute: one cell every 6 s.
+    let issued = a.issue(limited(10, 60)).await.expect("issue");
+    let text = issued.key.expose_secret();
+    let mut n = 0;
+    for _ in 0..20 {
+        n += admitted(&a, text).await + admitted(&b, text).await;
+    }
+    assert_eq!(n, 10, "the burst, once for both managers");
+    clock.advance(Duration::from_secs(6));
+    let mut n = 0;
+    for _ in 0..10 {
+        n += admitted(&a, text).await + admitted(&b, text).await;
+    }
+    assert_eq!(n, 1, "one emission interval later, one more");
+
+    // 100 an hour: no cell comes back by itself meanwhile. What `a` holds unused comes back.
+    let issued = a.issue(limited(100, 3600)).await.expect("issue");
+    let text = issued.key.expose_secret();
+    let mut n = 0;
+    for _ in 0..40 {
+        n += admitted(&a, text).await;
+    }
+    assert_eq!(n, 40);
+    a.shutdown().await.expect("shutdown");
+    let mut n = 0;
+    for _ in 0..200 {
+        n += admitted(&b, text).await;
+    }
+    assert_eq!(n, 60, "the cells a left unused came back at its shutdown");
+}

@@ -139,6 +139,7 @@ macro_rules! __conformance_cases {
             lease_cases::take_cells_gives_the_burst_then_refills_at_the_emission_rate,
             lease_cases::concurrent_take_cells_never_hand_out_more_than_is_free,
             lease_cases::return_cells_gives_cells_back_but_never_before_now,
+            manager_cases::manager_cluster_rate_limits_hold_across_two_managers,
         );
     };
 }
