@@ -176,7 +176,9 @@ impl FromStr for Refill {
     }
 }
 
-/// Requests allowed per interval, per process.
+/// Requests allowed per interval (GCRA, with a burst of `requests`): per process or across
+/// every instance sharing the store, as the manager's [`RateLimitMode`](crate::RateLimitMode)
+/// says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct RateLimit {
     /// Requests allowed per interval (also the burst size).
