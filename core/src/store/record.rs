@@ -21,7 +21,8 @@ pub struct KeyLimits {
     /// An event quota of this key alone (the project's quota applies as well).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quota: Option<Quota>,
-    /// Requests per interval, per process or cluster-wide ([`RateLimitMode`](crate::RateLimitMode)).
+    /// Requests per interval, per process or cluster-wide
+    /// ([`RateLimitMode`](crate::RateLimitMode)).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
 }
