@@ -2,6 +2,8 @@
 //! store: exact at the limit across instances, batches refused whole, few store writes,
 //! nothing lost at a graceful shutdown, at most one chunk stranded by a crash, thresholds once.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

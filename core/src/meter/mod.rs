@@ -11,7 +11,7 @@
 
 mod allotment;
 mod config;
-mod meter;
+mod pool;
 
 pub use config::{LeaseConfig, Metering};
-pub(crate) use meter::{Meter, Returning, Taken};
+pub(crate) use pool::{Meter, Returning, Taken};

@@ -1,4 +1,4 @@
-//! The [`Meter`]: every bucket's [`Allotment`] in this instance, the lease and edge paths,
+//! The [`Meter`] (the pool of allotments): every bucket's [`Allotment`] in this instance, the lease and edge paths,
 //! and settling (on a timer, on `flush_usage`, at shutdown).
 
 use std::collections::HashMap;
@@ -108,11 +108,11 @@ impl Meter {
             );
             (want, min, give_back)
         };
-        if give_back > 0 {
-            if let Err(e) = store.settle(bucket, 0, give_back).await {
-                lock(&slot.state).have += give_back;
-                return Err(e);
-            }
+        if give_back > 0
+            && let Err(e) = store.settle(bucket, 0, give_back).await
+        {
+            lock(&slot.state).have += give_back;
+            return Err(e);
         }
         let lease = store.lease(bucket, want, min, limit).await?;
         let held = {
