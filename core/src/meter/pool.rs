@@ -1,5 +1,5 @@
-//! The [`Meter`] (the pool of allotments): every bucket's [`Allotment`] in this instance, the lease and edge paths,
-//! and settling (on a timer, on `flush_usage`, at shutdown).
+//! The [`Meter`], the pool of allotments: every bucket's [`Allotment`] in this instance, the
+//! lease and edge paths, and settling (on a timer, on `flush_usage`, at shutdown).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
