@@ -515,7 +515,7 @@ async fn sigterm_case(db: &Db) {
     let (project, key) = db.metered_key(GRACEFUL_QUOTA).await;
     let mut first = Server::start(db, "server-0").await;
     let load = Load::start(&[&first], &key);
-    load.until_accepted(300).await;
+    load.until_accepted(1_000).await;
     first.stop_gracefully().await;
     let (accepted, refused, failed) = load.finish().await;
     assert_eq!(refused, 0, "nothing was refused below the quota");
