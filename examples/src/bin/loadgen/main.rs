@@ -1,7 +1,8 @@
 //! `loadgen`: measures what API-key authentication costs per HTTP request. It drives
 //! `GET /api/v1/me/api-keys/ping/` (scope `read`: the whole Keyward layer runs) and
 //! `GET /healthz` (no authentication) on the same server, over N keep-alive connections for a
-//! fixed time, alternating rounds, and compares the requests per second.
+//! fixed time, alternating rounds, and compares the requests per second. With `--metered`
+//! it measures what a quota costs per ingest request instead (the `metered` module).
 //!
 //! ```text
 //! # against a running keyward-server (its key with scope read in $KEYWARD_KEY):
@@ -42,13 +43,13 @@ const MAX_CONNECTIONS: usize = 256;
 #[derive(Debug, Parser)]
 #[command(
     name = "loadgen",
-    about = "HTTP auth overhead: /ping (authenticated) vs /healthz"
+    about = "HTTP auth overhead: /ping (authenticated) vs /healthz; with --metered, ingest with and without a quota"
 )]
 struct Args {
     /// The server's base URL, on loopback. Without it, a server is started in-process.
     #[arg(long)]
     url: Option<String>,
-    /// Concurrent keep-alive connections.
+    /// Concurrent keep-alive connections (per key with `--metered`).
     #[arg(long, default_value_t = 16)]
     connections: usize,
     /// How long each round runs (at most 120s).
