@@ -1,13 +1,16 @@
 //! `loadgen`: measures what API-key authentication costs per HTTP request. It drives
 //! `GET /api/v1/me/api-keys/ping/` (scope `read`: the whole Keyward layer runs) and
 //! `GET /healthz` (no authentication) on the same server, over N keep-alive connections for a
-//! fixed time, alternating rounds, and compares the requests per second.
+//! fixed time, alternating rounds, and compares the requests per second. With `--metered`
+//! it measures what a quota costs per ingest request instead (the `metered` module).
 //!
 //! ```text
 //! # against a running keyward-server (its key with scope read in $KEYWARD_KEY):
 //! KEYWARD_KEY=… loadgen --url http://127.0.0.1:8080 [--server-pid PID]
 //! # or self-hosted: starts a server on its own threads, with a temporary SQLite store
 //! loadgen
+//! # metered ingest: a key without a quota and a key with one, at once (see `metered`)
+//! loadgen --metered --url http://127.0.0.1:8080 --db sqlite:keys.db
 //! ```
 //!
 //! Loopback only: any other target is refused. Bounded: at most `--max-requests` requests
@@ -15,21 +18,24 @@
 
 #![forbid(unsafe_code)]
 
-use std::net::IpAddr;
+mod conn;
+mod flood;
+mod metered;
+
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
 use clap::Parser;
 use http::header::{AUTHORIZATION, HOST};
-use http::{HeaderMap, HeaderValue, Request, StatusCode};
-use http_body_util::{BodyExt as _, Empty};
-use hyper_util::rt::TokioIo;
+use http::{HeaderMap, HeaderValue, Request};
+use http_body_util::BodyExt as _;
 use keyward::{IssueRequest, KeyManager, parse_duration};
 use keyward_examples::server;
 use zeroize::Zeroizing;
+
+use crate::conn::{Conn, bearer_headers, cpu_time, host_header, loopback_target, median};
 
 const MAX_DURATION: Duration = Duration::from_secs(120);
 const MAX_CONNECTIONS: usize = 256;
@@ -37,13 +43,13 @@ const MAX_CONNECTIONS: usize = 256;
 #[derive(Debug, Parser)]
 #[command(
     name = "loadgen",
-    about = "HTTP auth overhead: /ping (authenticated) vs /healthz"
+    about = "HTTP auth overhead: /ping (authenticated) vs /healthz; with --metered, ingest with and without a quota"
 )]
 struct Args {
     /// The server's base URL, on loopback. Without it, a server is started in-process.
     #[arg(long)]
     url: Option<String>,
-    /// Concurrent keep-alive connections.
+    /// Concurrent keep-alive connections (per key with `--metered`).
     #[arg(long, default_value_t = 16)]
     connections: usize,
     /// How long each round runs (at most 120s).
@@ -75,25 +81,47 @@ struct Args {
     /// and how many log lines the server wrote meanwhile.
     #[arg(long, conflicts_with_all = ["url", "server_pid", "no_network", "only"])]
     flood: bool,
+    /// Metered ingest: two keys with scope write POST one event per request to
+    /// /api/v1/traces/batch at once, `--connections` connections each, one in a project
+    /// without a quota and one in a project with a monthly quota of `--quota`; reports each
+    /// one's req/s, latencies and errors, and their ratio.
+    #[arg(long, conflicts_with_all = ["no_network", "flood", "only"])]
+    metered: bool,
+    /// With `--metered`: the server's store, where loadgen sets the quota and issues its two
+    /// keys (environment dev). Needed with `--url`; without it, the in-process server runs on
+    /// this store (default: a temporary SQLite file).
+    #[arg(long, value_name = "URL", requires = "metered")]
+    db: Option<String>,
+    /// With `--metered`: the metered project's monthly event quota.
+    #[arg(long, default_value_t = 1_000_000_000)]
+    quota: u64,
 }
 
 fn main() -> ExitCode {
     keyward_cli::run_main(run(Args::parse()))
 }
 
-/// A server started in-process on its own runtime (own threads), with a temporary store.
+/// A server started in-process on its own runtime (own threads).
 struct SelfHosted {
     base: String,
-    /// The store's URL (a SQLite file), for a second manager on the same keys.
+    /// The store's URL, for a second manager on the same keys.
     url: String,
     key: Zeroizing<String>,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
     _thread: std::thread::JoinHandle<()>,
 }
 
-fn self_host() -> Result<SelfHosted, String> {
-    let dir = tempfile::tempdir().map_err(|e| format!("cannot make a temporary directory: {e}"))?;
-    let url = format!("sqlite:{}", dir.path().join("keys.db").display());
+/// Starts a server in-process on the store at `db`, or on a temporary SQLite file.
+fn self_host(db: Option<&str>) -> Result<SelfHosted, String> {
+    let (dir, url) = match db {
+        Some(db) => (None, db.to_owned()),
+        None => {
+            let dir = tempfile::tempdir()
+                .map_err(|e| format!("cannot make a temporary directory: {e}"))?;
+            let url = format!("sqlite:{}", dir.path().join("keys.db").display());
+            (Some(dir), url)
+        }
+    };
     let store_url = url.clone();
     let (tx, rx) = std::sync::mpsc::channel();
     let thread = std::thread::spawn(move || {
@@ -144,43 +172,6 @@ fn self_host() -> Result<SelfHosted, String> {
     })
 }
 
-/// The target: `host:port` on this machine's loopback, or an error.
-fn loopback_target(base: &str) -> Result<(String, u16), String> {
-    let uri: http::Uri = base.parse().map_err(|e| format!("--url: {e}"))?;
-    if uri.scheme_str() != Some("http") {
-        return Err("--url: only http:// is supported".to_owned());
-    }
-    let host = uri.host().unwrap_or("").trim_matches(['[', ']']).to_owned();
-    let loopback = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
-    if !loopback {
-        return Err(
-            "--url: loadgen only targets loopback (127.0.0.0/8, localhost, [::1])".to_owned(),
-        );
-    }
-    Ok((host, uri.port_u16().unwrap_or(80)))
-}
-
-/// The server's CPU time so far (user + system), from /proc.
-fn cpu_time(pid: u32) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(Duration::from_millis(ticks * 1000 / clock_ticks()))
-}
-
-fn clock_ticks() -> u64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .filter(|&t| t > 0)
-        .unwrap_or(100)
-}
-
 /// One round's result.
 struct Round {
     requests: u64,
@@ -192,45 +183,6 @@ struct Round {
 impl Round {
     fn rps(&self) -> f64 {
         self.requests as f64 / self.elapsed.as_secs_f64()
-    }
-}
-
-/// One HTTP/1.1 keep-alive connection, driven by hyper's low-level client so that the
-/// client's own cost per request stays small next to the server's.
-struct Conn {
-    sender: hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
-}
-
-impl Conn {
-    async fn open(target: &(String, u16)) -> Result<Self, String> {
-        let stream = tokio::net::TcpStream::connect((target.0.as_str(), target.1))
-            .await
-            .map_err(|e| format!("cannot connect to {}:{}: {e}", target.0, target.1))?;
-        stream.set_nodelay(true).map_err(|e| e.to_string())?;
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("HTTP handshake failed: {e}"))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        Ok(Self { sender })
-    }
-
-    /// GET `path`; the status, once the body is read.
-    async fn get(&mut self, path: &str, headers: &HeaderMap) -> Result<StatusCode, String> {
-        let mut req = Request::get(path)
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| e.to_string())?;
-        *req.headers_mut() = headers.clone();
-        self.sender.ready().await.map_err(|e| e.to_string())?;
-        let res = self
-            .sender
-            .send_request(req)
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = res.status();
-        res.into_body().collect().await.map_err(|e| e.to_string())?;
-        Ok(status)
     }
 }
 
@@ -400,13 +352,8 @@ async fn no_network(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
-async fn run(args: Args) -> Result<(), String> {
-    if args.no_network {
-        return no_network(&args).await;
-    }
-    if args.flood {
-        return flood(&args).await;
-    }
+/// `--duration` and `--connections` within their bounds.
+fn check_bounds(args: &Args) -> Result<(), String> {
     if args.duration > MAX_DURATION || args.duration.is_zero() {
         return Err("--duration must be between 1s and 120s".to_owned());
     }
@@ -414,6 +361,20 @@ async fn run(args: Args) -> Result<(), String> {
         return Err(format!(
             "--connections must be between 1 and {MAX_CONNECTIONS}"
         ));
+    }
+    Ok(())
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    if args.no_network {
+        return no_network(&args).await;
+    }
+    if args.flood {
+        return flood::flood(&args).await;
+    }
+    check_bounds(&args)?;
+    if args.metered {
+        return metered::metered(&args).await;
     }
     let hosted;
     let (base, key) = match &args.url {
@@ -423,7 +384,7 @@ async fn run(args: Args) -> Result<(), String> {
             (url.trim_end_matches('/').to_owned(), Zeroizing::new(key))
         }
         None => {
-            hosted = self_host()?;
+            hosted = self_host(None)?;
             (hosted.base.clone(), hosted.key.clone())
         }
     };
@@ -535,180 +496,5 @@ async fn run(args: Args) -> Result<(), String> {
             health_err + ping_err
         ));
     }
-    Ok(())
-}
-
-/// The median of sorted values (0 for none).
-fn median(sorted: &[f64]) -> f64 {
-    match sorted.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => sorted[n / 2],
-        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
-    }
-}
-
-/// The `Host` header for `target`.
-fn host_header(target: &(String, u16)) -> Result<HeaderValue, String> {
-    HeaderValue::from_str(&format!("{}:{}", target.0, target.1)).map_err(|e| e.to_string())
-}
-
-/// `Host` and `Authorization: Bearer <key>` (marked sensitive); `None` when the key is not a
-/// valid header value.
-fn bearer_headers(host: &HeaderValue, key: &str) -> Option<HeaderMap> {
-    let mut auth = HeaderValue::from_str(&format!("Bearer {key}")).ok()?;
-    auth.set_sensitive(true);
-    let mut headers = HeaderMap::new();
-    headers.insert(HOST, host.clone());
-    headers.insert(AUTHORIZATION, auth);
-    Some(headers)
-}
-
-/// Counts the lines written through it (the server's log during `--flood`), printing none.
-#[derive(Clone, Default)]
-struct LineCounter(Arc<AtomicU64>);
-
-impl std::io::Write for LineCounter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let lines = buf.iter().filter(|&&b| b == b'\n').count();
-        self.0.fetch_add(lines as u64, Ordering::Relaxed);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Real keys used for the first time during `--flood` (one every 200 ms).
-const FLOOD_PROBES: usize = 64;
-
-/// `--flood`: see [`Args::flood`].
-async fn flood(args: &Args) -> Result<(), String> {
-    if args.duration > MAX_DURATION || args.duration.is_zero() {
-        return Err("--duration must be between 1s and 120s".to_owned());
-    }
-    if args.connections == 0 || args.connections > MAX_CONNECTIONS {
-        return Err(format!(
-            "--connections must be between 1 and {MAX_CONNECTIONS}"
-        ));
-    }
-    let log_lines = LineCounter::default();
-    let writer = log_lines.clone();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
-        .with_writer(move || writer.clone())
-        .try_init()
-        .map_err(|e| format!("cannot count the server's log lines: {e}"))?;
-    let hosted = self_host()?;
-    let dev: keyward::Environment = "dev"
-        .parse()
-        .map_err(|e: keyward::InvalidValue| e.to_string())?;
-    // Real keys the server has never verified: issued through a second manager on its store.
-    let (issuer, _) = bench_key(&hosted.url).await?;
-    let mut probes = Vec::with_capacity(FLOOD_PROBES);
-    for _ in 0..FLOOD_PROBES {
-        let req = IssueRequest::new(
-            "bench"
-                .parse()
-                .map_err(|e: keyward::InvalidValue| e.to_string())?,
-            "dev"
-                .parse()
-                .map_err(|e: keyward::InvalidValue| e.to_string())?,
-        )
-        .scopes(["read"])
-        .map_err(|e| e.to_string())?;
-        let issued = issuer.issue(req).await.map_err(|e| e.to_string())?;
-        probes.push(Zeroizing::new(issued.key.expose_secret().to_owned()));
-    }
-    // Let the server's change feed report the inserts before the flood starts.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let target = loopback_target(&hosted.base)?;
-    let host = host_header(&target)?;
-    let lines_before = log_lines.0.load(Ordering::Relaxed);
-    let deadline = Instant::now() + args.duration;
-    // status class counts: 2xx, 401, 429, 503, other or failed
-    let counts: Arc<[AtomicU64; 5]> = Arc::new(std::array::from_fn(|_| AtomicU64::new(0)));
-    let mut tasks = Vec::with_capacity(args.connections);
-    for _ in 0..args.connections {
-        let (counts, target, host) = (Arc::clone(&counts), target.clone(), host.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut conn = None;
-            while Instant::now() < deadline {
-                let Ok(key) = keyward::ApiKey::generate(keyward::Prefix::default(), dev) else {
-                    break;
-                };
-                let Some(headers) = bearer_headers(&host, key.expose_secret()) else {
-                    counts[4].fetch_add(1, Ordering::Relaxed);
-                    continue;
-                };
-                if conn.is_none() {
-                    conn = Conn::open(&target).await.ok();
-                }
-                let Some(c) = conn.as_mut() else {
-                    counts[4].fetch_add(1, Ordering::Relaxed);
-                    continue;
-                };
-                let class = match c.get(server::PING, &headers).await {
-                    Ok(s) if s.is_success() => 0,
-                    Ok(StatusCode::UNAUTHORIZED) => 1,
-                    Ok(StatusCode::TOO_MANY_REQUESTS) => 2,
-                    Ok(StatusCode::SERVICE_UNAVAILABLE) => 3,
-                    Ok(_) => 4,
-                    Err(_) => {
-                        conn = None;
-                        4
-                    }
-                };
-                counts[class].fetch_add(1, Ordering::Relaxed);
-            }
-        }));
-    }
-    // The real keys' first uses, one every 200 ms, each on a fresh connection.
-    let mut firsts: Vec<(bool, Duration)> = Vec::new();
-    for key in &probes {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        if Instant::now() >= deadline {
-            break;
-        }
-        let headers = bearer_headers(&host, key).ok_or("a key is not a valid header value")?;
-        let start = Instant::now();
-        let ok = match Conn::open(&target).await {
-            Ok(mut c) => c
-                .get(server::PING, &headers)
-                .await
-                .is_ok_and(|s| s.is_success()),
-            Err(_) => false,
-        };
-        firsts.push((ok, start.elapsed()));
-    }
-    for t in tasks {
-        let _ = t.await;
-    }
-    let lines = log_lines.0.load(Ordering::Relaxed) - lines_before;
-    let c: Vec<u64> = counts.iter().map(|a| a.load(Ordering::Relaxed)).collect();
-    let total: u64 = c.iter().sum();
-    let mut times: Vec<f64> = firsts.iter().map(|(_, d)| d.as_secs_f64() * 1e3).collect();
-    times.sort_by(f64::total_cmp);
-    let succeeded = firsts.iter().filter(|(ok, _)| *ok).count();
-    println!(
-        "flood: {} connections, {:?}: {total} forged-key requests ({:.0}/s): 401 {}, 429 {}, 503 {}, 2xx {}, other/failed {}",
-        args.connections,
-        args.duration,
-        total as f64 / args.duration.as_secs_f64(),
-        c[1],
-        c[2],
-        c[3],
-        c[0],
-        c[4]
-    );
-    println!(
-        "real keys' first use: {succeeded} of {} succeeded; median {:.1} ms, max {:.1} ms",
-        firsts.len(),
-        median(&times),
-        times.last().copied().unwrap_or(0.0)
-    );
-    println!(
-        "server log lines during the flood: {lines} (during the setup, which issued {FLOOD_PROBES} keys: {lines_before})"
-    );
     Ok(())
 }
