@@ -30,7 +30,7 @@ pub(super) struct Allotment {
     /// changed, another wait would give up again (units stranded by a crashed instance).
     pub(super) stalled_at: Option<u64>,
     /// The free budget when a request was last refused with no units held anywhere, and
-    /// when: until a settle interval later, a larger request is refused without a store
+    /// when: until `idle_return` later, a larger request is refused without a store
     /// call (a refused flood does not become a write per request).
     pub(super) known_free: Option<(u64, Instant)>,
 }

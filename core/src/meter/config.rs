@@ -31,19 +31,20 @@ impl Default for Metering {
 
 /// The tunables of [`Metering::Leased`].
 ///
-/// - Granted units are settled in the store every `settle_interval` (other instances' usage
-///   reports lag by at most that), and on [`KeyManager::flush_usage`](crate::KeyManager::flush_usage)
-///   and [`KeyManager::shutdown`](crate::KeyManager::shutdown).
+/// - Granted units are settled in the store every `settle_interval` (25 ms: other instances'
+///   usage reports lag by at most that), and on
+///   [`KeyManager::flush_usage`](crate::KeyManager::flush_usage) and
+///   [`KeyManager::shutdown`](crate::KeyManager::shutdown).
 /// - A chunk doubles while a lease lasts less than `horizon` and halves when it lasts more;
 ///   it never exceeds `max_chunk`, nor a sixteenth of the budget that was free at the last
 ///   lease (so near the limit chunks are single units).
-/// - Unused units are given back after a `settle_interval` without grants, at shutdown and
-///   when the period ends. A crash strands at most the unused part of one chunk per bucket
-///   (reserved, so never granted twice: the budget shrinks by it until the period ends) and
-///   loses at most one `settle_interval` of granted units from the usage reports (they stay
-///   counted against the budget).
-/// - At the edge, a request that does not fit the free budget waits up to `edge_wait` for
-///   units other instances hold and give back, before it is refused.
+/// - Unused units are given back after `idle_return` (250 ms) without grants, at shutdown
+///   and when the period ends. A crash strands at most the unused part of one chunk per
+///   bucket (reserved, so never granted twice: the budget shrinks by it until the period
+///   ends) and loses at most one `settle_interval` of granted units from the usage reports
+///   (they stay counted against the budget).
+/// - At the edge, a request that does not fit the free budget waits up to `edge_wait`
+///   (500 ms) for units other instances hold and give back, before it is refused.
 ///
 /// ```
 /// use keyward::LeaseConfig;
@@ -53,20 +54,22 @@ impl Default for Metering {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LeaseConfig {
     settle_interval: Duration,
+    idle_return: Duration,
     horizon: Duration,
     max_chunk: u64,
     edge_wait: Duration,
 }
 
 impl Default for LeaseConfig {
-    /// Settle every 100 ms; chunks sized for 100 ms of traffic, at most 10,000 units; wait
-    /// up to 300 ms at the edge.
+    /// Settle every 25 ms; give idle units back after 250 ms; chunks sized for 100 ms of
+    /// traffic, at most 10,000 units; wait up to 500 ms at the edge.
     fn default() -> Self {
         Self {
-            settle_interval: Duration::from_millis(100),
+            settle_interval: Duration::from_millis(25),
+            idle_return: Duration::from_millis(250),
             horizon: Duration::from_millis(100),
             max_chunk: 10_000,
-            edge_wait: Duration::from_millis(300),
+            edge_wait: Duration::from_millis(500),
         }
     }
 }
@@ -76,6 +79,14 @@ impl LeaseConfig {
     #[must_use]
     pub fn settle_interval(mut self, every: Duration) -> Self {
         self.settle_interval = every.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How long an allotment may hold units without granting any before it gives them back
+    /// (at least 1 ms).
+    #[must_use]
+    pub fn idle_return(mut self, after: Duration) -> Self {
+        self.idle_return = after.max(Duration::from_millis(1));
         self
     }
 
@@ -103,6 +114,11 @@ impl LeaseConfig {
     /// The settle interval.
     pub fn settle_every(&self) -> Duration {
         self.settle_interval
+    }
+
+    /// How long idle units are held.
+    pub fn idle_return_after(&self) -> Duration {
+        self.idle_return
     }
 
     /// The horizon a chunk is sized for.

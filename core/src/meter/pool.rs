@@ -80,7 +80,7 @@ impl Meter {
             if let Some(ord) = a.grant(amount, limit, Instant::now()) {
                 return Ok(granted(ord));
             }
-            if let Some(free) = a.known_refusal(amount, limit, config.settle_every()) {
+            if let Some(free) = a.known_refusal(amount, limit, config.idle_return_after()) {
                 return Ok(Taken::Refused {
                     used: limit.saturating_sub(free),
                 });
@@ -151,7 +151,7 @@ impl Meter {
             return Err(e);
         }
         let deadline = Instant::now() + config.edge_wait_time();
-        let poll = (config.settle_every() / 4).max(std::time::Duration::from_millis(1));
+        let poll = std::time::Duration::from_millis(5);
         loop {
             let lease = store.lease(bucket, amount, amount, limit).await?;
             {
@@ -226,7 +226,7 @@ impl Meter {
                 .collect(),
             Err(_) => Vec::new(),
         };
-        let idle_after = self.config.map(|c| c.settle_every()).unwrap_or_default();
+        let idle_after = self.config.map(|c| c.idle_return_after()).unwrap_or_default();
         let mut first_error = None;
         for (bucket, slot) in slots {
             let (spent, returned) = {
@@ -251,7 +251,7 @@ impl Meter {
                 first_error.get_or_insert(e);
             }
         }
-        self.drop_idle(idle_after * 10);
+        self.drop_idle(idle_after * 4);
         first_error.map_or(Ok(()), Err)
     }
 
