@@ -226,7 +226,10 @@ impl Meter {
                 .collect(),
             Err(_) => Vec::new(),
         };
-        let idle_after = self.config.map(|c| c.idle_return_after()).unwrap_or_default();
+        let idle_after = self
+            .config
+            .map(|c| c.idle_return_after())
+            .unwrap_or_default();
         let mut first_error = None;
         for (bucket, slot) in slots {
             let (spent, returned) = {
