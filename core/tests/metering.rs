@@ -399,3 +399,50 @@ async fn a_batch_the_project_refuses_gives_the_keys_units_back() {
         "the refused 20 are not counted"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn credits_use_the_same_leases_and_stay_exact_across_two_instances() {
+    use keyward::{Credits, KeyLimits};
+    let store = MemoryStore::new();
+    let a = manager(Arc::new(store.clone()), LeaseConfig::default());
+    let b = manager(Arc::new(store.clone()), LeaseConfig::default());
+    let key = a
+        .issue(
+            IssueRequest::new("credits".parse().unwrap(), "dev".parse().unwrap()).limits(
+                KeyLimits {
+                    credits: Some(Credits {
+                        amount: 50,
+                        refill: None,
+                    }),
+                    ..KeyLimits::default()
+                },
+            ),
+        )
+        .await
+        .unwrap();
+    let text = key.key.expose_secret().to_owned();
+    let mut tasks = Vec::new();
+    for m in [&a, &b] {
+        for _ in 0..32 {
+            let (m, text) = (m.clone(), text.clone());
+            tasks.push(tokio::spawn(async move {
+                m.verify(&text, &Requirements::none()).await
+            }));
+        }
+    }
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(Error::Auth(AuthError::CreditsExhausted { .. })) => {}
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert_eq!(ok, 50);
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+    let project: Project = "credits".parse().unwrap();
+    let report = b.usage(&project).await.unwrap();
+    let credits = report.keys[0].credits.unwrap();
+    assert_eq!((credits.used, credits.remaining), (50, 0));
+}
