@@ -59,27 +59,7 @@ fn main() {
             .hash_params(HashParams::INSECURE_TEST_ONLY)
             .build()
             .unwrap();
-        let who = rt.block_on(async {
-            let project = "bench-quota".parse().unwrap();
-            manager
-                .set_project_quota(
-                    &project,
-                    Some(Quota {
-                        limit: u64::MAX >> 2,
-                        period: Period::Month,
-                    }),
-                )
-                .await
-                .unwrap();
-            let issued = manager
-                .issue(IssueRequest::new(project, "dev".parse().unwrap()))
-                .await
-                .unwrap();
-            manager
-                .verify(issued.key.expose_secret(), &Requirements::none())
-                .await
-                .unwrap()
-        });
+        let who = rt.block_on(metered_key(&manager, "bench-quota"));
         let n = AtomicU64::new(0);
         g.bench_function("consume_events_batch_of_10", |b| {
             b.iter(|| {
