@@ -446,3 +446,30 @@ async fn credits_use_the_same_leases_and_stay_exact_across_two_instances() {
     let credits = report.keys[0].credits.unwrap();
     assert_eq!((credits.used, credits.remaining), (50, 0));
 }
+
+#[tokio::test]
+async fn a_batch_larger_than_what_could_come_back_is_refused_at_once() {
+    let store = MemoryStore::new();
+    let lease = LeaseConfig::default().edge_wait(Duration::from_secs(30));
+    let a = manager(Arc::new(store.clone()), lease);
+    let b = manager(Arc::new(store.clone()), lease);
+    let who = key_with_quota(&[&a, &b], "hopeless", 1_000).await;
+    // A holds a chunk (it granted some and keeps the rest for its next requests).
+    for _ in 0..200 {
+        a.consume_events(&who[0], 1).await.unwrap();
+    }
+    let started = std::time::Instant::now();
+    for huge in [5_000, u64::MAX] {
+        let err = b.consume_events(&who[1], huge).await.unwrap_err();
+        assert!(
+            matches!(err, Error::Auth(AuthError::QuotaExceeded { .. })),
+            "{err:?}"
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "waited for units that could not make it fit"
+    );
+    // What A holds is still A's to grant.
+    a.consume_events(&who[0], 1).await.unwrap();
+}

@@ -167,7 +167,12 @@ impl Meter {
                     .leased
                     .saturating_sub(a.unsettled.saturating_add(a.have));
                 let stalled = a.stalled_at == Some(lease.leased);
-                if others == 0 || stalled || Instant::now() >= deadline {
+                // Even if every unit held elsewhere came back, the request would not fit.
+                let hopeless = amount
+                    > limit
+                        .saturating_sub(lease.reserved())
+                        .saturating_add(others);
+                if others == 0 || hopeless || stalled || Instant::now() >= deadline {
                     if others > 0 && !stalled {
                         a.stalled_at = Some(lease.leased);
                     }
