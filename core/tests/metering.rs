@@ -22,6 +22,7 @@ use keyward_memory::MemoryStore;
 struct Counting {
     calls: Mutex<HashMap<&'static str, usize>>,
     fail_leases: AtomicBool,
+    fail_settles: AtomicBool,
 }
 
 impl Counting {
@@ -38,6 +39,9 @@ impl StoreHook for Hook {
         *self.0.calls.lock().unwrap().entry(method).or_insert(0) += 1;
         if method == "lease" && self.0.fail_leases.load(Ordering::SeqCst) {
             return Err(StoreError::backend("memory", "leases are failing"));
+        }
+        if method == "settle" && self.0.fail_settles.load(Ordering::SeqCst) {
+            return Err(StoreError::backend("memory", "settles are failing"));
         }
         Ok(())
     }
@@ -472,4 +476,28 @@ async fn a_batch_larger_than_what_could_come_back_is_refused_at_once() {
     );
     // What A holds is still A's to grant.
     a.consume_events(&who[0], 1).await.unwrap();
+}
+
+#[tokio::test]
+async fn units_a_failed_settle_could_not_write_are_kept_and_settled_later() {
+    let counting = Arc::new(Counting::default());
+    let store = Arc::new(Wrapped::with_hook(
+        Arc::new(MemoryStore::new()),
+        Hook(Arc::clone(&counting)),
+    ));
+    let m = manager(store.clone(), LeaseConfig::default());
+    let who = key_with_quota(&[&m], "settle-fails", 1_000_000).await;
+    counting.fail_settles.store(true, Ordering::SeqCst);
+    for _ in 0..100 {
+        m.consume_events(&who[0], 1).await.unwrap();
+    }
+    assert!(matches!(m.flush_usage().await, Err(Error::Store(_))));
+    let p: Project = "settle-fails".parse().unwrap();
+    assert_eq!(m.project_usage(&p).await.unwrap().unwrap().used, 100);
+    let bucket = project_bucket(&m, "settle-fails");
+    assert_eq!(store.usage(&bucket).await.unwrap(), 0);
+    counting.fail_settles.store(false, Ordering::SeqCst);
+    m.shutdown().await.unwrap();
+    let counts = store.lease(&bucket, 0, 0, 1_000_000).await.unwrap();
+    assert_eq!((counts.used, counts.leased), (100, 0));
 }

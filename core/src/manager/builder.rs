@@ -208,6 +208,10 @@ impl KeyManagerBuilder {
             None => Hasher::new(self.hash_params)?,
         };
         let failure_log = LogThrottle::new(self.failure_log_interval, Arc::clone(&self.clock));
+        let meter = Arc::new(Meter::new(
+            self.metering,
+            LogThrottle::new(self.failure_log_interval, Arc::clone(&self.clock)),
+        ));
         let cache = match self.cache {
             Some(config) => Some(Arc::new(
                 VerifyCache::new(config, hasher.workers()).map_err(|e| InvalidValue {
@@ -247,7 +251,7 @@ impl KeyManagerBuilder {
                 verify_metrics: VerifyMetrics::new(),
                 usage_metrics: UsageMetrics::new(),
                 events: EventHub::new(self.events, self.event_sinks),
-                meter: Arc::new(Meter::new(self.metering)),
+                meter,
             }),
             actor: crate::audit::Actor::system(),
         })

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Instant;
 
 use crate::store::{Consumption, KeyStore, StoreError, UsageBucket};
+use crate::throttle::{Cause, LogThrottle};
 
 use super::allotment::{Allotment, Ordinal};
 use super::config::{LeaseConfig, Metering};
@@ -46,12 +47,14 @@ pub(crate) struct Meter {
     closed: AtomicBool,
     /// The settle timer, started by the first lease.
     ticker: Mutex<Option<tokio::task::AbortHandle>>,
+    /// Settle failures are logged at most once per interval.
+    log: LogThrottle,
 }
 
 type Store = Arc<dyn KeyStore>;
 
 impl Meter {
-    pub(crate) fn new(metering: Metering) -> Self {
+    pub(crate) fn new(metering: Metering, log: LogThrottle) -> Self {
         Self {
             config: match metering {
                 Metering::Leased(c) => Some(c),
@@ -60,6 +63,7 @@ impl Meter {
             slots: RwLock::new(HashMap::new()),
             closed: AtomicBool::new(false),
             ticker: Mutex::new(None),
+            log,
         }
     }
 
@@ -255,12 +259,19 @@ impl Meter {
                 let mut a = lock(&slot.state);
                 a.unsettled += spent;
                 a.have += returned;
-                tracing::warn!(counter = %bucket.counter, error = %e, "could not settle leased units; will retry");
                 first_error.get_or_insert(e);
             }
         }
         self.drop_idle(idle_after * 4);
-        first_error.map_or(Ok(()), Err)
+        match first_error {
+            None => Ok(()),
+            Some(e) => {
+                if let Some(suppressed) = self.log.admit(Cause::Store) {
+                    tracing::warn!(error = %e, suppressed, "could not settle leased quota units; they are kept and settled at the next try");
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Shutdown: no more leases; every granted unit settled and every held one given back.
