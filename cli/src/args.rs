@@ -176,7 +176,8 @@ pub(crate) struct IssueArgs {
     /// The key's own event quota per period, as LIMIT or LIMIT/PERIOD (e.g. 1000/day).
     #[arg(long)]
     pub quota: Option<String>,
-    /// A rate limit enforced per server process, as REQUESTS/SECONDS (e.g. 100/60).
+    /// The key's rate limit, as REQUESTS/SECONDS (e.g. 100/60); its burst is REQUESTS. It holds
+    /// across every instance on PostgreSQL (cluster mode), per process on SQLite.
     #[arg(long)]
     pub rate_limit: Option<String>,
 }
@@ -192,6 +193,11 @@ pub(crate) struct VerifyArgs {
     /// A scope the key must hold; repeat the option or separate with commas.
     #[arg(long = "scope", value_delimiter = ',')]
     pub scopes: Vec<Scope>,
+    /// Where the key's rate limit holds: `cluster` (shared with every instance on the store;
+    /// the default on PostgreSQL) or `per-process` (this command alone; the default on
+    /// SQLite).
+    #[arg(long, value_name = "MODE", env = "KEYWARD_RATE_LIMITS")]
+    pub rate_limits: Option<keyward::RateLimitMode>,
     /// Caught so that a key given as an argument is refused without being echoed.
     #[arg(hide = true)]
     pub misplaced_key: Option<String>,

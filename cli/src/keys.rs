@@ -24,6 +24,19 @@ pub(crate) async fn manager(
     serve: &[Environment],
     params: Option<HashParams>,
 ) -> Result<KeyManager, Failure> {
+    Ok(builder(db, prefix, serve, params)
+        .await?
+        .build()?
+        .acting_as(keyward_cli::cli_actor()))
+}
+
+/// The builder [`manager`] builds, for commands that change a setting first.
+pub(crate) async fn builder(
+    db: &str,
+    prefix: Prefix,
+    serve: &[Environment],
+    params: Option<HashParams>,
+) -> Result<keyward::KeyManagerBuilder, Failure> {
     let store: Arc<dyn KeyStore> = open_store(db).await?;
     let mut builder = KeyManager::builder_arc(store)
         .prefix(prefix)
@@ -31,7 +44,7 @@ pub(crate) async fn manager(
     for env in serve {
         builder = builder.serve(*env);
     }
-    Ok(builder.build()?.acting_as(keyward_cli::cli_actor()))
+    Ok(builder)
 }
 
 /// Prints the full key alone on stdout, so `KEY=$(keyward issue …)` captures exactly it.

@@ -10,7 +10,7 @@ use zeroize::Zeroizing;
 
 use crate::args::{KEY_VAR, VerifyArgs};
 use crate::failure::{EXIT_REJECTED, Failure};
-use crate::keys::manager;
+use crate::keys::builder;
 use crate::output::format_time;
 
 /// The key to verify: `$KEYWARD_KEY` if set and non-empty, else one line of stdin (its line
@@ -62,7 +62,11 @@ pub(crate) async fn verify(
         &format!("set ${KEY_VAR} or pipe the key on stdin"),
     )?;
     let presented = read_presented_key()?;
-    let manager = manager(db, prefix, &args.envs, Some(hash_params_from_env())).await?;
+    let mut builder = builder(db, prefix, &args.envs, Some(hash_params_from_env())).await?;
+    if let Some(mode) = args.rate_limits {
+        builder = builder.rate_limits(mode);
+    }
+    let manager = builder.build()?.acting_as(keyward_cli::cli_actor());
     let req = Requirements {
         scopes: args.scopes.into_iter().collect(),
         project: args.project,

@@ -858,3 +858,37 @@ async fn a_running_service_accepts_a_cli_key_and_sees_a_cli_revocation() {
     }
     service.shutdown().await.unwrap();
 }
+
+#[test]
+fn verify_takes_the_rate_limit_mode_and_refuses_an_unknown_one() {
+    let cli = Cli::new();
+    let key = cli.issue(&[
+        "--project",
+        "web",
+        "--env",
+        "dev",
+        "--scope",
+        "read",
+        "--rate-limit",
+        "2/60",
+    ]);
+    // Per process: each run has a fresh limiter. Cluster: the limiter in the file is shared
+    // by every run, two permits a minute.
+    for mode in [
+        "per-process",
+        "per-process",
+        "per-process",
+        "cluster",
+        "cluster",
+    ] {
+        let run = cli.verify(&key, &["--env", "dev", "--rate-limits", mode]);
+        assert_eq!(run.code, 0, "{mode}: {run:?}");
+    }
+    let run = cli.verify(&key, &["--env", "dev", "--rate-limits", "cluster"]);
+    assert_ne!(run.code, 0, "{run:?}");
+    assert!(run.stderr.contains("rate"), "{run:?}");
+    let run = cli.verify(&key, &["--env", "dev", "--rate-limits", "everywhere"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("per-process"), "{run:?}");
+    cli.assert_never_leaked(&key);
+}
