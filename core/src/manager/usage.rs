@@ -173,9 +173,13 @@ impl KeyManager {
         (counter.bucket(start), end)
     }
 
-    /// Counts `events` against the key's own quota and its project's quota (both atomic in
-    /// the store, shared by every instance). A batch that would cross either limit is refused
-    /// whole with [`AuthError::QuotaExceeded`] (HTTP 429), and nothing of it is counted.
+    /// Counts `events` against the key's own quota and its project's quota, whose budgets
+    /// live in the store and are shared by every instance (with [`Metering::Leased`], the
+    /// default, from units this instance reserved beforehand: docs/ARCHITECTURE.md,
+    /// "Metering"). A batch that would cross either limit is refused whole with
+    /// [`AuthError::QuotaExceeded`] (HTTP 429), and nothing of it is counted.
+    ///
+    /// [`Metering::Leased`]: crate::Metering::Leased
     ///
     /// # Errors
     /// [`Error::Auth`] with `QuotaExceeded`; [`Error::Store`] when the store fails.
