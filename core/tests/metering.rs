@@ -501,3 +501,18 @@ async fn units_a_failed_settle_could_not_write_are_kept_and_settled_later() {
     let counts = store.lease(&bucket, 0, 0, 1_000_000).await.unwrap();
     assert_eq!((counts.used, counts.leased), (100, 0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_never_misses_units_on_their_way_to_the_store() {
+    // Settle every millisecond, so reports keep meeting settles in flight.
+    let lease = LeaseConfig::default().settle_interval(Duration::from_millis(1));
+    let m = manager(Arc::new(MemoryStore::new()), lease);
+    let who = key_with_quota(&[&m], "in-flight", 1_000_000).await;
+    let p: Project = "in-flight".parse().unwrap();
+    for n in 1..=2_000u64 {
+        m.consume_events(&who[0], 1).await.unwrap();
+        if n % 10 == 0 {
+            assert_eq!(m.project_usage(&p).await.unwrap().unwrap().used, n);
+        }
+    }
+}

@@ -163,8 +163,7 @@ impl KeyManager {
     /// instance granted and has not settled yet (other instances' unsettled grants arrive
     /// within their settle interval).
     async fn used(&self, bucket: &UsageBucket) -> Result<u64, Error> {
-        let settled = self.inner.store.usage(bucket).await?;
-        Ok(settled.saturating_add(self.inner.meter.unsettled(bucket)))
+        Ok(self.inner.meter.used(&self.inner.store, bucket).await?)
     }
 
     /// The bucket of `counter` in the current period of `quota`, and when that period ends.

@@ -36,6 +36,9 @@ pub(crate) enum Taken {
 struct Slot {
     state: Mutex<Allotment>,
     refill: tokio::sync::Mutex<()>,
+    /// Held while granted units are on their way to the store (taken out of `unsettled`,
+    /// not yet in `used`), so that a report or a give-back never sees them in neither place.
+    settling: tokio::sync::Mutex<()>,
 }
 
 /// Quota and credit units of this instance (docs/ARCHITECTURE.md, "Metering").
@@ -200,13 +203,16 @@ impl Meter {
         bucket: &UsageBucket,
         amount: u64,
     ) -> Result<(), StoreError> {
-        let mut rest = amount;
-        if let Some(slot) = self.existing(bucket) {
+        let Some(slot) = self.existing(bucket) else {
+            return store.release(bucket, amount).await;
+        };
+        let _settling = slot.settling.lock().await;
+        let rest = {
             let mut a = lock(&slot.state);
-            let local = rest.min(a.unsettled);
+            let local = amount.min(a.unsettled);
             a.ungrant(local);
-            rest -= local;
-        }
+            amount - local
+        };
         // Units already settled (or consumed directly) are in the store's count.
         if rest > 0 {
             store.release(bucket, rest).await?;
@@ -214,10 +220,20 @@ impl Meter {
         Ok(())
     }
 
-    /// Units of `bucket` this instance granted and has not settled (usage reports add them).
-    pub(crate) fn unsettled(&self, bucket: &UsageBucket) -> u64 {
-        self.existing(bucket)
-            .map_or(0, |slot| lock(&slot.state).unsettled)
+    /// A bucket's count as this instance sees it: the store's settled count plus what this
+    /// instance granted and has not settled (never a unit on its way counted twice or not at
+    /// all).
+    pub(crate) async fn used(
+        &self,
+        store: &Store,
+        bucket: &UsageBucket,
+    ) -> Result<u64, StoreError> {
+        let Some(slot) = self.existing(bucket) else {
+            return store.usage(bucket).await;
+        };
+        let _settling = slot.settling.lock().await;
+        let settled = store.usage(bucket).await?;
+        Ok(settled.saturating_add(lock(&slot.state).unsettled))
     }
 
     /// Settles every granted unit; with `give_back`, returns every held unit too (and with
@@ -241,6 +257,7 @@ impl Meter {
             .unwrap_or_default();
         let mut first_error = None;
         for (bucket, slot) in slots {
+            let _settling = slot.settling.lock().await;
             let (spent, returned) = {
                 let mut a = lock(&slot.state);
                 let returned = match give_back {
@@ -297,6 +314,7 @@ impl Meter {
             Arc::new(Slot {
                 state: Mutex::new(Allotment::new(limit, Instant::now())),
                 refill: tokio::sync::Mutex::new(()),
+                settling: tokio::sync::Mutex::new(()),
             })
         }))
     }
