@@ -448,6 +448,51 @@ async fn the_cache_counts_hits_misses_revalidations_unknown_ids_and_stale_answer
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_rate_limited_key_counts_one_hit_per_verify_when_it_asks_for_cells() {
+    let mut rec = Recorded::new();
+    let m = rec.build(|| builder(memory()).rate_limits(keyward::RateLimitMode::cluster()));
+    let none = Requirements::none();
+    let (_, text) = issue(
+        &m,
+        limited(KeyLimits {
+            rate_limit: Some(keyward::RateLimit {
+                requests: 1_000_000,
+                per_seconds: 1,
+            }),
+            ..KeyLimits::default()
+        }),
+    )
+    .await;
+    let key = keyward::ApiKey::parse(&text).unwrap();
+    m.verify_key(&key, &none).await.unwrap();
+    rec.take();
+    // The two-step path a tower layer takes: the synchronous answer, else the future.
+    let mut asked = 0;
+    for _ in 0..200 {
+        match m.verify_cached(&key, &none) {
+            Some(outcome) => {
+                outcome.unwrap();
+            }
+            None => {
+                asked += 1;
+                m.verify_key(&key, &none).await.unwrap();
+            }
+        }
+    }
+    assert!(asked > 0, "the local cells never ran out");
+    let delta = rec.take();
+    assert_eq!(
+        delta.of(km::CACHE_TOTAL),
+        BTreeMap::from([("hit".to_owned(), 200)]),
+        "{asked} asks"
+    );
+    assert_eq!(
+        delta.of(km::VERIFY_TOTAL),
+        BTreeMap::from([("ok".to_owned(), 200)])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changes_reported_by_the_feed_count_invalidations_and_a_lost_feed_its_recovery() {
     let mut rec = Recorded::new();
     let down = Arc::new(AtomicBool::new(false));

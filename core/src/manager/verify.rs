@@ -47,6 +47,9 @@ impl KeyManager {
                 return outcome;
             }
             Warm::AskRateLimit(who) => {
+                if let Some(cache) = &self.inner.cache {
+                    cache.count(CacheResult::Hit);
+                }
                 // Boxed like the cold path: only a key whose cluster rate-limit cells ran
                 // out comes here, about once per chunk of cells.
                 let outcome = Box::pin(self.check_rate_limit(who)).await;
@@ -138,19 +141,28 @@ impl KeyManager {
         if entry.record().limits.credits.is_some() {
             return Warm::Cold;
         }
-        cache.count(CacheResult::Hit);
         let digest = cache.digest(key.secret_bytes());
         let who = match self.accept_warm(key, &entry, &digest, req) {
             Ok(who) => who,
-            Err(e) => return Warm::Decided(Err(e)),
+            Err(e) => {
+                cache.count(CacheResult::Hit);
+                return Warm::Decided(Err(e));
+            }
         };
         let Some(limit) = who.limits.rate_limit else {
+            cache.count(CacheResult::Hit);
             return Warm::Decided(Ok(who));
         };
-        // rate limits (ratelimit/): decided here unless cluster cells must be asked for.
+        // rate limits (ratelimit/): decided here unless cluster cells must be asked for. The
+        // hit is counted where the verification ends: here, or in `verify_key` after the ask
+        // (so a `verify_cached` answering `None` and the `verify_key` after it count one).
         match self.inner.rate_limiters.check_now(who.id, limit) {
-            Decision::Allowed => Warm::Decided(Ok(who)),
+            Decision::Allowed => {
+                cache.count(CacheResult::Hit);
+                Warm::Decided(Ok(who))
+            }
             Decision::Refused(retry_after) => {
+                cache.count(CacheResult::Hit);
                 Warm::Decided(Err(AuthError::RateLimited { retry_after }.into()))
             }
             Decision::Ask => Warm::AskRateLimit(who),
