@@ -1,8 +1,10 @@
 //! Test doubles: one forwarding wrapper, [`Wrapped`], and the hooks that make it a counting,
 //! guard-holding or failing store.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -24,11 +26,28 @@ pub trait StoreHook: Send + Sync + 'static {
     /// Whatever the hook decides.
     fn before(&self, method: &'static str) -> Result<(), StoreError>;
 
+    /// How long a call waits before it is forwarded and after the inner store answered
+    /// (default: not at all). Lets a test drop a caller while its write has not started, or
+    /// after it was made.
+    fn delay(&self, method: &'static str) -> Delay {
+        let _ = method;
+        Delay::default()
+    }
+
     /// The push change feed to hand out from `subscribe` instead of the inner store's
     /// (`None`, the default: forward to the inner store). Lets a test drive the feed.
     fn subscribe(&self) -> Option<tokio::sync::mpsc::Receiver<ChangeEvent>> {
         None
     }
+}
+
+/// Waits a [`StoreHook`] puts around one call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Delay {
+    /// Before the call is forwarded.
+    pub before: Duration,
+    /// After the inner store answered, before the answer is returned.
+    pub after: Duration,
 }
 
 /// A store that forwards every method to an inner store after a [`StoreHook`]. The one
@@ -59,27 +78,44 @@ impl<H> Wrapped<H> {
     }
 }
 
+impl<H: StoreHook> Wrapped<H> {
+    /// One forwarded call: the hook's check, its delays around the inner call.
+    async fn call<T>(
+        &self,
+        method: &'static str,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        self.hook.before(method)?;
+        let delay = self.hook.delay(method);
+        if !delay.before.is_zero() {
+            tokio::time::sleep(delay.before).await;
+        }
+        let answer = call.await;
+        if !delay.after.is_zero() {
+            tokio::time::sleep(delay.after).await;
+        }
+        answer
+    }
+}
+
 #[async_trait]
 impl<H: StoreHook> RecordStore for Wrapped<H> {
     async fn insert(&self, record: &KeyRecord, audit: &[AuditEntry]) -> Result<(), StoreError> {
-        self.hook.before("insert")?;
-        self.inner.insert(record, audit).await
+        self.call("insert", self.inner.insert(record, audit)).await
     }
     async fn insert_many(
         &self,
         records: &[KeyRecord],
         audit: &[AuditEntry],
     ) -> Result<(), StoreError> {
-        self.hook.before("insert_many")?;
-        self.inner.insert_many(records, audit).await
+        self.call("insert_many", self.inner.insert_many(records, audit))
+            .await
     }
     async fn get(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
-        self.hook.before("get")?;
-        self.inner.get(id).await
+        self.call("get", self.inner.get(id)).await
     }
     async fn list(&self, query: &ListQuery) -> Result<Vec<KeyRecord>, StoreError> {
-        self.hook.before("list")?;
-        self.inner.list(query).await
+        self.call("list", self.inner.list(query)).await
     }
     async fn update(
         &self,
@@ -87,8 +123,8 @@ impl<H: StoreHook> RecordStore for Wrapped<H> {
         change: &KeyChange,
         audit: &[AuditEntry],
     ) -> Result<Option<KeyRecord>, StoreError> {
-        self.hook.before("update")?;
-        self.inner.update(id, change, audit).await
+        self.call("update", self.inner.update(id, change, audit))
+            .await
     }
     async fn rotate(
         &self,
@@ -99,18 +135,20 @@ impl<H: StoreHook> RecordStore for Wrapped<H> {
         force: bool,
         audit: &[AuditEntry],
     ) -> Result<RotateOutcome, StoreError> {
-        self.hook.before("rotate")?;
-        self.inner
-            .rotate(old, successor, grace_end, now, force, audit)
-            .await
+        self.call(
+            "rotate",
+            self.inner
+                .rotate(old, successor, grace_end, now, force, audit),
+        )
+        .await
     }
     async fn record_usage(&self, used: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {
-        self.hook.before("record_usage")?;
-        self.inner.record_usage(used).await
+        self.call("record_usage", self.inner.record_usage(used))
+            .await
     }
     async fn changes_since(&self, revision: u64) -> Result<Changes, StoreError> {
-        self.hook.before("changes_since")?;
-        self.inner.changes_since(revision).await
+        self.call("changes_since", self.inner.changes_since(revision))
+            .await
     }
     async fn subscribe(
         &self,
@@ -131,12 +169,12 @@ impl<H: StoreHook> UsageStore for Wrapped<H> {
         amount: u64,
         limit: u64,
     ) -> Result<Consumption, StoreError> {
-        self.hook.before("consume")?;
-        self.inner.consume(bucket, amount, limit).await
+        self.call("consume", self.inner.consume(bucket, amount, limit))
+            .await
     }
     async fn release(&self, bucket: &UsageBucket, amount: u64) -> Result<(), StoreError> {
-        self.hook.before("release")?;
-        self.inner.release(bucket, amount).await
+        self.call("release", self.inner.release(bucket, amount))
+            .await
     }
     async fn lease(
         &self,
@@ -145,8 +183,8 @@ impl<H: StoreHook> UsageStore for Wrapped<H> {
         min: u64,
         limit: u64,
     ) -> Result<Lease, StoreError> {
-        self.hook.before("lease")?;
-        self.inner.lease(bucket, want, min, limit).await
+        self.call("lease", self.inner.lease(bucket, want, min, limit))
+            .await
     }
     async fn settle(
         &self,
@@ -154,27 +192,25 @@ impl<H: StoreHook> UsageStore for Wrapped<H> {
         spent: u64,
         returned: u64,
     ) -> Result<Lease, StoreError> {
-        self.hook.before("settle")?;
-        self.inner.settle(bucket, spent, returned).await
+        self.call("settle", self.inner.settle(bucket, spent, returned))
+            .await
     }
     async fn take_cells(&self, cells: &RateCells, want: u64) -> Result<u64, StoreError> {
-        self.hook.before("take_cells")?;
-        self.inner.take_cells(cells, want).await
+        self.call("take_cells", self.inner.take_cells(cells, want))
+            .await
     }
     async fn return_cells(&self, cells: &RateCells, n: u64) -> Result<(), StoreError> {
-        self.hook.before("return_cells")?;
-        self.inner.return_cells(cells, n).await
+        self.call("return_cells", self.inner.return_cells(cells, n))
+            .await
     }
     fn shared(&self) -> bool {
         self.inner.shared()
     }
     async fn usage(&self, bucket: &UsageBucket) -> Result<u64, StoreError> {
-        self.hook.before("usage")?;
-        self.inner.usage(bucket).await
+        self.call("usage", self.inner.usage(bucket)).await
     }
     async fn get_setting(&self, name: &str) -> Result<Option<serde_json::Value>, StoreError> {
-        self.hook.before("get_setting")?;
-        self.inner.get_setting(name).await
+        self.call("get_setting", self.inner.get_setting(name)).await
     }
     async fn put_setting(
         &self,
@@ -182,24 +218,23 @@ impl<H: StoreHook> UsageStore for Wrapped<H> {
         value: Option<&serde_json::Value>,
         audit: &[AuditEntry],
     ) -> Result<(), StoreError> {
-        self.hook.before("put_setting")?;
-        self.inner.put_setting(name, value, audit).await
+        self.call("put_setting", self.inner.put_setting(name, value, audit))
+            .await
     }
 }
 
 #[async_trait]
 impl<H: StoreHook> AuditStore for Wrapped<H> {
     async fn append_audit(&self, entry: &AuditEntry) -> Result<u64, StoreError> {
-        self.hook.before("append_audit")?;
-        self.inner.append_audit(entry).await
+        self.call("append_audit", self.inner.append_audit(entry))
+            .await
     }
     async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
-        self.hook.before("audit")?;
-        self.inner.audit(query).await
+        self.call("audit", self.inner.audit(query)).await
     }
     async fn prune_audit(&self, before: Timestamp) -> Result<u64, StoreError> {
-        self.hook.before("prune_audit")?;
-        self.inner.prune_audit(before).await
+        self.call("prune_audit", self.inner.prune_audit(before))
+            .await
     }
 }
 

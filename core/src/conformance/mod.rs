@@ -33,7 +33,8 @@ mod rotation_cases;
 mod store_cases;
 
 pub use doubles::{
-    CallCounter, CountingStore, DownSwitch, FailingStore, Guard, StoreHook, WithGuard, Wrapped,
+    CallCounter, CountingStore, Delay, DownSwitch, FailingStore, Guard, StoreHook, WithGuard,
+    Wrapped,
 };
 pub use helpers::{SAMPLE_PHC, fix_checksum, sample_record, secret_of, with_wrong_secret};
 pub use leaks::{

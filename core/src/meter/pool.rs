@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Instant;
 
-use crate::store::{Consumption, KeyStore, StoreError, UsageBucket};
+use crate::store::{Consumption, KeyStore, Lease, StoreError, UsageBucket, detached};
 use crate::throttle::{Cause, LogThrottle};
 
 use super::allotment::{Allotment, Ordinal};
@@ -94,80 +94,59 @@ impl Meter {
             }
         }
         self.start_ticker(store, config);
-        let refill = slot.refill.lock().await;
+        let refilling = slot.refill.lock().await;
         // Another task may have leased while this one waited.
         if let Some(ord) = lock(&slot.state).grant(amount, limit, Instant::now()) {
             return Ok(granted(ord));
         }
-        let (want, min, give_back) = {
-            let mut a = lock(&slot.state);
-            // Units leased under another limit go back before leasing under this one.
-            let give_back = if a.limit == limit {
-                0
-            } else {
-                std::mem::take(&mut a.have)
-            };
-            let (want, min) = a.next_lease(
-                amount,
-                Instant::now(),
-                config.horizon_length(),
-                config.max_chunk_units(),
-            );
-            (want, min, give_back)
-        };
-        if give_back > 0
-            && let Err(e) = store.settle(bucket, 0, give_back).await
-        {
-            lock(&slot.state).have += give_back;
-            return Err(e);
-        }
-        let lease = store.lease(bucket, want, min, limit).await?;
-        let held = {
-            let now = Instant::now();
-            let mut a = lock(&slot.state);
-            a.leased(&lease, limit, now);
-            if let Some(ord) = a.grant(amount, limit, now) {
-                return Ok(granted(ord));
+        let refilled = detached(refill(
+            Arc::clone(&slot),
+            Arc::clone(store),
+            bucket.clone(),
+            amount,
+            limit,
+            config,
+        ))
+        .await?;
+        drop(refilling);
+        match refilled {
+            Some(ord) => Ok(granted(ord)),
+            None => {
+                self.at_the_edge(store, &slot, bucket, amount, limit, config)
+                    .await
             }
-            // The free budget is smaller than the request: the edge.
-            std::mem::take(&mut a.have)
-        };
-        drop(refill);
-        self.at_the_edge(store, &slot, bucket, amount, limit, held, config)
-            .await
+        }
     }
 
-    /// A request the free budget cannot hold: gives back what this instance holds, then
-    /// leases exactly the request while other instances hold units (which they spend or give
-    /// back within a settle interval), up to the edge wait; refuses after that.
-    #[allow(clippy::too_many_arguments)]
+    /// A request the free budget cannot hold (this instance gave back what it held): leases
+    /// exactly the request while other instances hold units (which they spend or give back
+    /// within a settle interval), up to the edge wait; refuses after that.
     async fn at_the_edge(
         &self,
         store: &Store,
-        slot: &Slot,
+        slot: &Arc<Slot>,
         bucket: &UsageBucket,
         amount: u64,
         limit: u64,
-        held: u64,
         config: LeaseConfig,
     ) -> Result<Taken, StoreError> {
-        if held > 0
-            && let Err(e) = store.settle(bucket, 0, held).await
-        {
-            lock(&slot.state).have += held;
-            return Err(e);
-        }
         let deadline = Instant::now() + config.edge_wait_time();
         let poll = std::time::Duration::from_millis(5);
         loop {
-            let lease = store.lease(bucket, amount, amount, limit).await?;
+            let lease = match detached(lease_exactly(
+                Arc::clone(slot),
+                Arc::clone(store),
+                bucket.clone(),
+                amount,
+                limit,
+            ))
+            .await?
+            {
+                Ok(ord) => return Ok(granted(ord)),
+                Err(lease) => lease,
+            };
             {
                 let mut a = lock(&slot.state);
-                if lease.granted == amount {
-                    a.stalled_at = None;
-                    a.known_free = None;
-                    return Ok(granted(a.count(amount, Instant::now())));
-                }
                 // Units other instances hold (this one's granted, unsettled units are in
                 // `leased` too, but never come back).
                 let others = lease
@@ -206,18 +185,22 @@ impl Meter {
         let Some(slot) = self.existing(bucket) else {
             return store.release(bucket, amount).await;
         };
-        let _settling = slot.settling.lock().await;
-        let rest = {
-            let mut a = lock(&slot.state);
-            let local = amount.min(a.unsettled);
-            a.ungrant(local);
-            amount - local
-        };
-        // Units already settled (or consumed directly) are in the store's count.
-        if rest > 0 {
-            store.release(bucket, rest).await?;
-        }
-        Ok(())
+        let (store, bucket) = (Arc::clone(store), bucket.clone());
+        detached(async move {
+            let _settling = slot.settling.lock().await;
+            let rest = {
+                let mut a = lock(&slot.state);
+                let local = amount.min(a.unsettled);
+                a.ungrant(local);
+                amount - local
+            };
+            // Units already settled (or consumed directly) are in the store's count.
+            if rest > 0 {
+                store.release(&bucket, rest).await?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// A bucket's count as this instance sees it: the store's settled count plus what this
@@ -257,25 +240,15 @@ impl Meter {
             .unwrap_or_default();
         let mut first_error = None;
         for (bucket, slot) in slots {
-            let _settling = slot.settling.lock().await;
-            let (spent, returned) = {
-                let mut a = lock(&slot.state);
-                let returned = match give_back {
-                    Returning::All => std::mem::take(&mut a.have),
-                    Returning::Idle if a.last_grant.elapsed() >= idle_after => {
-                        std::mem::take(&mut a.have)
-                    }
-                    Returning::Idle | Returning::Nothing => 0,
-                };
-                (std::mem::take(&mut a.unsettled), returned)
-            };
-            if spent == 0 && returned == 0 {
-                continue;
-            }
-            if let Err(e) = store.settle(&bucket, spent, returned).await {
-                let mut a = lock(&slot.state);
-                a.unsettled += spent;
-                a.have += returned;
+            let settled = detached(settle_one(
+                slot,
+                Arc::clone(store),
+                bucket,
+                give_back,
+                idle_after,
+            ))
+            .await;
+            if let Err(e) = settled {
                 first_error.get_or_insert(e);
             }
         }
@@ -384,6 +357,116 @@ async fn settle_every(meter: Weak<Meter>, store: Store, config: LeaseConfig) {
         // Errors are logged per bucket and retried at the next tick.
         let _ = meter.settle(&store, Returning::Idle).await;
     }
+}
+
+/// Leases for `slot` (giving back first what was leased under another limit) and grants
+/// `amount` from it. When even that is not free, gives back everything held and answers
+/// `None`: the edge. Runs [`detached`]: units taken out of the allotment reach the store.
+async fn refill(
+    slot: Arc<Slot>,
+    store: Store,
+    bucket: UsageBucket,
+    amount: u64,
+    limit: u64,
+    config: LeaseConfig,
+) -> Result<Option<Ordinal>, StoreError> {
+    let (want, min, give_back) = {
+        let mut a = lock(&slot.state);
+        // Units leased under another limit go back before leasing under this one.
+        let give_back = if a.limit == limit {
+            0
+        } else {
+            std::mem::take(&mut a.have)
+        };
+        let (want, min) = a.next_lease(
+            amount,
+            Instant::now(),
+            config.horizon_length(),
+            config.max_chunk_units(),
+        );
+        (want, min, give_back)
+    };
+    return_held(&slot, &store, &bucket, give_back).await?;
+    let lease = store.lease(&bucket, want, min, limit).await?;
+    let held = {
+        let now = Instant::now();
+        let mut a = lock(&slot.state);
+        a.leased(&lease, limit, now);
+        if let Some(ord) = a.grant(amount, limit, now) {
+            return Ok(Some(ord));
+        }
+        // The free budget is smaller than the request: the edge.
+        std::mem::take(&mut a.have)
+    };
+    return_held(&slot, &store, &bucket, held).await?;
+    Ok(None)
+}
+
+/// Gives `held` units (taken out of the allotment) back to the store; on failure they are
+/// held again.
+async fn return_held(
+    slot: &Slot,
+    store: &Store,
+    bucket: &UsageBucket,
+    held: u64,
+) -> Result<(), StoreError> {
+    if held > 0
+        && let Err(e) = store.settle(bucket, 0, held).await
+    {
+        lock(&slot.state).have += held;
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// At the edge: leases exactly `amount` and grants it, or answers the store's counts. Runs
+/// [`detached`]: a lease granted is granted here.
+async fn lease_exactly(
+    slot: Arc<Slot>,
+    store: Store,
+    bucket: UsageBucket,
+    amount: u64,
+    limit: u64,
+) -> Result<Result<Ordinal, Lease>, StoreError> {
+    let lease = store.lease(&bucket, amount, amount, limit).await?;
+    if lease.granted != amount {
+        return Ok(Err(lease));
+    }
+    let mut a = lock(&slot.state);
+    a.stalled_at = None;
+    a.known_free = None;
+    Ok(Ok(a.count(amount, Instant::now())))
+}
+
+/// Settles one allotment under its `settling` lock (see [`Meter::settle`]). Runs
+/// [`detached`]: units taken out of the allotment reach the store, or are put back.
+async fn settle_one(
+    slot: Arc<Slot>,
+    store: Store,
+    bucket: UsageBucket,
+    give_back: Returning,
+    idle_after: std::time::Duration,
+) -> Result<(), StoreError> {
+    let _settling = slot.settling.lock().await;
+    let (spent, returned) = {
+        let mut a = lock(&slot.state);
+        let returned = match give_back {
+            Returning::All => std::mem::take(&mut a.have),
+            Returning::Idle if a.last_grant.elapsed() >= idle_after => std::mem::take(&mut a.have),
+            Returning::Idle | Returning::Nothing => 0,
+        };
+        (std::mem::take(&mut a.unsettled), returned)
+    };
+    if spent == 0 && returned == 0 {
+        return Ok(());
+    }
+    if let Err(e) = store.settle(&bucket, spent, returned).await {
+        let mut a = lock(&slot.state);
+        a.unsettled += spent;
+        a.have += returned;
+        return Err(e);
+    }
+    Ok(())
 }
 
 async fn direct(

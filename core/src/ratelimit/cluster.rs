@@ -34,7 +34,7 @@ use super::Decision;
 use super::local::RateLimiters;
 use crate::key::KeyId;
 use crate::quota::RateLimit;
-use crate::store::{Counter, KeyStore, RateCells, StoreError};
+use crate::store::{Counter, KeyStore, RateCells, StoreError, detached};
 use crate::throttle::{Cause, LogThrottle};
 use crate::time::Clock;
 
@@ -432,11 +432,29 @@ impl ClusterLimiter {
                 back.push((cells, n));
             }
         }
-        for (cells, n) in back {
-            if let Err(e) = self.store.return_cells(&cells.rate_cells(now), n).await {
-                self.return_failed(&e);
-            }
+        for e in self.return_all(back, now).await {
+            self.return_failed(&e);
         }
+    }
+
+    /// Gives `back` (cells taken out of their allotments) to the store, on its own task: a
+    /// sweep stopped half way (at shutdown) still returns them. Answers the failures.
+    async fn return_all(&self, back: Vec<(Arc<KeyCells>, u64)>, now: i64) -> Vec<StoreError> {
+        if back.is_empty() {
+            return Vec::new();
+        }
+        let store = Arc::clone(&self.store);
+        let returned = detached(async move {
+            let mut failed = Vec::new();
+            for (cells, n) in back {
+                if let Err(e) = store.return_cells(&cells.rate_cells(now), n).await {
+                    failed.push(e);
+                }
+            }
+            Ok(failed)
+        })
+        .await;
+        returned.unwrap_or_else(|e| vec![e])
     }
 
     /// Drops `cells` from the held list if it is still the key's.
@@ -462,15 +480,18 @@ impl ClusterLimiter {
             Err(_) => return Ok(()),
         };
         let now = self.now_micros();
+        let back = all
+            .into_iter()
+            .map(|cells| {
+                let n = cells.available.swap(0, Ordering::AcqRel);
+                (cells, n)
+            })
+            .filter(|(_, n)| *n > 0)
+            .collect();
         let mut result = Ok(());
-        for cells in all {
-            let n = cells.available.swap(0, Ordering::AcqRel);
-            if n > 0
-                && let Err(e) = self.store.return_cells(&cells.rate_cells(now), n).await
-            {
-                self.return_failed(&e);
-                result = Err(e);
-            }
+        for e in self.return_all(back, now).await {
+            self.return_failed(&e);
+            result = Err(e);
         }
         result
     }

@@ -17,6 +17,7 @@
 
 mod audit;
 pub mod audit_rows;
+mod detached;
 mod error;
 mod lease;
 mod record;
@@ -32,6 +33,7 @@ pub use record::{KeyChange, KeyLimits, KeyRecord, ListQuery, RotationConflict};
 pub use records::{ChangeEvent, Changes, DEFAULT_CHANGE_LOG_LEN, RecordStore, RotateOutcome};
 pub use usage::{Consumption, Counter, EventClaim, Setting, UsageBucket, UsageStore};
 
+pub(crate) use detached::detached;
 pub(crate) use timed::Timed;
 
 /// A complete key store: [`RecordStore`], [`UsageStore`] and [`AuditStore`]. Implement those
