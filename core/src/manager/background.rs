@@ -14,8 +14,8 @@ use crate::cache::{VerifyCache, establish, watch_changes};
 use crate::error::Error;
 use crate::key::KeyId;
 use crate::meter::Returning;
-use crate::store::KeyStore;
 use crate::store::StoreError;
+use crate::store::{KeyStore, detached};
 use crate::time::Timestamp;
 
 use super::KeyManager;
@@ -36,7 +36,14 @@ impl LastUsedBatch {
     }
 
     /// Writes the queued times in one store call; on failure they are kept for the next.
-    async fn flush(&self, store: &dyn KeyStore) -> Result<(), StoreError> {
+    /// Runs on its own task ([`detached`]): a flush stopped half way (the timer, at shutdown)
+    /// still writes the times it took.
+    async fn flush(self: &Arc<Self>, store: &Arc<dyn KeyStore>) -> Result<(), StoreError> {
+        let (batch, store) = (Arc::clone(self), Arc::clone(store));
+        detached(async move { batch.flush_now(store.as_ref()).await }).await
+    }
+
+    async fn flush_now(&self, store: &dyn KeyStore) -> Result<(), StoreError> {
         let batch: Vec<(KeyId, Timestamp)> = match self.pending.lock() {
             Ok(mut p) => p.drain().collect(),
             Err(_) => return Ok(()),
@@ -105,7 +112,7 @@ impl Background {
                     tick.tick().await;
                     loop {
                         tick.tick().await;
-                        if let Err(e) = last_used.flush(store.as_ref()).await {
+                        if let Err(e) = last_used.flush(&store).await {
                             tracing::warn!(error = %e, "could not record last-used times; will retry");
                         }
                     }
@@ -191,10 +198,7 @@ impl KeyManager {
             .meter
             .settle(&self.inner.store, Returning::Nothing)
             .await;
-        self.inner
-            .last_used
-            .flush(self.inner.store.as_ref())
-            .await?;
+        self.inner.last_used.flush(&self.inner.store).await?;
         Ok(settled?)
     }
 
