@@ -24,6 +24,9 @@ use super::KeyManager;
 #[derive(Debug, Default)]
 pub(super) struct LastUsedBatch {
     pending: Mutex<HashMap<KeyId, Timestamp>>,
+    /// Held from taking the queued times until the store has them: a flush (at shutdown)
+    /// waits for the one on its way, and returns after the times are written.
+    flushing: tokio::sync::Mutex<()>,
 }
 
 impl LastUsedBatch {
@@ -44,6 +47,7 @@ impl LastUsedBatch {
     }
 
     async fn flush_now(&self, store: &dyn KeyStore) -> Result<(), StoreError> {
+        let _flushing = self.flushing.lock().await;
         let batch: Vec<(KeyId, Timestamp)> = match self.pending.lock() {
             Ok(mut p) => p.drain().collect(),
             Err(_) => return Ok(()),

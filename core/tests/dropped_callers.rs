@@ -1,6 +1,7 @@
-//! Leased metering when a caller is dropped half way (docs/ARCHITECTURE.md, "Metering"): a
-//! client that hangs up while its lease is on the way, and a shutdown that stops the settle
-//! timer while a settle is on the way, lose no unit and strand none.
+//! Store writes whose caller is dropped half way (docs/ARCHITECTURE.md, "Metering"): a client
+//! that hangs up while its lease is on the way, and a shutdown that stops the settle timer
+//! while a settle is on the way, lose no unit and strand none; a shutdown that stops the
+//! last-used flush while it is on the way loses no time.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -10,7 +11,7 @@ use std::time::Duration;
 use keyward::conformance::{Delay, StoreHook, Wrapped};
 use keyward::{
     Counter, HashParams, Identity, IssueRequest, KeyManager, KeyStore, Lease, LeaseConfig,
-    Metering, Period, Project, Quota, Requirements, StoreError, UsageStore,
+    Metering, Period, Project, Quota, RecordStore, Requirements, StoreError, UsageStore,
 };
 use keyward_memory::MemoryStore;
 
@@ -124,4 +125,40 @@ async fn a_request_dropped_while_its_lease_is_answered_strands_nothing() {
     // The instance goes on metering.
     m.consume_events(&who, 1).await.unwrap();
     assert_eq!(counts(&memory, &m).await.used, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_while_the_timer_writes_last_used_times_loses_none() {
+    let slow = Slow {
+        method: "record_usage",
+        delay: Delay {
+            before: Duration::from_millis(150),
+            after: Duration::ZERO,
+        },
+    };
+    let memory = MemoryStore::new();
+    let store: Arc<dyn KeyStore> = Arc::new(Wrapped::with_hook(Arc::new(memory.clone()), slow));
+    let m = KeyManager::builder_arc(store)
+        .serve("dev".parse().unwrap())
+        .hash_params(HashParams::INSECURE_TEST_ONLY)
+        .usage_flush_interval(Duration::from_millis(10))
+        .build()
+        .unwrap();
+    let key = m
+        .issue(IssueRequest::new(
+            PROJECT.parse().unwrap(),
+            "dev".parse().unwrap(),
+        ))
+        .await
+        .unwrap();
+    m.verify(key.key.expose_secret(), &Requirements::none())
+        .await
+        .unwrap();
+    // The timer's flush has taken the time and waits before the store.
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    let record = memory.get(&key.record.id).await.unwrap().unwrap();
+    assert_eq!(record.last_used_at, None, "the flush is still on its way");
+    m.shutdown().await.unwrap();
+    let record = memory.get(&key.record.id).await.unwrap().unwrap();
+    assert!(record.last_used_at.is_some(), "the time was written");
 }
