@@ -1,7 +1,8 @@
 //! Store writes whose caller is dropped half way (docs/ARCHITECTURE.md, "Metering"): a client
 //! that hangs up while its lease is on the way, and a shutdown that stops the settle timer
 //! while a settle is on the way, lose no unit and strand none; a shutdown that stops the
-//! last-used flush while it is on the way loses no time.
+//! last-used flush while it is on the way loses no time, and one that stops the expiring-key
+//! sweep after its claim was made still emits the event.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -10,8 +11,9 @@ use std::time::Duration;
 
 use keyward::conformance::{Delay, StoreHook, Wrapped};
 use keyward::{
-    Counter, HashParams, Identity, IssueRequest, KeyManager, KeyStore, Lease, LeaseConfig,
-    Metering, Period, Project, Quota, RecordStore, Requirements, StoreError, UsageStore,
+    Counter, EventConfig, HashParams, Identity, IssueRequest, KeyEvent, KeyManager, KeyStore,
+    Lease, LeaseConfig, Metering, Period, Project, Quota, RecordStore, Requirements, StoreError,
+    UsageStore,
 };
 use keyward_memory::MemoryStore;
 
@@ -161,4 +163,43 @@ async fn a_shutdown_while_the_timer_writes_last_used_times_loses_none() {
     m.shutdown().await.unwrap();
     let record = memory.get(&key.record.id).await.unwrap().unwrap();
     assert!(record.last_used_at.is_some(), "the time was written");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_after_the_sweep_claimed_an_event_still_emits_it() {
+    // The claim (a consume with limit 1) is made at once and answered 150 ms later: shutdown
+    // stops the sweep in between. Another instance would find the event claimed.
+    let slow = Slow {
+        method: "consume",
+        delay: Delay {
+            before: Duration::ZERO,
+            after: Duration::from_millis(150),
+        },
+    };
+    let memory = MemoryStore::new();
+    let store: Arc<dyn KeyStore> = Arc::new(Wrapped::with_hook(Arc::new(memory.clone()), slow));
+    let m = KeyManager::builder_arc(store)
+        .serve("dev".parse().unwrap())
+        .hash_params(HashParams::INSECURE_TEST_ONLY)
+        .events(EventConfig::default().sweep_interval(Duration::from_secs(3600)))
+        .build()
+        .unwrap();
+    let key = m
+        .issue(
+            IssueRequest::new(PROJECT.parse().unwrap(), "dev".parse().unwrap())
+                .expires_in(Duration::from_secs(24 * 3600)),
+        )
+        .await
+        .unwrap();
+    let mut events = m.subscribe_events();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    m.shutdown().await.unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(2), events.recv())
+        .await
+        .expect("the claimed event is emitted")
+        .unwrap();
+    assert!(
+        matches!(event, KeyEvent::Expiring { key_id, .. } if key_id == key.record.id),
+        "{event:?}"
+    );
 }

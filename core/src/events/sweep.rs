@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::store::{Counter, EventClaim, KeyRecord, KeyStore, ListQuery, StoreError};
+use crate::store::{Counter, EventClaim, KeyRecord, KeyStore, ListQuery, StoreError, detached};
 use crate::time::{Clock, Timestamp};
 
 use super::event::KeyEvent;
@@ -26,17 +26,18 @@ pub(crate) async fn run_sweeps(
         if !shared.bus.listening() {
             continue;
         }
-        if let Err(e) = sweep(&shared, store.as_ref(), clock.now()).await {
+        if let Err(e) = sweep(&shared, &store, clock.now()).await {
             tracing::warn!(error = %e, "could not look for expiring keys; will retry");
         }
     }
 }
 
 /// One sweep at `now`: emits the expiring keys not claimed yet; answers how many this
-/// instance emitted.
+/// instance emitted. Each claim runs to its end on its own task ([`detached`]): a sweep
+/// stopped at shutdown never leaves an event claimed in the store and not emitted.
 pub(crate) async fn sweep(
-    shared: &Shared,
-    store: &dyn KeyStore,
+    shared: &Arc<Shared>,
+    store: &Arc<dyn KeyStore>,
     now: Timestamp,
 ) -> Result<usize, StoreError> {
     let Some(within) = shared.config.expiring_window() else {
@@ -59,7 +60,12 @@ pub(crate) async fn sweep(
                     environment: r.environment,
                     expires_at,
                 };
-                if shared.claim_and_emit(store, bucket, event).await {
+                let (shared, store) = (Arc::clone(shared), Arc::clone(store));
+                let claimed = detached(async move {
+                    Ok(shared.claim_and_emit(store.as_ref(), bucket, event).await)
+                })
+                .await;
+                if claimed.unwrap_or(false) {
                     emitted += 1;
                 }
             }

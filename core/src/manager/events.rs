@@ -58,7 +58,7 @@ impl KeyManager {
             return Ok(0);
         }
         let shared = self.inner.events.shared();
-        Ok(sweep(shared, self.inner.store.as_ref(), self.now()).await?)
+        Ok(sweep(shared, &self.inner.store, self.now()).await?)
     }
 
     /// Starts the expiring-key sweep if it is not running (on the current Tokio runtime).
