@@ -203,3 +203,26 @@ async fn a_shutdown_after_the_sweep_claimed_an_event_still_emits_it() {
         "{event:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_whose_lease_lands_after_shutdown_settles_it() {
+    // The lease waits 100 ms before the store: shutdown settles and closes in between, and
+    // the request's lease arrives after.
+    let slow = Slow {
+        method: "lease",
+        delay: Delay {
+            before: Duration::from_millis(100),
+            after: Duration::ZERO,
+        },
+    };
+    let (memory, m, who) = metered(slow, Duration::from_millis(10)).await;
+    let request = {
+        let (m, who) = (m.clone(), who.clone());
+        tokio::spawn(async move { m.consume_events(&who, 1).await })
+    };
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    m.shutdown().await.unwrap();
+    request.await.unwrap().unwrap();
+    let after = counts(&memory, &m).await;
+    assert_eq!((after.used, after.leased), (1, 0));
+}

@@ -109,12 +109,36 @@ impl Meter {
         ))
         .await?;
         drop(refilling);
-        match refilled {
+        let taken = match refilled {
             Some(ord) => Ok(granted(ord)),
             None => {
                 self.at_the_edge(store, &slot, bucket, amount, limit, config)
                     .await
             }
+        };
+        self.settle_if_closed(store, &slot, bucket).await;
+        taken
+    }
+
+    /// A take that leased while [`Meter::close`] ran (it passed the closed check before):
+    /// nothing settles after close, so this take settles its allotment and gives back what it
+    /// holds itself.
+    async fn settle_if_closed(&self, store: &Store, slot: &Arc<Slot>, bucket: &UsageBucket) {
+        if !self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let settled = detached(settle_one(
+            Arc::clone(slot),
+            Arc::clone(store),
+            bucket.clone(),
+            Returning::All,
+            std::time::Duration::ZERO,
+        ))
+        .await;
+        if let Err(e) = settled
+            && let Some(suppressed) = self.log.admit(Cause::Store)
+        {
+            tracing::warn!(error = %e, suppressed, "could not settle leased quota units after shutdown");
         }
     }
 
