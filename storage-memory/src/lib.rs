@@ -270,14 +270,9 @@ impl UsageStore for MemoryStore {
     ) -> Result<Lease, StoreError> {
         let mut s = self.lock()?;
         let (used, leased) = s.usage.entry(bucket.clone()).or_insert((0, 0));
-        let free = limit.saturating_sub(used.saturating_add(*leased));
-        let granted = keyward::store::rows::lease_grant(free, want, min);
-        *leased += granted;
-        Ok(Lease {
-            granted,
-            used: *used,
-            leased: *leased,
-        })
+        let lease = Lease::grant(limit, *used, *leased, want, min);
+        *leased = lease.leased;
+        Ok(lease)
     }
 
     async fn settle(

@@ -2,7 +2,7 @@
 //! ([`UsageStore`]; `keyward_usage`, `keyward_rate`, `keyward_settings`; docs/ARCHITECTURE.md,
 //! "Metering").
 
-use keyward::store::rows::{from_sql_int, lease_grant, to_sql_int};
+use keyward::store::rows::{from_sql_int, to_sql_int};
 use keyward::{
     AuditEntry, Consumption, Lease, RateCells, StoreError, UsageBucket, UsageStore, async_trait,
 };
@@ -105,26 +105,19 @@ impl UsageStore for PostgresStore {
             .await
             .map_err(backend)?;
         let (used, leased) = counts_of(counts)?;
-        let free = limit
-            .min(MAX_COUNT)
-            .saturating_sub(used.saturating_add(leased));
-        // `granted <= free`, so `used + leased` stays within the limit and i64::MAX.
-        let granted = lease_grant(free, want, min);
-        if granted > 0 {
+        // Within the limit and i64::MAX.
+        let lease = Lease::grant(limit.min(MAX_COUNT), used, leased, want, min);
+        if lease.granted > 0 {
             sqlx::query(SET_LEASED)
                 .bind(counter)
                 .bind(start)
-                .bind(to_sql_int(leased + granted))
+                .bind(to_sql_int(lease.leased))
                 .execute(&mut *tx)
                 .await
                 .map_err(backend)?;
         }
         tx.commit().await.map_err(backend)?;
-        Ok(Lease {
-            granted,
-            used,
-            leased: leased + granted,
-        })
+        Ok(lease)
     }
 
     #[tracing::instrument(skip_all, fields(counter = %bucket.counter, spent, returned))]

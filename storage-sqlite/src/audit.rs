@@ -6,8 +6,9 @@
 use keyward::store::audit_rows::{AuditRow, StoredAudit, append_statement, audit_statement};
 use keyward::store::rows::{Param, Placeholders, from_sql_int};
 use keyward::{AuditEntry, AuditQuery, AuditStore, StoreError, Timestamp, async_trait};
-use rusqlite::{Connection, TransactionBehavior, params};
+use rusqlite::{Connection, params};
 
+use crate::pool::begin_immediate;
 use crate::row::{backend, value};
 use crate::{STORE, SqliteStore};
 
@@ -44,9 +45,7 @@ impl AuditStore for SqliteStore {
         let entries = pending(std::slice::from_ref(entry));
         let seq = self
             .write(move |conn| {
-                let tx = conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .map_err(backend)?;
+                let tx = begin_immediate(conn)?;
                 let seq = append(&tx, entries)?;
                 tx.commit().map_err(backend)?;
                 Ok(seq)

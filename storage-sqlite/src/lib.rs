@@ -24,13 +24,13 @@ use keyward::{
     StoreError, Timestamp, async_trait,
 };
 use rusqlite::types::Value;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 pub use crate::error::SqliteError;
 #[allow(deprecated)]
 pub use crate::error::SqliteStoreError;
 pub use crate::options::SqliteOptions;
-use crate::pool::Pool;
+use crate::pool::{Pool, begin_immediate};
 use crate::row::{backend, decode_record, value};
 
 pub(crate) const STORE: &str = "sqlite";
@@ -394,9 +394,7 @@ impl RecordStore for SqliteStore {
         let audit = audit::pending(audit);
         self.write(move |conn| {
             // One transaction: the row, its change-log entry and its audit entry, or none.
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(backend)?;
+            let tx = begin_immediate(conn)?;
             insert_row(&tx, id, row)?;
             log_changes(&tx, [id], keep)?;
             audit::append(&tx, audit)?;
@@ -419,9 +417,7 @@ impl RecordStore for SqliteStore {
         let keep = to_sql_int(self.inner.change_log_len);
         self.write(move |conn| {
             // One transaction: a duplicate id anywhere inserts none of the batch.
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(backend)?;
+            let tx = begin_immediate(conn)?;
             let mut ids = Vec::with_capacity(rows.len());
             for (id, row) in rows {
                 insert_row(&tx, id, row)?;
@@ -468,9 +464,7 @@ impl RecordStore for SqliteStore {
         let change = ChangeRow::from_change(change, STORE)?;
         let keep = to_sql_int(self.inner.change_log_len);
         self.write(move |conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(backend)?;
+            let tx = begin_immediate(conn)?;
             let mut sets: Vec<&str> = Vec::new();
             let mut args: Vec<Value> = Vec::new();
             let mut set = |column: &'static str, v: Value| {
@@ -545,9 +539,7 @@ impl RecordStore for SqliteStore {
         let (successor_id, row) = (successor.id, RecordRow::from_record(successor, STORE)?);
         let keep = to_sql_int(self.inner.change_log_len);
         self.write(move |conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(backend)?;
+            let tx = begin_immediate(conn)?;
             let current = get_record(&tx, &old)?;
             let replaced = match RotateOutcome::decide(current, successor_id, grace_end, now, force)
             {
@@ -581,9 +573,7 @@ impl RecordStore for SqliteStore {
         }
         let used = used.to_vec();
         self.write(move |conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(backend)?;
+            let tx = begin_immediate(conn)?;
             {
                 let mut stmt = tx
                     .prepare_cached(

@@ -98,3 +98,13 @@ impl Drop for Lease {
         }
     }
 }
+
+/// Begins a write transaction that takes the database's write lock before its first read
+/// (`BEGIN IMMEDIATE`): no other connection or process changes what it reads before it
+/// commits.
+pub(crate) fn begin_immediate(
+    conn: &mut Connection,
+) -> Result<rusqlite::Transaction<'_>, StoreError> {
+    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(crate::row::backend)
+}

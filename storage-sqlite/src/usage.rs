@@ -2,12 +2,13 @@
 //! ([`UsageStore`]; `keyward_usage`, `keyward_rate`, `keyward_settings`; docs/ARCHITECTURE.md,
 //! "Metering"). Every write is one `BEGIN IMMEDIATE` transaction.
 
-use keyward::store::rows::{from_sql_int, lease_grant, to_sql_int};
+use keyward::store::rows::{from_sql_int, to_sql_int};
 use keyward::{
     AuditEntry, Consumption, Lease, RateCells, StoreError, UsageBucket, UsageStore, async_trait,
 };
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::pool::begin_immediate;
 use crate::row::backend;
 use crate::{STORE, SqliteStore, audit};
 
@@ -92,9 +93,7 @@ impl UsageStore for SqliteStore {
     ) -> Result<Consumption, StoreError> {
         let bucket = bucket.clone();
         self.write(move |conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(backend)?;
+            let tx = begin_immediate(conn)?;
             let (used, leased) = read_counts(&tx, &bucket)?;
             // Leased units count against the limit. SQLite integers are signed: a total
             // beyond i64::MAX is refused like one beyond the limit.
@@ -129,24 +128,15 @@ impl UsageStore for SqliteStore {
             });
         }
         self.write(move |conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(backend)?;
+            let tx = begin_immediate(conn)?;
             let (used, leased) = read_counts(&tx, &bucket)?;
-            let free = limit
-                .min(MAX_COUNT)
-                .saturating_sub(used.saturating_add(leased));
-            // `granted <= free`, so `used + leased` stays within the limit and i64::MAX.
-            let granted = lease_grant(free, want, min);
-            if granted > 0 {
-                write_counts(&tx, &bucket, used, leased + granted)?;
+            // Within the limit and i64::MAX.
+            let lease = Lease::grant(limit.min(MAX_COUNT), used, leased, want, min);
+            if lease.granted > 0 {
+                write_counts(&tx, &bucket, used, lease.leased)?;
                 tx.commit().map_err(backend)?;
             }
-            Ok(Lease {
-                granted,
-                used,
-                leased: leased + granted,
-            })
+            Ok(lease)
         })
         .await
     }
@@ -159,9 +149,7 @@ impl UsageStore for SqliteStore {
     ) -> Result<Lease, StoreError> {
         let bucket = bucket.clone();
         self.write(move |conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(backend)?;
+            let tx = begin_immediate(conn)?;
             let (used, leased) = read_counts(&tx, &bucket)?;
             let after = (
                 used.saturating_add(spent).min(MAX_COUNT),
@@ -186,9 +174,7 @@ impl UsageStore for SqliteStore {
         }
         let cells = cells.clone();
         self.write(move |conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(backend)?;
+            let tx = begin_immediate(conn)?;
             let tat = read_tat(&tx, &cells.name)?;
             let taken = cells.free_at(tat).min(want);
             if taken > 0 {
@@ -206,9 +192,7 @@ impl UsageStore for SqliteStore {
         }
         let cells = cells.clone();
         self.write(move |conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(backend)?;
+            let tx = begin_immediate(conn)?;
             // A limiter with no row has nothing taken to give back.
             if let Some(tat) = read_tat(&tx, &cells.name)? {
                 write_tat(&tx, &cells.name, cells.tat_after_returning(Some(tat), n))?;
@@ -272,9 +256,7 @@ impl UsageStore for SqliteStore {
         let audit = audit::pending(audit);
         self.write(move |conn| {
             // One transaction: the setting and its audit entry, or neither.
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(backend)?;
+            let tx = begin_immediate(conn)?;
             match value {
                 Some(v) => tx
                     .prepare_cached(

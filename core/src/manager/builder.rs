@@ -207,11 +207,10 @@ impl KeyManagerBuilder {
             Some(h) => h,
             None => Hasher::new(self.hash_params)?,
         };
-        let failure_log = LogThrottle::new(self.failure_log_interval, Arc::clone(&self.clock));
-        let meter = Arc::new(Meter::new(
-            self.metering,
-            LogThrottle::new(self.failure_log_interval, Arc::clone(&self.clock)),
-        ));
+        // Each part throttles its own failure log lines.
+        let log_throttle = || LogThrottle::new(self.failure_log_interval, Arc::clone(&self.clock));
+        let failure_log = log_throttle();
+        let meter = Arc::new(Meter::new(self.metering, log_throttle()));
         let cache = match self.cache {
             Some(config) => Some(Arc::new(
                 VerifyCache::new(config, hasher.workers()).map_err(|e| InvalidValue {
@@ -231,7 +230,7 @@ impl KeyManagerBuilder {
             rate_mode,
             Arc::clone(&self.clock),
             Arc::clone(&store),
-            LogThrottle::new(self.failure_log_interval, Arc::clone(&self.clock)),
+            log_throttle(),
         );
         Ok(KeyManager {
             inner: Arc::new(Inner {

@@ -142,31 +142,24 @@ impl KeyManager {
             return Warm::Cold;
         }
         let digest = cache.digest(key.secret_bytes());
-        let who = match self.accept_warm(key, &entry, &digest, req) {
-            Ok(who) => who,
-            Err(e) => {
-                cache.count(CacheResult::Hit);
-                return Warm::Decided(Err(e));
-            }
-        };
-        let Some(limit) = who.limits.rate_limit else {
-            cache.count(CacheResult::Hit);
-            return Warm::Decided(Ok(who));
-        };
         // rate limits (ratelimit/): decided here unless cluster cells must be asked for. The
         // hit is counted where the verification ends: here, or in `verify_key` after the ask
         // (so a `verify_cached` answering `None` and the `verify_key` after it count one).
-        match self.inner.rate_limiters.check_now(who.id, limit) {
-            Decision::Allowed => {
-                cache.count(CacheResult::Hit);
-                Warm::Decided(Ok(who))
+        let outcome = match self.accept_warm(key, &entry, &digest, req) {
+            Ok(who) => {
+                let limit = who.limits.rate_limit;
+                match limit.map(|limit| self.inner.rate_limiters.check_now(who.id, limit)) {
+                    None | Some(Decision::Allowed) => Ok(who),
+                    Some(Decision::Refused(retry_after)) => {
+                        Err(AuthError::RateLimited { retry_after }.into())
+                    }
+                    Some(Decision::Ask) => return Warm::AskRateLimit(who),
+                }
             }
-            Decision::Refused(retry_after) => {
-                cache.count(CacheResult::Hit);
-                Warm::Decided(Err(AuthError::RateLimited { retry_after }.into()))
-            }
-            Decision::Ask => Warm::AskRateLimit(who),
-        }
+            Err(e) => Err(e),
+        };
+        cache.count(CacheResult::Hit);
+        Warm::Decided(outcome)
     }
 
     /// The checks that need only the key text: prefix and environment.

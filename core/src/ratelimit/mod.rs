@@ -171,18 +171,10 @@ pub(crate) enum Decision {
 }
 
 /// The manager's rate limits, in the mode it was built with.
+#[derive(Debug)]
 pub(crate) enum RateLimits {
     PerProcess(RateLimiters),
     Cluster(Arc<ClusterLimiter>),
-}
-
-impl fmt::Debug for RateLimits {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RateLimits::PerProcess(l) => f.debug_tuple("PerProcess").field(l).finish(),
-            RateLimits::Cluster(l) => f.debug_tuple("Cluster").field(l).finish(),
-        }
-    }
 }
 
 impl RateLimits {

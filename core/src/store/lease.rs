@@ -24,6 +24,34 @@ pub struct Lease {
 }
 
 impl Lease {
+    /// The one rule of how much a lease grants, for stores: with `used` and `leased` read
+    /// under the bucket's lock, reserves `want` units if that many of `limit − used − leased`
+    /// are free, else all that are free if that is at least `min`, else none. Answers the
+    /// lease with the counts to write back (`leased` grows by `granted`, and `used + leased`
+    /// stays within `limit`).
+    ///
+    /// ```
+    /// use keyward::Lease;
+    /// assert_eq!(Lease::grant(100, 50, 40, 5, 1), Lease { granted: 5, used: 50, leased: 45 });
+    /// assert_eq!(Lease::grant(100, 50, 46, 10, 1).granted, 4);
+    /// assert_eq!(Lease::grant(100, 50, 46, 10, 5).granted, 0);
+    /// ```
+    pub fn grant(limit: u64, used: u64, leased: u64, want: u64, min: u64) -> Lease {
+        let free = limit.saturating_sub(used.saturating_add(leased));
+        let granted = if free >= want {
+            want
+        } else if free >= min {
+            free
+        } else {
+            0
+        };
+        Lease {
+            granted,
+            used,
+            leased: leased + granted,
+        }
+    }
+
     /// `used + leased`: how much of the budget is spent or reserved.
     pub fn reserved(&self) -> u64 {
         self.used.saturating_add(self.leased)

@@ -668,26 +668,6 @@ pub fn to_sql_int(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// How many units [`UsageStore::lease`](crate::UsageStore::lease) grants when `free` units
-/// of the budget are left: `want` if they are free, else all that are free if that is at
-/// least `min`, else none.
-///
-/// ```
-/// use keyward::store::rows::lease_grant;
-/// assert_eq!(lease_grant(100, 10, 1), 10);
-/// assert_eq!(lease_grant(4, 10, 1), 4);
-/// assert_eq!(lease_grant(4, 10, 5), 0);
-/// ```
-pub fn lease_grant(free: u64, want: u64, min: u64) -> u64 {
-    if free >= want {
-        want
-    } else if free >= min {
-        free
-    } else {
-        0
-    }
-}
-
 /// A revision or count read back from a signed 64-bit SQL integer.
 ///
 /// ```
